@@ -1,0 +1,1 @@
+"""Subcommands of the ``nowcast`` CLI; each module defines ``HELP`` and ``main(argv)``."""

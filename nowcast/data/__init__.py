@@ -1,0 +1,1 @@
+"""Stores -> windows as tensors: transforms, window index, Dataset, DataModule, synthetic events."""

@@ -1,0 +1,1 @@
+"""Streaming verification scores, per lead time, with masked pixels excluded; reports."""

@@ -1,0 +1,168 @@
+"""The rain store's schema: one CF-conventions ``xarray.Dataset`` per radar grid.
+
+Every store that ``nowcast ingest`` (or the synthetic-event generator) writes looks like::
+
+    <xarray.Dataset>
+    Dimensions:         (time, y, x)
+    Coordinates:
+        time            (time)   datetime64[ns]     frame valid time, UTC
+        y               (y)      float64            projection_y_coordinate, m
+        x               (x)      float64            projection_x_coordinate, m
+    Data variables:
+        rain_rate       (time, y, x) float32        mm h-1, NaN outside radar coverage
+        crs             ()       int32              CF grid mapping (attributes from pyproj)
+        source_file     (time)   <U                 provenance: raw file the frame came from
+        rain_fraction   (time)   float32            fraction of covered pixels >= 0.5 mm/h
+    Attributes: Conventions, title, source, product, conversion, pixel_size_m,
+                timestep_minutes, history
+
+Reading and writing stores goes through this module so the names live in one place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+RAIN = "rain_rate"
+CRS = "crs"
+SOURCE_FILE = "source_file"
+RAIN_FRACTION = "rain_fraction"
+#: threshold (mm/h) used for the per-frame ``rain_fraction`` summary
+RAIN_FRACTION_THRESHOLD_MM_H = 0.5
+CONVENTIONS = "CF-1.10"
+
+
+class StoreError(ValueError):
+    """A store or a frame that does not follow the schema (wrong grid, bad times, ...)."""
+
+
+def crs_attributes(crs: Any) -> dict[str, Any]:
+    """CF grid-mapping attributes for anything ``pyproj.CRS.from_user_input`` accepts."""
+    from pyproj import CRS as ProjCRS
+
+    proj = ProjCRS.from_user_input(crs)
+    attrs = proj.to_cf()
+    attrs["crs_wkt"] = proj.to_wkt()
+    # netCDF attributes cannot hold None or nested containers
+    return {k: v for k, v in attrs.items() if v is not None and not isinstance(v, dict)}
+
+
+def rain_fraction(rain: np.ndarray) -> np.ndarray:
+    """Fraction of covered (finite) pixels at or above 0.5 mm/h, per frame. ``rain``: (T, H, W)."""
+    covered = np.isfinite(rain)
+    n = covered.sum(axis=(-2, -1))
+    wet = (np.nan_to_num(rain, nan=0.0) >= RAIN_FRACTION_THRESHOLD_MM_H).sum(axis=(-2, -1))
+    return np.where(n > 0, wet / np.maximum(n, 1), 0.0).astype(np.float32)
+
+
+def make_rain_dataset(
+    rain: np.ndarray,
+    time: Sequence[np.datetime64] | np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    crs: Any,
+    source_files: Sequence[str],
+    attrs: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Build a schema-conforming dataset.
+
+    Args:
+        rain: (T, H, W) rain rate in mm/h, NaN outside coverage.
+        time: (T,) valid times (UTC, naive datetime64).
+        x, y: (W,), (H,) pixel-centre projected coordinates in metres.
+        crs: anything pyproj understands (proj4 string, EPSG code, WKT).
+        source_files: (T,) raw file name per frame (provenance).
+        attrs: extra global attributes (source, product, conversion, ...).
+    """
+    rain = np.asarray(rain, dtype=np.float32)
+    if rain.ndim != 3:
+        raise StoreError(f"rain must be (time, y, x), got shape {rain.shape}")
+    times = np.asarray(time, dtype="datetime64[ns]")
+    if not (len(times) == rain.shape[0] == len(source_files)):
+        raise StoreError("time, rain and source_files disagree on the number of frames")
+    if rain.shape[1:] != (len(y), len(x)):
+        raise StoreError(f"rain frame shape {rain.shape[1:]} != (len(y), len(x)) = {(len(y), len(x))}")
+    dx = float(np.abs(np.diff(x[:2]))[0]) if len(x) > 1 else float("nan")
+    ds = xr.Dataset(
+        data_vars={
+            RAIN: (
+                ("time", "y", "x"),
+                rain,
+                {
+                    "standard_name": "lwe_precipitation_rate",
+                    "long_name": "rain rate",
+                    "units": "mm h-1",
+                    "grid_mapping": CRS,
+                    "comment": "NaN outside radar coverage; rates below 0.1 mm/h set to 0",
+                },
+            ),
+            CRS: ((), np.int32(0), crs_attributes(crs)),
+            SOURCE_FILE: (("time",), np.asarray(source_files, dtype=str), {"long_name": "raw input file"}),
+            RAIN_FRACTION: (
+                ("time",),
+                rain_fraction(rain),
+                {
+                    "long_name": f"fraction of covered pixels >= {RAIN_FRACTION_THRESHOLD_MM_H} mm/h",
+                    "units": "1",
+                },
+            ),
+        },
+        coords={
+            "time": ("time", times, {"standard_name": "time", "long_name": "valid time (UTC)"}),
+            "y": ("y", np.asarray(y, dtype=np.float64),
+                  {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}),
+            "x": ("x", np.asarray(x, dtype=np.float64),
+                  {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}),
+        },
+        attrs={
+            "Conventions": CONVENTIONS,
+            "title": "radar rain-rate composite",
+            "pixel_size_m": dx,
+            "history": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} created by nowcast",
+            **(attrs or {}),
+        },
+    )
+    return ds
+
+
+def grid_signature(ds: xr.Dataset) -> tuple:
+    """What must match for two datasets to share a store: CRS and pixel-centre coordinates."""
+    wkt = ds[CRS].attrs.get("crs_wkt", "")
+    return (wkt, ds.sizes["y"], ds.sizes["x"],
+            round(float(ds.x[0]), 3), round(float(ds.y[0]), 3),
+            round(float(ds.x[-1]), 3), round(float(ds.y[-1]), 3))
+
+
+def validate_rain_dataset(ds: xr.Dataset) -> None:
+    """Raise :class:`StoreError` naming every way ``ds`` breaks the schema."""
+    problems = []
+    for name in (RAIN, CRS):
+        if name not in ds.variables:
+            problems.append(f"missing variable {name!r}")
+    for dim in ("time", "y", "x"):
+        if dim not in ds.dims:
+            problems.append(f"missing dimension {dim!r}")
+    if not problems:
+        if ds[RAIN].dims != ("time", "y", "x"):
+            problems.append(f"{RAIN} dims are {ds[RAIN].dims}, expected ('time', 'y', 'x')")
+        t = ds.time.values
+        if len(t) > 1 and not (np.diff(t) > np.timedelta64(0, "ns")).all():
+            problems.append("time is not strictly increasing (duplicate or unsorted frames)")
+    if problems:
+        raise StoreError("; ".join(problems))
+
+
+def timestep(ds: xr.Dataset) -> np.timedelta64:
+    """The store's nominal time step: the most common difference between frame times."""
+    if "timestep_minutes" in ds.attrs:
+        return np.timedelta64(int(round(float(ds.attrs["timestep_minutes"]) * 60)), "s")
+    d = np.diff(ds.time.values)
+    if len(d) == 0:
+        raise StoreError("cannot infer the time step of a store with one frame")
+    vals, counts = np.unique(d, return_counts=True)
+    return vals[np.argmax(counts)].astype("timedelta64[s]")

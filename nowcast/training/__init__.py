@@ -1,0 +1,1 @@
+"""LightningModules that train learned forecasters (kept apart from the networks)."""

@@ -1,0 +1,85 @@
+"""The shared base of every learned forecaster's training: one validation metric for all.
+
+Subclasses (diffusion, ConvLSTM, SimVP, cGAN, the adversarial sampler stage) implement
+
+- ``training_loss(batch) -> Tensor`` (or override ``training_step`` for GAN-style manual
+  optimisation), and
+- ``to_forecaster() -> Forecaster``: the current weights behind the Forecaster contract,
+- ``checkpoint_payload() -> dict``: what :func:`nowcast.models.checkpoint.save_checkpoint`
+  stores (hparams, state_dict, transform, window, grid).
+
+Validation is identical for every model: the forecaster predicts ``n_out`` frames from
+``past`` in mm/h and :class:`CategoricalScores` accumulates contingency tables over the
+whole validation split; ``val/csi_1`` is CSI at 1 mm/h averaged over lead times (the
+monitored quantity), ``val/mse`` the masked MSE in mm/h of the ensemble mean.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from nowcast.evaluation.categorical import CategoricalScores
+from nowcast.models.base import Forecaster
+from nowcast.models.checkpoint import save_checkpoint
+from nowcast.types import FUTURE, MASK, PAST
+
+
+class ForecastTask(L.LightningModule):
+    def __init__(self, n_out: int = 12, val_members: int = 1, lr: float = 2e-4,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__()
+        self.n_out = n_out
+        self.val_members = val_members
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.val_scores = CategoricalScores(n_lead=n_out, thresholds=(1.0,))
+        self.register_buffer("_val_se", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.register_buffer("_val_n", torch.zeros((), dtype=torch.float64), persistent=False)
+
+    # --- to implement -------------------------------------------------------------------
+    @abstractmethod
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+    @abstractmethod
+    def to_forecaster(self) -> Forecaster: ...
+
+    @abstractmethod
+    def checkpoint_payload(self) -> dict[str, Any]: ...
+
+    # --- shared -------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.training_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch[PAST].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        forecaster = self.to_forecaster()
+        rain = forecaster.forecast(batch[PAST], self.n_out, members=self.val_members)
+        mean = rain.mean(dim=1)
+        target, mask = batch[FUTURE][:, : self.n_out], batch[MASK]
+        self.val_scores.update(mean, target, mask)
+        m = mask[:, None].expand_as(target)
+        self._val_se += ((mean - target) ** 2)[m].double().sum()
+        self._val_n += m.sum().double()
+
+    def on_validation_epoch_end(self) -> None:
+        csi = self.val_scores.compute()["csi"][:, 0]
+        self.log("val/csi_1", torch.nan_to_num(csi, nan=0.0).mean(), prog_bar=True, sync_dist=True)
+        se = self.all_gather(self._val_se).sum()
+        n = self.all_gather(self._val_n).sum()
+        self.log("val/mse", se / n.clamp(min=1), sync_dist=False)
+        self.val_scores.reset()
+        self._val_se.zero_()
+        self._val_n.zero_()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def export(self, path: str | Path, **extra: Any) -> Path:
+        """Write a shippable nowcast checkpoint (not a Lightning one) of the current weights."""
+        return save_checkpoint(path, {**self.checkpoint_payload(), **extra})

@@ -1,0 +1,76 @@
+"""Shared dataclasses and tensor-shape conventions. No internal imports.
+
+Shape conventions (all rain in mm/h unless a name says otherwise):
+
+- a radar field:            ``(H, W)``, ``y`` rows from north to south as stored, ``x`` columns
+- a window of past frames:  ``past``   ``(B, T_in, H, W)``
+- the observed future:      ``future`` ``(B, T_out, H, W)``
+- a forecast ensemble:      ``rain``   ``(B, M, T_out, H, W)`` (M members, M = 1 if deterministic)
+- a coverage mask:          ``mask``   ``(B, H, W)`` bool, True where the radar sees
+- a motion field:           ``motion`` ``(B, 2, H, W)`` pixels per time step, (u = +x, v = +y)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+#: Rain rates below this (mm/h) are set to 0 on ingest (DESIGN.md, radar-mix).
+RAIN_THRESHOLD_MM_H = 0.1
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How many frames a model sees and predicts, and at what time step."""
+
+    n_in: int = 4
+    n_out: int = 12
+    timestep_minutes: float = 5.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """What a model was built for, spatially: pixel size (m) and, if fixed, the frame size."""
+
+    pixel_size_m: float
+    height: int | None = None
+    width: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def repo_root() -> Path:
+    """The repository root (parent of the ``nowcast`` package)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def shared_dir() -> Path:
+    """Location of the shared data folder (radar files, offline weights).
+
+    ``$NOWCAST_SHARED`` if set, else ``../shared`` beside the repository.
+    """
+    env = os.environ.get("NOWCAST_SHARED")
+    return Path(env) if env else repo_root().parent / "shared"
+
+
+def radar_dir() -> Path:
+    return shared_dir() / "radar"
+
+
+def weights_dir() -> Path:
+    """Offline LPIPS/FID weights: ``$NOWCAST_WEIGHTS`` if set, else ``<shared>/weights``."""
+    env = os.environ.get("NOWCAST_WEIGHTS")
+    return Path(env) if env else shared_dir() / "weights"
+
+
+# Keys of the batches that ``nowcast.data`` yields (dicts of tensors, all rain in mm/h with
+# NaN replaced by 0 and coverage given by ``mask``):
+PAST = "past"  #: (B, T_in, H, W) float32 mm/h
+FUTURE = "future"  #: (B, T_out, H, W) float32 mm/h
+MASK = "mask"  #: (B, H, W) bool, True where every frame of the window is covered
+MOTION = "motion"  #: optional (B, 2, H, W) float32, pixels per time step (u: +x, v: +y)
