@@ -18,8 +18,8 @@ def rain_to_flow_input(rain: np.ndarray, threshold: float = 0.1) -> np.ndarray:
     from pysteps.utils import transformation
 
     r = np.nan_to_num(np.asarray(rain, dtype=np.float64), nan=0.0)
-    db, _ = transformation.dB_transform(r, metadata={"threshold": threshold, "zerovalue": 0.0, "transform": None},
-                                        threshold=threshold, zerovalue=_DB_ZERO)
+    meta = {"threshold": threshold, "zerovalue": 0.0, "transform": None}
+    db, _ = transformation.dB_transform(r, metadata=meta, threshold=threshold, zerovalue=_DB_ZERO)
     return np.nan_to_num(db, nan=_DB_ZERO)
 
 
