@@ -1,0 +1,98 @@
+"""Base for forecasters whose weights come from a nowcast checkpoint.
+
+A subclass sets ``name`` (registry name, also the checkpoint's ``forecaster`` field), and
+implements ``build_modules(hparams) -> dict[str, nn.Module]`` and ``_forecast``. Loading,
+device moves, refusal of checkpoints built for another setup and provenance live here once.
+Shipped checkpoints live in ``nowcast/checkpoints/<name>.pt``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nowcast.data.transforms import RainTransform, build_transform
+from nowcast.models.base import Forecaster
+from nowcast.models.checkpoint import check_compatible, file_sha256, load_checkpoint
+from nowcast.types import GridSpec, WindowSpec
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+class LearnedForecaster(Forecaster):
+    def __init__(
+        self,
+        modules: dict[str, nn.Module],
+        hparams: dict[str, Any],
+        transform: RainTransform | str | dict = "dbz",
+        window: WindowSpec | None = None,
+        grid: GridSpec | None = None,
+        checkpoint: dict[str, Any] | None = None,
+        checkpoint_path: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.modules = nn.ModuleDict(modules).eval()
+        self.hparams = dict(hparams)
+        self.transform = build_transform(transform)
+        self.window = window or WindowSpec()
+        self.grid = grid or GridSpec(pixel_size_m=2000.0)
+        self.n_in = self.window.n_in
+        self.checkpoint = checkpoint or {}
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+
+    # --- to implement -------------------------------------------------------------------
+    @classmethod
+    def build_modules(cls, hparams: dict[str, Any]) -> dict[str, nn.Module]:
+        """Networks from their constructor arguments (the checkpoint's ``hparams``)."""
+        raise NotImplementedError
+
+    # --- shared -------------------------------------------------------------------------
+    @classmethod
+    def default_checkpoint(cls) -> Path:
+        return CHECKPOINT_DIR / f"{cls.name}.pt"
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, **kwargs: Any) -> LearnedForecaster:
+        """Restore from ``path`` (None: the shipped checkpoint); ``kwargs`` go to ``__init__``."""
+        path = Path(path) if path else cls.default_checkpoint()
+        ckpt = load_checkpoint(path, forecaster=cls.name)
+        modules = cls.build_modules(ckpt["hparams"])
+        for key, module in modules.items():
+            if key not in ckpt["state_dict"]:
+                raise ValueError(f"{path} has no weights for {key!r}")
+            module.load_state_dict(ckpt["state_dict"][key])
+        return cls(
+            modules,
+            ckpt["hparams"],
+            transform=ckpt["transform"],
+            window=WindowSpec(**ckpt["window"]),
+            grid=GridSpec(**ckpt["grid"]),
+            checkpoint={k: v for k, v in ckpt.items() if k != "state_dict"},
+            checkpoint_path=path,
+            **kwargs,
+        )
+
+    def check_fits(self, window: WindowSpec | None = None, grid: GridSpec | None = None) -> None:
+        """Refuse data this model was not built for (frame count, time step, pixel size)."""
+        check_compatible({"window": self.window.to_dict(), "grid": self.grid.to_dict(),
+                          "transform": self.transform.to_dict()}, window=window, grid=grid)
+
+    def to(self, device: str | torch.device) -> LearnedForecaster:
+        super().to(device)
+        self.modules.to(self.device)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(hparams=self.hparams, transform=self.transform.to_dict(),
+                    window=self.window.to_dict(), grid=self.grid.to_dict())
+        if self.checkpoint_path is not None:
+            info["checkpoint"] = str(self.checkpoint_path)
+            if self.checkpoint_path.exists():
+                info["checkpoint_sha256"] = file_sha256(self.checkpoint_path)
+        if "metrics" in self.checkpoint:
+            info["checkpoint_metrics"] = self.checkpoint["metrics"]
+        return info
