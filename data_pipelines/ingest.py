@@ -1,0 +1,338 @@
+"""Ingest raw radar files into a rain store: incremental, idempotent, streaming, fault tolerant.
+
+``ingest_files`` reads the frames' valid times from the file names (cheap), sorts the batch,
+drops times already stored (re-ingesting a file changes nothing) and duplicate times within the
+batch (the first file in sorted path order is kept), then reads and converts the remaining
+files one at a time, writing them in small groups. A file that cannot be read (corrupt,
+truncated, wrong unit) or that lies on another grid is logged and listed in the report's
+``skipped`` while the rest of the batch lands. Frames earlier than the store's last time are
+merged by a safe rewrite (see :mod:`data_pipelines.store`); the store is schema-valid after every
+write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time as _time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from data_pipelines import store as zstore
+from data_pipelines.importers import MARSHALL_PALMER, Frame, read_frame
+from data_pipelines.sources import SourceSpec, detect_source, find_files, get_source
+from nowcast.schema import StoreError, grid_signature
+
+log = logging.getLogger(__name__)
+
+#: frames written per zarr append (bounded memory: 16 native KNMI frames are ~34 MB)
+WRITE_GROUP = 16
+#: show a progress bar from this many files on (unless ``progress`` says otherwise)
+PROGRESS_FROM = 50
+
+
+@dataclass
+class IngestReport:
+    """What one ingest call did.
+
+    ingested: files whose frames were written; skipped: (file, reason) for files that were not
+    (unreadable, other grid, ...); duplicates: (file, reason) for frames already stored or
+    repeated within the batch; n_frames: frames in the store afterwards.
+    """
+
+    store: Path
+    ingested: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    n_frames: int = 0
+    rewritten: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no file was skipped for an error (duplicates are not errors)."""
+        return not self.skipped
+
+    def summary(self) -> str:
+        lines = [f"{self.store}: {len(self.ingested)} frame(s) ingested, "
+                 f"{len(self.duplicates)} duplicate(s), "
+                 f"{len(self.skipped)} skipped; {self.n_frames} frame(s) in store "
+                 f"({self.seconds:.1f} s{', rewritten to merge earlier times' if self.rewritten else ''})"]
+        lines += [f"  skipped {Path(f).name}: {why}" for f, why in self.skipped]
+        return "\n".join(lines)
+
+
+def describe_grid(sig: tuple, crs_name: str = "") -> str:
+    """Human-readable grid from :func:`nowcast.schema.grid_signature`."""
+    _wkt, ny, nx, x0, y0, x1, y1 = sig
+    dx = abs(x1 - x0) / max(nx - 1, 1)
+    name = f"{crs_name}, " if crs_name else ""
+    return f"[{name}{ny}x{nx} px of {dx:.0f} m, x {x0:.0f}..{x1:.0f} m, y {y0:.0f}..{y1:.0f} m]"
+
+
+def _provenance(spec: SourceSpec, frame: Frame, coarsen: int) -> dict[str, Any]:
+    return {
+        "source": spec.producer,
+        "institution": frame.institution,
+        "product": spec.product,
+        "conversion": frame.conversion,
+        "coarsen_factor": int(coarsen),
+        "timestep_minutes": float(spec.timestep_minutes),
+        "source_name": spec.name,
+        "pysteps_importer": spec.importer,
+        "pysteps_importer_kwargs": json.dumps(spec.importer_kwargs, sort_keys=True),
+        "projection_proj4": frame.projection,
+        "orientation": "row 0 = north edge; y decreases along rows, x increases along columns",
+        "title": f"{spec.producer} radar rain rate",
+    }
+
+
+def _frame_dataset(frame: Frame, attrs: dict[str, Any]) -> xr.Dataset:
+    with warnings.catch_warnings():  # pyproj: CF cannot express every parameter (kept in crs_wkt)
+        warnings.simplefilter("ignore", UserWarning)
+        return zstore.frames_dataset(frame.rain[None], [np.datetime64(frame.time, "ns")], frame.x, frame.y,
+                                 frame.projection, [frame.path.name], attrs)
+
+
+class _Writer:
+    """Buffers converted frames and writes them: create / append / merge, per the store's state."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.times: set[np.datetime64] = set()
+        self.last: np.datetime64 | None = None
+        self.signature: tuple | None = None
+        self.grid_text = ""
+        self.attrs: dict[str, Any] | None = None
+        if zstore.is_zarr_store(path):
+            times, ds = zstore.stored_index(path)
+            self.times = set(times)
+            self.last = times.max() if len(times) else None
+            self.signature, self.attrs = grid_signature(ds), dict(ds.attrs)
+            self.grid_text = describe_grid(self.signature, zstore.crs_name(ds))
+            ds.close()
+        elif path.exists():
+            raise StoreError(f"{path} exists but is not a zarr store; refusing to write into it")
+        self.buffer: list[xr.Dataset] = []
+        self.late: list[xr.Dataset] = []
+        self.rewritten = False
+
+    def n_frames(self) -> int:
+        return len(self.times)
+
+    def check(self, ds: xr.Dataset, name: str, attrs: dict[str, Any]) -> None:
+        sig = grid_signature(ds)
+        if self.signature is None:
+            self.signature, self.attrs = sig, attrs
+            self.grid_text = describe_grid(sig, zstore.crs_name(ds))
+            return
+        if sig != self.signature:
+            theirs = describe_grid(sig, zstore.crs_name(ds))
+            raise StoreError(f"grid mismatch: {name} is on grid {theirs} but store {self.path.name} "
+                             f"holds grid {self.grid_text}; refusing it")
+        for key in ("conversion", "coarsen_factor", "source_name"):
+            if self.attrs is not None and str(self.attrs.get(key)) != str(attrs.get(key)):
+                raise StoreError(f"{name}: {key} {attrs.get(key)!r} differs from the store's "
+                                 f"{self.attrs.get(key)!r}; refusing to mix them in {self.path.name}")
+
+    def add(self, ds: xr.Dataset) -> None:
+        t = ds.time.values[0]
+        if self.last is not None and t < self.last and zstore.is_zarr_store(self.path):
+            self.late.append(ds)
+        else:
+            self.buffer.append(ds)
+            if len(self.buffer) >= WRITE_GROUP:
+                self.flush()
+        self.times.add(t)
+
+    def flush(self) -> None:
+        if self.buffer:
+            batch = xr.concat(self.buffer, dim="time", data_vars="minimal", coords="minimal",
+                              compat="override", combine_attrs="override")
+            if zstore.is_zarr_store(self.path):
+                zstore.append_store(batch, self.path)
+            else:
+                zstore.create_store(batch, self.path)
+            self.last = batch.time.values[-1]
+            self.buffer = []
+        if len(self.late) >= WRITE_GROUP:
+            self._merge()
+
+    def _merge(self) -> None:
+        batch = xr.concat(self.late, dim="time", data_vars="minimal", coords="minimal",
+                          compat="override", combine_attrs="override")
+        zstore.merge_store(batch, self.path)
+        self.late, self.rewritten = [], True
+
+    def close(self) -> None:
+        self.flush()
+        if self.late:
+            self._merge()
+
+
+def _resolve(path: Path, source: str | SourceSpec | None) -> SourceSpec:
+    if isinstance(source, SourceSpec):
+        return source
+    return get_source(source) if source else detect_source(path)
+
+
+def _progress(items: list, enabled: bool | None, desc: str):
+    if enabled is None:
+        enabled = len(items) >= PROGRESS_FROM
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="file")
+
+
+def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | None = None, coarsen: int = 1,
+                 zr: tuple[float, float] = MARSHALL_PALMER, progress: bool | None = None) -> IngestReport:
+    """Ingest raw radar files into the zarr store ``store`` (created if missing).
+
+    Args:
+        paths: raw files, any order; duplicates and already stored times are skipped.
+        store: zarr store directory (e.g. ``stores/radar-mix/knmi.zarr``).
+        source: registered source name (``data_pipelines.sources.SOURCES``); None detects it per
+            file from the file name.
+        coarsen: integer block size for averaging rain rates (2: 1 km -> 2 km).
+        zr: (a, b) of ``Z = a R^b`` for reflectivity sources.
+        progress: show a progress bar (None: from ``PROGRESS_FROM`` files on).
+
+    Returns an :class:`IngestReport`. Raises :class:`StoreError` if ``store`` exists but is not a
+    valid rain store.
+    """
+    t0 = _time.perf_counter()
+    store = Path(store)
+    zr = (float(zr[0]), float(zr[1]))
+    report = IngestReport(store=store)
+    writer = _Writer(store)
+
+    dated: list[tuple[np.datetime64, str, Path, SourceSpec]] = []
+    for p in map(Path, paths):
+        try:
+            spec = _resolve(p, source)
+            dated.append((np.datetime64(spec.valid_time(p), "ns"), str(p), p, spec))
+        except Exception as exc:  # unreadable name/time: report, keep going
+            log.warning("skipping %s: %s", p, exc)
+            report.skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
+    dated.sort(key=lambda d: (d[0], d[1]))
+
+    seen: dict[np.datetime64, Path] = {}
+    todo = []
+    for t, _, p, spec in dated:
+        if t in writer.times:
+            report.duplicates.append((str(p), f"time {t} already in the store"))
+        elif t in seen:
+            log.warning("duplicate time %s: keeping %s, dropping %s", t, seen[t].name, p.name)
+            report.duplicates.append((str(p), f"time {t} duplicates {seen[t]}"))
+        else:
+            seen[t] = p
+            todo.append((p, spec))
+
+    for p, spec in _progress(todo, progress, f"ingest -> {store.name}"):
+        try:
+            frame = read_frame(p, spec, zr=zr, coarsen=coarsen)
+            attrs = _provenance(spec, frame, coarsen)
+            ds = _frame_dataset(frame, attrs)
+            writer.check(ds, p.name, attrs)
+        except Exception as exc:  # corrupt/truncated file or another grid: skip it, keep the batch
+            log.warning("skipping %s: %s", p, exc)
+            report.skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
+            continue
+        writer.add(ds)
+        report.ingested.append(str(p))
+    writer.close()
+    report.n_frames, report.rewritten = writer.n_frames(), writer.rewritten
+    report.seconds = _time.perf_counter() - t0
+    log.info(report.summary().splitlines()[0])
+    return report
+
+
+def ingest_folder(folder: str | Path, store: str | Path, source: str | None = None, coarsen: int = 1,
+                  zr: tuple[float, float] = MARSHALL_PALMER, progress: bool | None = None) -> IngestReport:
+    """Ingest every file under ``folder`` (recursively) that ``source`` (or any known source) reads."""
+    spec = get_source(source) if source else None
+    files = find_files(folder, spec)
+    if not files:
+        raise FileNotFoundError(f"no radar files found under {folder}"
+                                + (f" for source {source!r}" if source else ""))
+    return ingest_files(files, store, source=source, coarsen=coarsen, zr=zr, progress=progress)
+
+
+@dataclass(frozen=True)
+class PresetStore:
+    """One store of a preset: its file name, source and folders (relative to the radar root)."""
+
+    store: str
+    source: str
+    folders: tuple[str, ...]
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Preset:
+    stores: tuple[PresetStore, ...]
+    coarsen: int = 1
+    zr: tuple[float, float] = MARSHALL_PALMER
+    description: str = ""
+
+
+#: Named sets of stores built by one command (``nowcast ingest --preset NAME``).
+PRESETS: dict[str, Preset] = {
+    "radar-mix": Preset(
+        description="DESIGN.md default benchmark: five networks at 2 km (mean of 2x2), Marshall-Palmer",
+        coarsen=2,
+        stores=(
+            PresetStore("knmi.zarr", "knmi", ("knmi_2021",)),
+            PresetStore("fmi.zarr", "fmi", ("pysteps/fmi/pgm",)),
+            PresetStore("mch.zarr", "mch", ("pysteps/mch",)),
+            PresetStore("rmi.zarr", "rmi", ("pysteps/rmi/radqpe",)),
+            PresetStore("bom.zarr", "bom", ("pysteps/bom/prcp-cscn",), optional=True),
+        ),
+    ),
+}
+
+
+def build_preset(name: str = "radar-mix", out: str | Path = "stores/radar-mix",
+                 radar_root: Path | None = None, include_bom: bool = False,
+                 progress: bool | None = None) -> dict[str, Path]:
+    """Build (or update, idempotently) every store of preset ``name`` under ``out``.
+
+    ``radar_root`` defaults to :func:`nowcast.types.radar_dir` (``../shared/radar``). Optional
+    stores (BOM, 6-minute step, training only) are built only with ``include_bom``. Returns
+    {store stem (e.g. "knmi"): store path}. Raises ``FileNotFoundError`` if a folder is missing and
+    ``RuntimeError`` if any file of the preset could not be ingested.
+    """
+    from nowcast.types import radar_dir
+
+    if name not in PRESETS:
+        raise KeyError(f"unknown ingest preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    preset = PRESETS[name]
+    root = Path(radar_root) if radar_root is not None else radar_dir()
+    out = Path(out)
+    built: dict[str, Path] = {}
+    problems: list[str] = []
+    for item in preset.stores:
+        if item.optional and not include_bom:
+            continue
+        spec = get_source(item.source)
+        files: list[Path] = []
+        for folder in item.folders:
+            files += find_files(root / folder, spec)
+        if not files:
+            raise FileNotFoundError(f"preset {name}: no {item.source} files under {root} / {item.folders}")
+        report = ingest_files(files, out / item.store, source=item.source, coarsen=preset.coarsen,
+                              zr=preset.zr, progress=progress)
+        problems += [f"{item.store}: {Path(f).name}: {why}" for f, why in report.skipped]
+        built[Path(item.store).stem] = out / item.store
+    if problems:
+        raise RuntimeError(f"preset {name}: {len(problems)} file(s) could not be ingested:\n"
+                           + "\n".join(problems))
+    return built

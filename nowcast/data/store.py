@@ -1,0 +1,76 @@
+"""Open a rain store (zarr or netCDF) lazily, validated against :mod:`nowcast.schema`.
+
+Stores are written by ``nowcast ingest`` (``data_pipelines``): ``rain_rate`` (time, y, x) in mm/h,
+NaN outside coverage, row 0 = northern edge (``y`` decreasing), ``x``/``y`` pixel centres in
+metres, one frame per zarr chunk.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from data_pipelines.store import crs_name, plain_strings
+from nowcast.schema import StoreError, validate_rain_dataset
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+
+
+def open_store(path: str | Path) -> xr.Dataset:
+    """Open the store at ``path`` lazily (dask, one frame per chunk) and validate it.
+
+    A directory (``*.zarr``) opens as zarr; ``.nc``/``.nc4`` as netCDF4. Raises
+    ``FileNotFoundError`` if nothing is there and :class:`StoreError` if it is not a rain store.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"rain store not found: {path} (build one with `nowcast ingest`)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path.suffix.lower() in NETCDF_SUFFIXES:
+            try:
+                ds = xr.open_dataset(path, engine="netcdf4", chunks={"time": 1})
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"{path} is not a readable netCDF rain store: {exc}") from exc
+        elif path.is_dir():
+            if not any((path / m).exists() for m in (".zgroup", "zarr.json", ".zmetadata")):
+                raise StoreError(f"{path} is a folder but not a zarr store (no .zgroup / zarr.json)")
+            ds = xr.open_zarr(path, consolidated=None)
+        else:
+            raise StoreError(f"{path}: expected a zarr store folder or a netCDF file "
+                             f"({', '.join(NETCDF_SUFFIXES)})")
+    try:
+        validate_rain_dataset(ds)
+    except StoreError as exc:
+        ds.close()
+        raise StoreError(f"{path} is not a valid rain store: {exc}") from exc
+    return plain_strings(ds)
+
+
+def describe_store(ds: xr.Dataset) -> dict[str, Any]:
+    """Provenance summary of an opened store (JSON-serialisable).
+
+    Keys: source, product, conversion, n_frames, time_start, time_end (ISO, UTC), grid_shape
+    [H, W], pixel_size_m, crs_name, timestep_minutes, coarsen_factor.
+    """
+    times = ds.time.values
+    iso = (lambda t: np.datetime_as_string(t, unit="s") + "Z") if len(times) else (lambda t: None)
+    pixel = float(abs(ds.x.values[1] - ds.x.values[0])) if ds.sizes["x"] > 1 else float(
+        ds.attrs.get("pixel_size_m", float("nan")))
+    return {
+        "source": ds.attrs.get("source", "unknown"),
+        "product": ds.attrs.get("product", ""),
+        "conversion": ds.attrs.get("conversion", ""),
+        "n_frames": int(len(times)),
+        "time_start": iso(times[0]) if len(times) else None,
+        "time_end": iso(times[-1]) if len(times) else None,
+        "grid_shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
+        "pixel_size_m": pixel,
+        "crs_name": crs_name(ds),
+        "timestep_minutes": float(ds.attrs["timestep_minutes"]) if "timestep_minutes" in ds.attrs else None,
+        "coarsen_factor": int(ds.attrs.get("coarsen_factor", 1)),
+    }

@@ -1,0 +1,33 @@
+"""Fixtures for the ingest tests: a few real files per source from ../shared/radar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+#: source -> folder (relative to the radar root) of one event
+EVENTS = {
+    "knmi": "knmi_2021/2021-02-02-2005",
+    "fmi": "pysteps/fmi/pgm/20160928",
+    "mch": "pysteps/mch/20160711",
+    "rmi": "pysteps/rmi/radqpe/20210704",
+    "bom": "pysteps/bom/prcp-cscn/2/2018/06/16",
+}
+
+
+@pytest.fixture
+def event_files(shared_radar: Path) -> Callable[..., list[Path]]:
+    """``event_files(source, n, start=20)``: ``n`` consecutive files of one event (mid-event, rainy)."""
+
+    def pick(source: str, n: int, start: int = 20) -> list[Path]:
+        files = sorted(p for p in (shared_radar / EVENTS[source]).iterdir() if p.is_file())
+        return files[start:start + n]
+
+    return pick
+
+
+@pytest.fixture
+def mch_files(event_files) -> list[Path]:
+    return event_files("mch", 6)

@@ -1,0 +1,124 @@
+"""Store behaviour: idempotent append, out-of-order merge, duplicates, bad files, other grids, netCDF."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from data_pipelines.ingest import ingest_files, ingest_folder
+from data_pipelines.store import export_netcdf
+from nowcast.commands import ingest as ingest_cmd
+from nowcast.data.store import describe_store, open_store
+from nowcast.schema import StoreError
+
+pytestmark = pytest.mark.realdata
+
+
+def tree_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(path)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_idempotent_incremental_append(mch_files, tmp_path):
+    store = tmp_path / "s.zarr"
+    first = ingest_files(mch_files[:3], store, coarsen=4)
+    assert first.n_frames == 3
+    second = ingest_files(mch_files[1:5], store, coarsen=4)  # 2 stored, 2 new
+    assert len(second.ingested) == 2 and len(second.duplicates) == 2 and second.n_frames == 5
+    digest = tree_digest(store)
+    again = ingest_files(mch_files[:5], store, coarsen=4)
+    assert again.ingested == [] and len(again.duplicates) == 5
+    assert tree_digest(store) == digest  # re-ingesting changes nothing, not even attributes
+    fresh = ingest_files(mch_files[:5], tmp_path / "fresh.zarr", coarsen=4)
+    assert fresh.n_frames == 5
+    appended, whole = open_store(store).load(), open_store(tmp_path / "fresh.zarr").load()
+    xr.testing.assert_identical(appended.drop_attrs(deep=False), whole.drop_attrs(deep=False))
+
+
+def test_out_of_order_merge_and_duplicate_times(mch_files, tmp_path):
+    store = tmp_path / "s.zarr"
+    ingest_files(mch_files[3:6], store, coarsen=4)
+    # an earlier batch, plus a copy of a file under another name with the same valid time
+    dup = tmp_path / mch_files[0].name.replace("V_", "F_") if "V_" in mch_files[0].name else \
+        tmp_path / mch_files[0].name.replace("F_", "V_")
+    shutil.copy(mch_files[0], dup)
+    report = ingest_files([mch_files[1], dup, mch_files[0], mch_files[2]], store, coarsen=4)
+    assert report.rewritten and len(report.ingested) == 3 and len(report.duplicates) == 1
+    ds = open_store(store)
+    assert ds.sizes["time"] == 6 and bool((np.diff(ds.time.values) > np.timedelta64(0)).all())
+    ingest_files(mch_files, tmp_path / "ref.zarr", coarsen=4)
+    np.testing.assert_array_equal(ds.rain_rate.values, open_store(tmp_path / "ref.zarr").rain_rate.values)
+    assert ds.attrs["source"] == "MeteoSwiss"  # provenance survives the rewrite
+    assert not list(tmp_path.glob("s.zarr.*"))  # no temp/backup left behind
+
+
+def test_truncated_file_skipped_rest_lands(mch_files, tmp_path):
+    bad = tmp_path / mch_files[2].name
+    data = mch_files[2].read_bytes()
+    bad.write_bytes(data[: len(data) // 3])
+    files = [mch_files[0], mch_files[1], bad, mch_files[3]]
+    report = ingest_files(files, tmp_path / "s.zarr", coarsen=4)
+    assert [f for f, _ in report.skipped] == [str(bad)] and not report.ok
+    assert len(report.ingested) == 3
+    ds = open_store(tmp_path / "s.zarr")  # still a valid store
+    assert ds.sizes["time"] == 3 and bad.name not in ds.source_file.values.astype(str)
+
+
+def test_other_grid_refused_store_unchanged(mch_files, event_files, tmp_path):
+    store = tmp_path / "s.zarr"
+    ingest_files(mch_files[:2], store, coarsen=4)
+    digest = tree_digest(store)
+    rmi = event_files("rmi", 1)
+    report = ingest_files(rmi, store, coarsen=4)
+    (name, why), = report.skipped
+    assert "grid mismatch" in why and "lambert_conformal_conic" in why and "oblique_mercator" in why
+    coarser = ingest_files(mch_files[2:3], store, coarsen=2)  # same radar, other resolution
+    assert "grid mismatch" in coarser.skipped[0][1]
+    assert tree_digest(store) == digest
+
+
+def test_netcdf_round_trip(mch_files, tmp_path):
+    store = tmp_path / "s.zarr"
+    ingest_files(mch_files[:3], store, coarsen=4)
+    nc = export_netcdf(store, tmp_path / "s.nc")
+    z, n = open_store(store).load(), open_store(nc).load()
+    xr.testing.assert_equal(z[["rain_rate", "rain_fraction"]], n[["rain_rate", "rain_fraction"]])
+    assert list(z.source_file.values.astype(str)) == list(n.source_file.values.astype(str))
+    assert z.crs.attrs["crs_wkt"] == n.crs.attrs["crs_wkt"] and n.rain_rate.attrs["units"] == "mm h-1"
+    assert describe_store(z) == describe_store(n)
+
+
+def test_open_store_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        open_store(tmp_path / "missing.zarr")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(StoreError, match="not a zarr store"):
+        open_store(tmp_path / "folder")
+    with pytest.raises(StoreError, match="not a zarr store"):
+        ingest_files([], tmp_path / "folder")
+
+
+def test_ingest_folder_and_cli(mch_files, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for f in mch_files[:3]:
+        shutil.copy(f, raw / f.name)
+    (raw / "README.txt").write_text("not radar")
+    assert ingest_folder(raw, tmp_path / "a.zarr", coarsen=4).n_frames == 3
+    for f in mch_files[3:5]:
+        shutil.copy(f, raw / f.name)
+    rc = ingest_cmd.main([str(raw), "--store", str(tmp_path / "a.zarr"), "--coarsen", "4",
+                          "--netcdf", str(tmp_path / "a.nc")])
+    assert rc == 0 and open_store(tmp_path / "a.nc").sizes["time"] == 5
+    with pytest.raises(SystemExit) as exc:
+        ingest_cmd.main(["--help"])
+    assert exc.value.code == 0
