@@ -1,0 +1,376 @@
+"""``nowcast forecast``: the batch nowcast job.
+
+Reads the ``n_in`` frames up to each issue time from a rain store (or from raw radar files
+ingested on the fly), runs one forecaster (chosen by registry name, never by type) and
+writes one CF forecast file per issue time, plus optional PNG/GIF quicklooks.
+
+The issue time is the valid time of the latest input frame; lead times are 1..n_out store
+time steps after it. Without ``--store``/``--input-dir`` the embedded default event is used:
+MeteoSwiss 2016-07-11 (summer convection, ingested at 2 km into a cache) when
+``../shared/radar`` is present, else the package's synthetic event.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
+
+from nowcast.io.cf import (
+    FORMATS,
+    ForecastExistsError,
+    Provenance,
+    forecast_dataset,
+    forecast_filename,
+    write_forecast,
+)
+from nowcast.models import Forecaster, load_forecaster
+from nowcast.schema import RAIN, SOURCE_FILE, StoreError, timestep
+from nowcast.types import radar_dir, repo_root
+
+HELP = "run a forecaster from a rain store (or raw files) and write CF netCDF/zarr forecasts"
+
+log = logging.getLogger("nowcast.forecast")
+
+DEFAULT_CONFIG = repo_root() / "configs" / "forecast.yaml"
+#: the real event used as embedded default when ../shared/radar is present (relative to it)
+DEFAULT_REAL_EVENT = "pysteps/mch/20160711"
+#: 1 km MeteoSwiss pixels -> the benchmark's 2 km grid
+DEFAULT_REAL_COARSEN = 2
+QUICKLOOKS = {"none": (), "png": ("png",), "gif": ("gif",), "both": ("png", "gif")}
+
+
+class ForecastInputError(ValueError):
+    """The inputs of a forecast are missing or inconsistent (message names what is wrong)."""
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog="nowcast forecast",
+        description=__doc__,
+        default_config_files=[str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else [],
+    )
+    p.add_argument("--config", action=ActionConfigFile,
+                   help="YAML file of options (defaults: configs/forecast.yaml); command-line options "
+                        "override it")
+    src = "Input (at most one of --store/--input-dir; neither = the embedded default event)"
+    g = p.add_argument_group(src)
+    g.add_argument("--store", type=str | None, default=None,
+                   help="rain store (zarr folder or netCDF file) written by `nowcast ingest`")
+    g.add_argument("--input-dir", type=str | None, default=None,
+                   help="folder of raw radar files, ingested on the fly into a temporary store")
+    g.add_argument("--coarsen", type=int, default=1,
+                   help="with --input-dir: average NxN pixels on ingest (2 turns 1 km into 2 km)")
+    g.add_argument("--crop", type=str | None, default=None,
+                   help="forecast a sub-window only: 'y0,x0,h,w' (pixels) or a centred 'size' or 'h,w'")
+    t = p.add_argument_group("Issue times (the valid time of the latest input frame, UTC)")
+    t.add_argument("--issue-time", type=str, default="latest",
+                   help="ISO time (e.g. 2016-07-11T16:00) or 'latest' (the store's last frame)")
+    t.add_argument("--start", type=str | None, default=None,
+                   help="batch: first issue time (ISO, or 'first' = earliest with enough input frames)")
+    t.add_argument("--end", type=str | None, default=None,
+                   help="batch: last issue time (ISO or 'latest'); --start/--end override --issue-time")
+    t.add_argument("--every", type=int, default=1,
+                   help="batch: issue a forecast every N store time steps")
+    m = p.add_argument_group("Model")
+    m.add_argument("--model", type=str, default="extrapolation",
+                   help="forecaster registry name (persistence, extrapolation, steps, ...)")
+    m.add_argument("--checkpoint", type=str | None, default=None,
+                   help="checkpoint of a learned model (default: the model's shipped checkpoint)")
+    m.add_argument("--model-args", type=dict, default={},
+                   help="extra constructor arguments, e.g. '{\"kmperpixel\": 1.0}' for steps on a 1 km grid")
+    m.add_argument("--members", type=int, default=8,
+                   help="ensemble members (deterministic models always give 1)")
+    m.add_argument("--n-out", type=int, default=12, help="lead times to forecast (store time steps)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the random generator of stochastic models")
+    m.add_argument("--batch-size", type=int, default=4, help="issue times forecast together in one call")
+    m.add_argument("--device", type=str, default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    o = p.add_argument_group("Output")
+    o.add_argument("--output", type=str, default="outputs/forecasts",
+                   help="a .nc/.zarr file (single issue time) or a folder receiving one file per issue time")
+    o.add_argument("--format", type=str, default="nc", choices=["nc", "zarr"],
+                   help="file format of the files written into an --output folder")
+    o.add_argument("--quicklook", type=str, default="png", choices=list(QUICKLOOKS),
+                   help="quicklooks beside each forecast file: png panel, animated gif, both or none")
+    o.add_argument("--quicklook-field", type=str, default="mean",
+                   help="what quicklooks show: 'mean' (ensemble mean) or 'member<i>'")
+    o.add_argument("--overwrite", action=ActionYesNo, default=False,
+                   help="replace existing forecast files (refused otherwise)")
+    o.add_argument("--cache-dir", type=str | None, default=None,
+                   help="where the embedded default store is kept "
+                        "(default $NOWCAST_CACHE or ~/.cache/nowcast)")
+    return p
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def cache_dir(path: str | None = None) -> Path:
+    return Path(path or os.environ.get("NOWCAST_CACHE") or Path.home() / ".cache" / "nowcast")
+
+
+def open_rain_store(path: str | Path) -> xr.Dataset:
+    """Open a rain store (zarr folder or netCDF file) lazily."""
+    from nowcast.data.store import open_store
+
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"no store at {path}")
+    return open_store(path)
+
+
+def ingest_into(folder: Path, store: Path, coarsen: int) -> Path:
+    from data_pipelines.ingest import ingest_folder
+
+    log.info("ingesting %s into %s (coarsen %d)", folder, store, coarsen)
+    ingest_folder(folder, store, source=None, coarsen=coarsen)
+    return store
+
+
+def default_store(cache: Path) -> Path:
+    """The embedded default event: a real rainy event when ../shared/radar exists, else synthetic."""
+    real = radar_dir() / DEFAULT_REAL_EVENT
+    if real.is_dir():
+        store = cache / f"default-{DEFAULT_REAL_EVENT.replace('/', '-')}-2km.zarr"
+        log.info("embedded default: real event %s", real)
+        return ingest_into(real, store, DEFAULT_REAL_COARSEN)  # idempotent: a re-run adds nothing
+    from nowcast.data.synthetic import write_synthetic_store
+
+    store = cache / "default-synthetic-seed0.zarr"
+    log.info("embedded default: synthetic event (%s not found)", real)
+    if not store.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".synthetic-"))
+        write_synthetic_store(tmp / "store.zarr", n_frames=24, height=128, width=128, seed=0)
+        os.replace(tmp / "store.zarr", store)
+        tmp.rmdir()
+    return store
+
+
+def parse_crop(spec: str | None, height: int, width: int) -> tuple[slice, slice]:
+    """'y0,x0,h,w' | 'size' | 'h,w' (centred) -> (row slice, column slice) inside the frame."""
+    if not spec:
+        return slice(0, height), slice(0, width)
+    try:
+        vals = [int(v) for v in str(spec).split(",")]
+    except ValueError:
+        raise ForecastInputError(
+            f"--crop must be integers 'y0,x0,h,w', 'size' or 'h,w', got {spec!r}") from None
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) == 2:
+        h, w = vals
+        vals = [(height - h) // 2, (width - w) // 2, h, w]
+    if len(vals) != 4:
+        raise ForecastInputError(f"--crop takes 1, 2 or 4 integers, got {spec!r}")
+    y0, x0, h, w = vals
+    if h < 1 or w < 1 or y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
+        raise ForecastInputError(f"--crop {spec!r} does not fit in the {height}x{width} store grid")
+    return slice(y0, y0 + h), slice(x0, x0 + w)
+
+
+def parse_time(text: str) -> np.datetime64:
+    try:
+        return np.datetime64(text.strip().rstrip("Zz"), "s")
+    except ValueError:
+        raise ForecastInputError(f"cannot read time {text!r} (use ISO, e.g. 2016-07-11T16:00)") from None
+
+
+def input_times(issue: np.datetime64, n_in: int, step: np.timedelta64) -> np.ndarray:
+    """The ``n_in`` frame times ending at ``issue``, oldest first."""
+    return np.datetime64(issue, "s") - step * np.arange(n_in - 1, -1, -1)
+
+
+def missing_inputs(
+    store_times: np.ndarray, issue: np.datetime64, n_in: int, step: np.timedelta64
+) -> list[str]:
+    """ISO strings of the input frames of ``issue`` that are not in the store."""
+    have = set(store_times.astype("datetime64[s]").tolist())
+    need = input_times(issue, n_in, step)
+    return [f"{t}Z" for t in need if t.tolist() not in have]
+
+
+def select_issue_times(
+    store_times: np.ndarray, step: np.timedelta64, n_in: int, issue_time: str,
+    start: str | None, end: str | None, every: int,
+) -> tuple[list[np.datetime64], bool]:
+    """Issue times to run and whether this is a batch (``--start``/``--end`` given)."""
+    times = store_times.astype("datetime64[s]")
+    if len(times) == 0:
+        raise ForecastInputError("the store holds no frames")
+    if start is None and end is None:
+        issue = times[-1] if issue_time == "latest" else parse_time(issue_time)
+        return [issue], False
+    if every < 1:
+        raise ForecastInputError("--every must be >= 1")
+    t0 = times[0] + step * (n_in - 1) if start in (None, "first") else parse_time(start)
+    t1 = times[-1] if end in (None, "latest") else parse_time(end)
+    if t1 < t0:
+        raise ForecastInputError(f"--end {t1}Z is before --start {t0}Z")
+    n = int((t1 - t0) // step) + 1
+    return [t0 + step * i for i in range(0, n, every)], True
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def output_paths(
+    output: str, fmt: str, model: str, issues: Sequence[np.datetime64], batch: bool
+) -> list[Path]:
+    out = Path(output)
+    if out.suffix.lower() in FORMATS:
+        if batch or len(issues) != 1:
+            raise ForecastInputError(f"--output {output} is a file; a batch of issue times needs a folder")
+        return [out]
+    return [out / forecast_filename(model, t, f".{fmt}") for t in issues]
+
+
+def quicklook_paths(path: Path, kinds: Sequence[str]) -> list[Path]:
+    return [path.with_suffix(f".{k}") for k in kinds]
+
+
+@dataclass
+class Job:
+    """One resolved forecast run (everything the loop needs)."""
+
+    store_path: Path
+    ds: xr.Dataset
+    rows: slice
+    cols: slice
+    step: np.timedelta64
+    forecaster: Forecaster
+    checkpoint: str | None
+    #: what the store was made from, for provenance (the store itself, a raw folder, the default)
+    origin: str
+
+
+def _check_fits(forecaster: Forecaster, ds: xr.Dataset, step: np.timedelta64) -> None:
+    """Learned models expose what they were built for (``window``, ``grid``); refuse a mismatch."""
+    window, grid = getattr(forecaster, "window", None), getattr(forecaster, "grid", None)
+    minutes = step / np.timedelta64(1, "m")
+    if window is not None and abs(window.timestep_minutes - minutes) > 1e-6:
+        raise ForecastInputError(f"{forecaster.name} was built for a {window.timestep_minutes} min step; "
+                                 f"the store has {minutes} min")
+    pixel = float(abs(ds.x.values[1] - ds.x.values[0])) if ds.sizes["x"] > 1 else None
+    if grid is not None and pixel is not None and abs(grid.pixel_size_m - pixel) > 1e-3:
+        raise ForecastInputError(f"{forecaster.name} was built for {grid.pixel_size_m} m pixels; "
+                                 f"the store has {pixel} m")
+
+
+def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], n_out: int,
+              members: int, seed: int, batch_size: int, quicklooks: Sequence[str], field: str,
+              overwrite: bool) -> list[Path]:
+    """Forecast every issue time (in groups of ``batch_size``) and write its file and quicklooks."""
+    from nowcast.io.quicklook import write_gif, write_png
+
+    f = job.forecaster
+    generator = torch.Generator(device=f.device).manual_seed(seed)
+    written = []
+    for i in range(0, len(issues), batch_size):
+        group, group_paths = issues[i:i + batch_size], paths[i:i + batch_size]
+        needed = [input_times(t, f.n_in, job.step) for t in group]
+        frames = np.stack([
+            job.ds[RAIN].sel(time=t.astype("datetime64[ns]")).isel(y=job.rows, x=job.cols).values
+            for t in needed
+        ]).astype(np.float32)  # (B, n_in, H, W), NaN = no coverage
+        t0 = time.perf_counter()
+        rain = f.forecast(torch.from_numpy(frames).to(f.device), n_out, members, generator).cpu().numpy()
+        seconds = time.perf_counter() - t0
+        log.info("%s: %d issue time(s) forecast in %.2f s (%.2f s each, %dx%d px, %d member(s), %d leads)",
+                 f.name, len(group), seconds, seconds / len(group), frames.shape[-2], frames.shape[-1],
+                 rain.shape[1], n_out)
+        grid = job.ds.isel(y=job.rows, x=job.cols)
+        for b, (issue, path) in enumerate(zip(group, group_paths, strict=True)):
+            files = (job.ds[SOURCE_FILE].sel(time=needed[b].astype("datetime64[ns]")).values.tolist()
+                     if SOURCE_FILE in job.ds else [])
+            prov = Provenance(forecaster=f.describe(), input_store=str(job.store_path),
+                              input_times=needed[b], input_files=files, checkpoint=job.checkpoint,
+                              extra={"input_origin": job.origin,
+                                     "forecast_seconds": round(seconds / len(group), 3)})
+            coverage = np.isfinite(frames[b]).all(axis=0)
+            out = forecast_dataset(rain[b], issue, job.step, grid, prov, coverage)
+            write_forecast(out, path, overwrite=overwrite)
+            last = np.where(coverage, frames[b, -1], np.nan)
+            for ql in quicklook_paths(path, quicklooks):
+                (write_png if ql.suffix == ".png" else write_gif)(out, ql, last_observed=last, field=field)
+            log.info("wrote %s%s (inputs %s .. %s)", path,
+                     "".join(f" + {q.name}" for q in quicklook_paths(path, quicklooks)),
+                     f"{needed[b][0]}Z", f"{needed[b][-1]}Z")
+            written.append(path)
+    return written
+
+
+def run(args) -> list[Path]:
+    """Resolve inputs and outputs, then forecast; returns the forecast files written."""
+    t_start = time.perf_counter()
+    if args.store and args.input_dir:
+        raise ForecastInputError("give --store or --input-dir, not both")
+    with tempfile.TemporaryDirectory(prefix="nowcast-ingest-") as tmp:
+        if args.store:
+            store_path, origin = Path(args.store), "store"
+        elif args.input_dir:
+            folder = Path(args.input_dir)
+            if not folder.is_dir():
+                raise ForecastInputError(f"--input-dir {folder} is not a folder")
+            store_path = ingest_into(folder, Path(tmp) / "store.zarr", args.coarsen)
+            origin = f"raw files in {folder.resolve()} ingested on the fly (coarsen {args.coarsen})"
+        else:
+            store_path = default_store(cache_dir(args.cache_dir))
+            origin = "embedded default event"
+        ds = open_rain_store(store_path)
+        step = timestep(ds)
+        rows, cols = parse_crop(args.crop, ds.sizes["y"], ds.sizes["x"])
+        forecaster = load_forecaster(args.model, args.checkpoint, **args.model_args).to(args.device)
+        _check_fits(forecaster, ds, step)
+        issues, batch = select_issue_times(ds.time.values, step, forecaster.n_in, args.issue_time,
+                                           args.start, args.end, args.every)
+        store_times = ds.time.values
+        gaps = {t: missing_inputs(store_times, t, forecaster.n_in, step) for t in issues}
+        if not batch and gaps[issues[0]]:
+            raise ForecastInputError(
+                f"cannot issue at {issues[0]}Z with {forecaster.name} (needs {forecaster.n_in} frames every "
+                f"{step / np.timedelta64(1, 'm'):g} min): missing input frames "
+                f"{', '.join(gaps[issues[0]])} in {store_path}")
+        for t in issues:
+            if gaps[t]:
+                log.warning("skipping issue time %sZ: missing input frames %s", t, ", ".join(gaps[t]))
+        issues = [t for t in issues if not gaps[t]]
+        if not issues:
+            raise ForecastInputError(f"no issue time in the range has its {forecaster.n_in} input frames "
+                                     f"in {store_path}")
+        paths = output_paths(args.output, args.format, forecaster.name, issues, batch)
+        kinds = QUICKLOOKS[args.quicklook]
+        existing = [p for p in paths if p.exists()]
+        if existing and not args.overwrite:
+            raise ForecastExistsError(f"{len(existing)} forecast(s) exist, e.g. {existing[0]}; "
+                                      "use --overwrite to replace them")
+        log.info("store %s (%d frames, step %g min, grid %dx%d, crop %s); model %s; "
+                 "%d issue time(s) %sZ .. %sZ", store_path, ds.sizes["time"], step / np.timedelta64(1, "m"),
+                 ds.sizes["y"], ds.sizes["x"], args.crop or "none", forecaster.name, len(issues),
+                 issues[0], issues[-1])
+        job = Job(store_path, ds, rows, cols, step, forecaster, args.checkpoint, origin)
+        written = run_batch(job, issues, paths, args.n_out, args.members, args.seed, max(1, args.batch_size),
+                            kinds, args.quicklook_field, args.overwrite)
+        ds.close()
+    log.info("done: %d forecast file(s) in %.1f s", len(written), time.perf_counter() - t_start)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ForecastInputError, ForecastExistsError, StoreError) as err:
+        print(f"nowcast forecast: error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0

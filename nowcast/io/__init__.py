@@ -1,0 +1,22 @@
+"""Forecast output: CF netCDF/zarr files (:mod:`nowcast.io.cf`) and quicklook images
+(:mod:`nowcast.io.quicklook`)."""
+
+from __future__ import annotations
+
+from nowcast.io.cf import (
+    ForecastExistsError,
+    Provenance,
+    forecast_dataset,
+    forecast_filename,
+    open_forecast,
+    write_forecast,
+)
+
+__all__ = [
+    "ForecastExistsError",
+    "Provenance",
+    "forecast_dataset",
+    "forecast_filename",
+    "open_forecast",
+    "write_forecast",
+]

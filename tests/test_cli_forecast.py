@@ -1,0 +1,144 @@
+"""`nowcast forecast` end to end, in-process, on small synthetic events."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from nowcast.cli import main
+from nowcast.data.synthetic import synthetic_event, write_synthetic_store
+from nowcast.io import open_forecast
+from nowcast.schema import make_rain_dataset
+
+SIZE = 40
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_synthetic_store(tmp_path_factory.mktemp("store") / "event.zarr", n_frames=8,
+                                 height=SIZE, width=SIZE)
+
+
+@pytest.fixture(scope="module")
+def gappy_store(tmp_path_factory):
+    """Ten frames with frame 5 (12:25) missing, as a netCDF store."""
+    ev = synthetic_event(n_frames=10, height=SIZE, width=SIZE).drop_isel(time=[5])
+    ds = make_rain_dataset(ev.rain_rate.values, ev.time.values, ev.x.values, ev.y.values,
+                           ev.crs.attrs["crs_wkt"], ev.source_file.values.tolist(), {"timestep_minutes": 5.0})
+    path = tmp_path_factory.mktemp("gappy") / "gappy.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+def _forecast(*args) -> int:
+    return main(["forecast", "--quicklook", "none", "--n-out", "3", *map(str, args)])
+
+
+def test_single_issue_time_writes_a_cf_file(store, tmp_path):
+    out = tmp_path / "f.nc"
+    assert _forecast("--store", store, "--model", "extrapolation", "--issue-time", "2024-06-01T12:30",
+                     "--output", out) == 0
+    ds = open_forecast(out)
+    assert dict(ds.sizes) == {"member": 1, "lead_time": 3, "y": SIZE, "x": SIZE}
+    assert str(ds.forecast_reference_time.values)[:16] == "2024-06-01T12:30"
+    assert str(ds.time.values[-1])[:16] == "2024-06-01T12:45"
+    assert ds.attrs["model"] == "extrapolation" and ds.attrs["input_store"] == str(store)
+    times = json.loads(ds.attrs["input_times"])
+    assert times == [f"2024-06-01T12:{m}:00Z" for m in ("15", "20", "25", "30")]
+    assert json.loads(ds.attrs["input_files"])[-1] == "synthetic-seed0-0006"
+    assert "crs_wkt" in ds.crs.attrs
+
+
+def test_ensemble_latest_zarr_crop_and_quicklooks(store, tmp_path):
+    out = tmp_path / "ens.zarr"
+    assert main(["forecast", "--store", str(store), "--model", "steps", "--members", "2", "--n-out", "2",
+                 "--crop", "4,6,24,32", "--output", str(out), "--quicklook", "both"]) == 0
+    ds = open_forecast(out)
+    assert dict(ds.sizes) == {"member": 2, "lead_time": 2, "y": 24, "x": 32}
+    assert str(ds.forecast_reference_time.values)[:16] == "2024-06-01T12:35"  # latest frame
+    full = synthetic_event(n_frames=8, height=SIZE, width=SIZE)
+    np.testing.assert_array_equal(ds.x.values, full.x.values[6:38])
+    assert (tmp_path / "ens.png").is_file() and (tmp_path / "ens.gif").is_file()
+
+
+def test_missing_frames_are_named(gappy_store, tmp_path, capsys):
+    rc = _forecast("--store", gappy_store, "--model", "extrapolation", "--issue-time", "2024-06-01T12:35",
+                   "--output", tmp_path / "f.nc")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "2024-06-01T12:25:00Z" in err and "missing input frames" in err
+    assert not (tmp_path / "f.nc").exists()
+
+
+def test_batch_skips_issue_times_without_inputs(gappy_store, tmp_path, caplog):
+    out = tmp_path / "batch"
+    assert _forecast("--store", gappy_store, "--model", "persistence", "--start", "first", "--end", "latest",
+                     "--output", out) == 0
+    names = sorted(p.name for p in out.iterdir())
+    # persistence needs 1 frame: every stored frame is an issue time, the gap is skipped
+    assert len(names) == 9 and "persistence_20240601T1225Z.nc" not in names
+    assert "missing input frames 2024-06-01T12:25:00Z" in caplog.text
+    ds = open_forecast(out / "persistence_20240601T1240Z.nc")
+    assert str(ds.forecast_reference_time.values)[:16] == "2024-06-01T12:40"
+
+
+def test_batch_with_extrapolation_every_second_step(store, tmp_path):
+    out = tmp_path / "batch"
+    assert _forecast("--store", store, "--start", "first", "--end", "2024-06-01T12:35", "--every", "2",
+                     "--output", out, "--format", "zarr") == 0
+    # first issue time with 4 input frames is 12:15; then 12:25, 12:35
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"extrapolation_20240601T12{m}Z.zarr" for m in ("15", "25", "35")]
+
+
+def test_refuses_to_overwrite(store, tmp_path, capsys):
+    out = tmp_path / "f.nc"
+    args = ("--store", store, "--model", "persistence", "--output", out)
+    assert _forecast(*args) == 0
+    assert _forecast(*args) == 2 and "--overwrite" in capsys.readouterr().err
+    assert _forecast(*args, "--overwrite") == 0
+
+
+def test_bad_inputs_are_clear_errors(store, tmp_path, capsys):
+    assert _forecast("--store", tmp_path / "nowhere.zarr", "--output", tmp_path / "f.nc") == 2
+    assert "no store" in capsys.readouterr().err
+    assert _forecast("--store", store, "--crop", "100", "--output", tmp_path / "f.nc") == 2
+    assert "does not fit" in capsys.readouterr().err
+    assert _forecast("--store", store, "--start", "first", "--output", tmp_path / "f.nc") == 2
+    assert "needs a folder" in capsys.readouterr().err
+
+
+def test_embedded_synthetic_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOWCAST_SHARED", str(tmp_path / "no-shared"))  # force the synthetic default
+    out = tmp_path / "default.nc"
+    assert _forecast("--model", "persistence", "--crop", "32", "--cache-dir", tmp_path / "cache",
+                     "--output", out) == 0
+    ds = open_forecast(out)
+    assert ds.sizes["x"] == 32 and "synthetic" in ds.attrs["input_store"]
+
+
+@pytest.mark.realdata
+def test_input_dir_is_ingested_on_the_fly(shared_radar, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for f in sorted((shared_radar / "pysteps" / "mch" / "20160711").glob("*.gif"))[:2]:
+        shutil.copy(f, raw)
+    out = tmp_path / "mch.nc"
+    assert _forecast("--input-dir", raw, "--coarsen", "2", "--model", "persistence", "--crop", "32",
+                     "--output", out) == 0
+    ds = open_forecast(out)
+    assert ds.sizes["x"] == 32 and "ingested on the fly" in ds.attrs["input_origin"]
+    assert json.loads(ds.attrs["input_files"])[0].startswith("AQC")
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["forecast", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--store", "--input-dir", "--issue-time", "--start", "--end", "--model", "--checkpoint",
+                   "--members", "--n-out", "--output", "--quicklook", "--crop", "--device", "--overwrite"):
+        assert option in text
