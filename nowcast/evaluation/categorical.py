@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
+from nowcast.evaluation.inputs import check_fields
+
 
 class CategoricalScores(Metric):
     """Streaming hits / misses / false alarms per (lead time, threshold).
@@ -22,6 +24,8 @@ class CategoricalScores(Metric):
         forecast: (B, T, H, W) mm/h (deterministic; pass an ensemble mean or one member)
         target:   (B, T, H, W) mm/h
         mask:     (B, H, W) or (B, T, H, W) bool, True where the pixel is scored
+    Events are R >= threshold (pysteps' det_cat_fct uses R > threshold; they differ only for
+    values exactly on a threshold). Raises ValueError on bad shapes or non-finite covered values.
     ``compute()`` -> dict of (T, K) tensors: ``csi``, ``pod``, ``far``, ``bias`` (NaN where
     undefined, e.g. no event observed or forecast at a threshold).
     """
@@ -32,15 +36,14 @@ class CategoricalScores(Metric):
         super().__init__()
         self.thresholds = tuple(float(t) for t in thresholds)
         self.pool = int(pool)
+        self.n_lead = int(n_lead)
         shape = (n_lead, len(self.thresholds))
         for name in ("hits", "misses", "false_alarms", "correct_negatives"):
             self.add_state(name, default=torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, forecast: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
-        if mask.ndim == 3:
-            mask = mask[:, None].expand_as(target)
+        fc, ob, mask = check_fields(forecast, target, mask, self.n_lead)
         valid = mask.float()
-        fc, ob = forecast.float(), target.float()
         if self.pool > 1:
             k = self.pool
             fc = F.max_pool2d(fc, k, k)

@@ -1,0 +1,70 @@
+"""FSS against pysteps' fss_init/fss_accum/fss_compute and CRPS against pysteps' probscores.CRPS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pysteps.verification.probscores import CRPS_accum, CRPS_compute, CRPS_init
+from pysteps.verification.spatialscores import fss_accum, fss_compute, fss_init
+
+from nowcast.evaluation.crps import CRPS
+from nowcast.evaluation.fss import FSS
+
+THRESHOLDS, SCALES = (1.0, 4.0), (1, 4, 16)
+
+
+def nan_masked(x: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    m = mask[:, None].expand(x.shape[0], x.shape[-3], *x.shape[-2:])
+    if x.ndim == 5:
+        m = m[:, None].expand_as(x)
+    return x.masked_fill(~m, float("nan")).double().numpy()
+
+
+def test_fss_matches_pysteps_pooled_over_windows(fields):
+    ensemble, target, mask = fields
+    forecast = ensemble.mean(dim=1)
+    metric = FSS(target.shape[1], THRESHOLDS, SCALES)
+    metric.update(forecast[:1], target[:1], mask[:1])
+    metric.update(forecast[1:], target[1:], mask[1:])
+    got = metric.compute().numpy()
+    fc, ob = nan_masked(forecast, mask), nan_masked(target, mask)
+    for lead in range(target.shape[1]):
+        for i, thr in enumerate(THRESHOLDS):
+            for j, scale in enumerate(SCALES):
+                ref = fss_init(thr, scale)
+                for b in range(fc.shape[0]):
+                    fss_accum(ref, fc[b, lead], ob[b, lead])
+                assert got[lead, i, j] == pytest.approx(fss_compute(ref), rel=1e-9), (lead, thr, scale)
+
+
+def test_fss_identical_is_one(fields):
+    _, target, mask = fields
+    metric = FSS(target.shape[1], THRESHOLDS, SCALES)
+    metric.update(target, target, mask)
+    assert torch.all(metric.compute() == 1)
+
+
+@pytest.mark.parametrize("members", [1, 4])
+def test_crps_matches_pysteps(fields, members):
+    ensemble, target, mask = fields
+    ensemble = ensemble[:, :members]
+    metric = CRPS(target.shape[1])
+    metric.update(ensemble, target, mask)
+    fc, ob = nan_masked(ensemble, mask), nan_masked(target, mask)
+    for lead in range(target.shape[1]):
+        ref = CRPS_init()
+        CRPS_accum(ref, np.moveaxis(fc[:, :, lead], 1, 0), ob[:, lead])
+        assert float(metric.compute()[lead]) == pytest.approx(CRPS_compute(ref), rel=1e-9)
+
+
+def test_crps_of_one_member_is_mae_and_of_truth_is_zero(fields):
+    ensemble, target, mask = fields
+    one = CRPS(target.shape[1])
+    one.update(ensemble[:, :1], target, mask)
+    m = mask[:, None].expand_as(target)
+    mae = torch.stack([(ensemble[:, 0, k] - target[:, k]).abs()[m[:, k]].double().mean() for k in range(3)])
+    assert torch.allclose(one.compute(), mae, rtol=1e-6)
+    perfect = CRPS(target.shape[1])
+    perfect.update(target[:, None].expand(-1, 3, -1, -1, -1), target, mask)
+    assert torch.allclose(perfect.compute(), torch.zeros(3, dtype=torch.float64))
