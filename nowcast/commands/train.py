@@ -1,0 +1,33 @@
+"""``nowcast train``: Lightning's CLI over any :class:`ForecastTask` and the radar data module.
+
+    nowcast train fit --data configs/data/radar-mix.yaml --config configs/train/diffusion.yaml
+                      [--trainer.max_steps 2000] [--ckpt_path last]
+
+(Later arguments win: the data file first, then the training config's ``data:`` overrides.)
+
+The model is any subclass of ForecastTask chosen by ``model.class_path`` (diffusion, ConvLSTM,
+SimVP, cGAN, ...); the data are :class:`nowcast.data.datamodule.NowcastDataModule`, whose typed
+``__init__`` is the schema of ``data``. Scaling out (DDP over GPUs and nodes), precision,
+gradient clipping and checkpointing are the trainer's options, set in the YAML.
+"""
+
+from __future__ import annotations
+
+HELP = "train a learned forecaster (LightningCLI: fit / validate; --config configs/train/*.yaml)"
+
+
+def main(argv: list[str]) -> int:
+    from lightning.pytorch.cli import LightningCLI
+
+    from nowcast.data.datamodule import NowcastDataModule
+    from nowcast.training.task import ForecastTask
+
+    LightningCLI(
+        ForecastTask,
+        NowcastDataModule,
+        subclass_mode_model=True,
+        args=argv,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
+    return 0

@@ -1,0 +1,118 @@
+"""The diffusion nowcaster behind the Forecaster contract (registered as "diffusion")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nowcast.data.transforms import RainTransform
+from nowcast.models.base import FORECASTERS
+from nowcast.models.checkpoint import CheckpointMismatchError, check_compatible, load_checkpoint
+from nowcast.models.diffusion.denoiser import SpatioTemporalTransformer
+from nowcast.models.diffusion.wrapper import ConditionalDiffusion, CondModelFn, latent_model_fn
+from nowcast.models.learned import LearnedForecaster
+from nowcast.types import GridSpec, WindowSpec
+
+#: checkpoint ``hparams`` keys that build the denoiser; the others configure the wrapper
+WRAPPER_KEYS = ("prediction_type", "residual", "n_train_steps", "loss_weighting", "min_snr_gamma")
+
+
+@FORECASTERS.register("diffusion")
+class DiffusionForecaster(LearnedForecaster):
+    """Ensemble nowcasts from a conditional diffusion model.
+
+    ``hparams`` = the :class:`SpatioTemporalTransformer` arguments (``n_in``, ``n_out``,
+    ``extrapolation``, ``dim``, ``depth``, ``heads``, ``patch``, ``mlp_ratio``) plus the
+    wrapper's (:data:`WRAPPER_KEYS`). Motion for the extrapolation conditioning is estimated
+    with pysteps from ``past`` (CPU); :meth:`forecast_with_motion` takes a precomputed one.
+
+    Args (besides the :class:`LearnedForecaster` ones):
+        sampler: a registered sampler name ("ddim", "ddpm", "dpm_solver", "adversarial", ...).
+        steps: reverse steps.
+        eta: DDIM stochasticity (only used by "ddim").
+        adversarial_checkpoint: the adversarial generator's checkpoint, needed when
+            ``sampler == "adversarial"`` (see :meth:`_load_generator`).
+    """
+
+    name = "diffusion"
+    deterministic = False
+
+    def __init__(self, modules: dict[str, nn.Module], hparams: dict[str, Any],
+                 transform: RainTransform | str | dict = "dbz", window: WindowSpec | None = None,
+                 grid: GridSpec | None = None, checkpoint: dict[str, Any] | None = None,
+                 checkpoint_path: str | Path | None = None, sampler: str = "ddim", steps: int = 10,
+                 eta: float = 0.0, adversarial_checkpoint: str | Path | None = None) -> None:
+        hp = dict(hparams)
+        window = window or WindowSpec(n_in=hp.get("n_in", 4), n_out=hp.get("n_out", 12))
+        super().__init__(modules, hp, transform, window, grid, checkpoint, checkpoint_path)
+        self.sampler, self.steps, self.eta = sampler, int(steps), float(eta)
+        self.diffusion = ConditionalDiffusion(
+            self.modules["denoiser"], transform=self.transform,
+            **{k: hp[k] for k in WRAPPER_KEYS if k in hp},
+        )
+        self.adversarial_checkpoint = adversarial_checkpoint
+        self._motion: Tensor | None = None  # set only during forecast_with_motion
+        self._model_fn: CondModelFn | None = None
+        if sampler == "adversarial":
+            if adversarial_checkpoint is None:
+                raise ValueError("sampler 'adversarial' needs adversarial_checkpoint (the trained generator)")
+            self.modules["generator"] = self._load_generator(adversarial_checkpoint)
+            self._model_fn = latent_model_fn(self.modules["generator"])
+
+    def _load_generator(self, path: str | Path) -> SpatioTemporalTransformer:
+        """The adversarial generator: a nowcast checkpoint whose ``hparams["generator"]`` holds
+        the :class:`SpatioTemporalTransformer` arguments (with ``z_dim``) and whose
+        ``state_dict["generator"]`` its weights, built for this model's window, grid and transform."""
+        ckpt = load_checkpoint(path)
+        check_compatible(ckpt, window=self.window, grid=self.grid, transform=self.transform.to_dict())
+        if "generator" not in ckpt["hparams"] or "generator" not in ckpt["state_dict"]:
+            raise CheckpointMismatchError(
+                f"{path} holds no adversarial generator (hparams/state_dict 'generator')")
+        net = SpatioTemporalTransformer(**ckpt["hparams"]["generator"])
+        net.load_state_dict(ckpt["state_dict"]["generator"])
+        return net.eval().to(self.device)
+
+    @classmethod
+    def build_modules(cls, hparams: dict[str, Any]) -> dict[str, nn.Module]:
+        args = {k: v for k, v in hparams.items() if k not in WRAPPER_KEYS}
+        return {"denoiser": SpatioTemporalTransformer(**args)}
+
+    @classmethod
+    def tiny(cls, **kwargs: Any) -> DiffusionForecaster:
+        """A small untrained model (contract tests); runs on any frame size divisible by 4."""
+        hp = {"n_in": 4, "n_out": 12, "extrapolation": True, "dim": 32, "depth": 1, "heads": 2,
+              "patch": 4, "prediction_type": "v", "residual": True}
+        kwargs.setdefault("steps", 2)
+        return cls(cls.build_modules(hp), hp, **kwargs)
+
+    def forecast_with_motion(self, past: Tensor, n_out: int, members: int = 1,
+                             generator: torch.Generator | None = None,
+                             motion: Tensor | None = None) -> Tensor:
+        """:meth:`forecast` with a precomputed motion (B, 2, H, W) px/step (e.g. a batch's)."""
+        self._motion = motion
+        try:
+            return self.forecast(past, n_out, members, generator)
+        finally:
+            self._motion = None
+
+    def _forecast(self, past: Tensor, n_out: int, members: int, generator: torch.Generator | None) -> Tensor:
+        p = self.diffusion.denoiser.patch
+        if past.shape[-1] % p or past.shape[-2] % p:
+            raise ValueError(f"frame {tuple(past.shape[-2:])} must be a multiple of the patch size {p}")
+        return self.diffusion.sample(past, n_out, members, self.sampler, self.steps, generator,
+                                     motion=self._motion, model_fn=self._model_fn, **self._sampler_kwargs())
+
+    def _sampler_kwargs(self) -> dict[str, Any]:
+        return {"eta": self.eta} if self.sampler == "ddim" else {}
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(sampler=self.sampler, steps=self.steps)
+        if self.sampler == "ddim":
+            info["eta"] = self.eta
+        if self.adversarial_checkpoint is not None:
+            info["adversarial_checkpoint"] = str(self.adversarial_checkpoint)
+        return info

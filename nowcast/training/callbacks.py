@@ -1,0 +1,76 @@
+"""Lightning callbacks shared by every :class:`ForecastTask`: export of shippable checkpoints.
+
+Lightning's own ``ModelCheckpoint`` keeps the training state (``last.ckpt``, resumption with
+``ckpt_path="last"``); :class:`ExportCheckpoint` writes nowcast checkpoints (weights plus what
+they were built for, loadable with ``weights_only=True``) that forecasters load directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from nowcast.training.task import ForecastTask
+
+log = logging.getLogger(__name__)
+
+
+class ExportCheckpoint(L.Callback):
+    """Write ``<dirpath>/<name>-best.pt`` whenever ``monitor`` improves, ``<name>-latest.pt`` every
+    ``every_n_train_steps`` steps (so a killed run leaves its latest weights) and
+    ``<name>-last.pt`` at the end of fit.
+
+    Args:
+        dirpath: output folder (None: ``<trainer.log_dir or default_root_dir>/export``).
+        name: file-name stem (e.g. the forecaster's registry name).
+        monitor: validation metric to maximise or minimise.
+        mode: "max" or "min".
+        every_n_train_steps: period of the latest-weights export (0 = never).
+    """
+
+    def __init__(self, dirpath: str | None = None, name: str = "model", monitor: str = "val/csi_1",
+                 mode: str = "max", every_n_train_steps: int = 500) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.dirpath = Path(dirpath) if dirpath else None
+        self.name, self.monitor, self.mode = name, monitor, mode
+        self.every_n_train_steps = every_n_train_steps
+        self.best: float | None = None
+
+    def _dir(self, trainer: L.Trainer) -> Path:
+        if self.dirpath is None:
+            self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "export"
+        return self.dirpath
+
+    def _export(self, trainer: L.Trainer, module: ForecastTask, suffix: str) -> None:
+        # every rank must agree on the directory; only rank 0 writes
+        path = self._dir(trainer) / f"{self.name}-{suffix}.pt"
+        if trainer.is_global_zero:
+            module.export(path)
+            log.info("exported %s (step %d)", path, trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: ForecastTask, *args: object) -> None:
+        n = self.every_n_train_steps
+        if n > 0 and trainer.global_step > 0 and trainer.global_step % n == 0:
+            self._export(trainer, module, "latest")
+
+    def on_validation_end(self, trainer: L.Trainer, module: ForecastTask) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(torch.as_tensor(trainer.callback_metrics[self.monitor]))
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if better:
+            self.best = value
+            self._export(trainer, module, "best")
+
+    def on_fit_end(self, trainer: L.Trainer, module: ForecastTask) -> None:
+        self._export(trainer, module, "last")
+
+    def state_dict(self) -> dict[str, float | None]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, float | None]) -> None:
+        self.best = state_dict.get("best")

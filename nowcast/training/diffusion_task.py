@@ -1,0 +1,141 @@
+"""Training of the conditional diffusion nowcaster (a :class:`ForecastTask`).
+
+The network trains with AdamW (linear warm-up, then cosine decay to 10 %); an exponential
+moving average of its weights (``ema_decay``) is what validation samples from and what is
+exported. Mixed precision and gradient clipping are the trainer's (``precision: bf16-mixed``,
+``gradient_clip_val``); checkpointing, resumption and DDP are Lightning's.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nowcast.models.diffusion.denoiser import SpatioTemporalTransformer
+from nowcast.models.diffusion.forecaster import DiffusionForecaster
+from nowcast.models.diffusion.wrapper import ConditionalDiffusion
+from nowcast.training.task import ForecastTask
+from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
+
+
+def describe_data(datamodule: Any) -> dict[str, Any]:
+    """What the model was trained on: the data module's ``describe()`` or its init arguments."""
+    if datamodule is None:
+        return {}
+    if hasattr(datamodule, "describe"):
+        return datamodule.describe()
+    return {k: v for k, v in dict(getattr(datamodule, "hparams", {})).items()
+            if isinstance(v, str | int | float | bool | list | dict | type(None))}
+
+
+class DiffusionTask(ForecastTask):
+    """Conditional diffusion training.
+
+    Args:
+        n_in, n_out: past frames seen and future frames predicted.
+        dim, depth, heads, patch, mlp_ratio: denoiser sizes (:class:`SpatioTemporalTransformer`).
+        prediction_type: "v" (default), "epsilon" or "x0".
+        residual: diffuse ``future - extrapolation`` instead of the future.
+        use_extrapolation: condition the denoiser on the extrapolation frames.
+        transform: rain transform name defining model space ("dbz" or "log").
+        n_train_steps: noise-schedule length (cosine).
+        loss_weighting: "none" or "min_snr".
+        lr, weight_decay: AdamW.
+        warmup_steps: linear learning-rate warm-up.
+        ema_decay: decay of the weight average used for validation and export.
+        val_sampler, val_steps, val_members: how validation samples (EMA weights).
+        timestep_minutes, pixel_size_m: what the data are (stored in the exported checkpoint).
+    """
+
+    def __init__(self, n_in: int = 4, n_out: int = 12, dim: int = 256, depth: int = 6, heads: int = 8,
+                 patch: int = 8, mlp_ratio: float = 4.0, prediction_type: str = "v", residual: bool = True,
+                 use_extrapolation: bool = True, transform: str = "dbz", n_train_steps: int = 1000,
+                 loss_weighting: str = "none", lr: float = 3e-4, weight_decay: float = 0.0,
+                 warmup_steps: int = 200, ema_decay: float = 0.999, val_sampler: str = "ddim",
+                 val_steps: int = 10, val_members: int = 1, timestep_minutes: float = 5.0,
+                 pixel_size_m: float = 2000.0) -> None:
+        super().__init__(n_out=n_out, val_members=val_members, lr=lr, weight_decay=weight_decay)
+        self.save_hyperparameters()
+        self.net_hparams = dict(n_in=n_in, n_out=n_out, extrapolation=use_extrapolation, dim=dim,
+                                depth=depth, heads=heads, patch=patch, mlp_ratio=mlp_ratio)
+        self.wrapper_hparams = dict(prediction_type=prediction_type, residual=residual,
+                                    n_train_steps=n_train_steps, loss_weighting=loss_weighting)
+        self.diffusion = ConditionalDiffusion(SpatioTemporalTransformer(**self.net_hparams),
+                                              transform=transform, **self.wrapper_hparams)
+        self.ema = copy.deepcopy(self.diffusion.denoiser).requires_grad_(False)
+        self.window = WindowSpec(n_in=n_in, n_out=n_out, timestep_minutes=timestep_minutes)
+        self.grid = GridSpec(pixel_size_m=pixel_size_m)
+
+    # --- training -----------------------------------------------------------------------
+    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.diffusion.training_loss(batch)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # bias-corrected warm-up of the average (as in timm's ModelEmaV3): early weights fade fast
+        step = self.global_step
+        decay = min(self.hparams.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for ema, live in zip(self.ema.parameters(), self.diffusion.denoiser.parameters(), strict=True):
+                ema.lerp_(live.detach().to(ema.dtype), 1.0 - decay)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = torch.optim.AdamW(self.diffusion.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        warmup = max(1, self.hparams.warmup_steps)
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
+        total = total if math.isfinite(total) and total > warmup else None
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if total is None:
+                return 1.0
+            progress = min(1.0, (step - warmup) / (total - warmup))
+            return 0.1 + 0.45 * (1.0 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- validation and export ----------------------------------------------------------
+    def to_forecaster(self, sampler: str | None = None, steps: int | None = None) -> DiffusionForecaster:
+        """The EMA weights behind the Forecaster contract (validation sampler by default)."""
+        hp = {**self.net_hparams, **self.wrapper_hparams}
+        forecaster = DiffusionForecaster({"denoiser": self.ema}, hp, transform=self.diffusion.transform,
+                                         window=self.window, grid=self.grid,
+                                         sampler=sampler or self.hparams.val_sampler,
+                                         steps=steps or self.hparams.val_steps)
+        return forecaster.to(self.device)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        # As ForecastTask's, but with the batch's motion (the motion cache; the GPU machine has no
+        # pysteps) and a fixed seed per batch so that scores of successive epochs compare.
+        gen = torch.Generator(device=self.device).manual_seed(batch_idx)
+        rain = self.to_forecaster().forecast_with_motion(batch[PAST], self.n_out, self.val_members, gen,
+                                                         motion=batch.get(MOTION))
+        mean = rain.mean(dim=1)
+        target, mask = batch[FUTURE][:, : self.n_out], batch[MASK]
+        self.val_scores.update(mean, target, mask)
+        m = mask[:, None].expand_as(target)
+        self._val_se += ((mean - target) ** 2)[m].double().sum()
+        self._val_n += m.sum().double()
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        metrics = {k: float(v) for k, v in (self._trainer.callback_metrics.items() if self._trainer else [])
+                   if k.startswith("val/")}
+        return {
+            "forecaster": DiffusionForecaster.name,
+            "hparams": {**self.net_hparams, **self.wrapper_hparams},
+            "transform": self.diffusion.transform.to_dict(),
+            "window": self.window.to_dict(),
+            "grid": self.grid.to_dict(),
+            "data": describe_data(getattr(self._trainer, "datamodule", None) if self._trainer else None),
+            "metrics": metrics,
+            "training": {"global_step": int(self.global_step), "epoch": int(self.current_epoch),
+                         "world_size": int(self._trainer.world_size) if self._trainer else 1,
+                         "ema_decay": float(self.hparams.ema_decay), "lr": float(self.lr)},
+            "state_dict": {"denoiser": {k: v.detach().float().cpu()
+                                        for k, v in self.ema.state_dict().items()}},
+        }

@@ -1,0 +1,50 @@
+"""A tiny synthetic store and `nowcast train` configs shared by the training tests (not a test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from nowcast.data.synthetic import write_synthetic_store
+from nowcast.types import repo_root
+
+N_OUT = 3
+
+
+def write_data_config(tmp: Path) -> Path:
+    """A 32 px synthetic store with train and val events, and its data config."""
+    write_synthetic_store(tmp / "synthetic.zarr", n_frames=20, height=32, width=32)
+    config = {
+        "store_root": str(tmp),
+        "stores": {"synthetic": "synthetic.zarr"},
+        "splits": {"train": [{"store": "synthetic", "start": "2024-06-01T12:00", "end": "2024-06-01T12:50"}],
+                   "val": [{"store": "synthetic", "start": "2024-06-01T12:55", "end": "2024-06-01T13:35"}]},
+        "n_in": 4, "n_out": N_OUT, "crop_size": 32, "eval_crop_size": 32, "batch_size": 2,
+        "num_workers": 0, "with_motion": True, "samples_per_epoch": 4,
+    }
+    path = tmp / "data.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def write_train_config(tmp: Path, every_n_steps: int = 2) -> Path:
+    """configs/train/diffusion.yaml shrunk to a CPU-sized model, saving every ``every_n_steps``."""
+    config = yaml.safe_load((repo_root() / "configs/train/diffusion.yaml").read_text())
+    config["model"]["init_args"].update(n_out=N_OUT, dim=16, depth=1, heads=2, val_steps=2)
+    config.pop("data", None)
+    trainer = config["trainer"]
+    trainer.update(accelerator="cpu", precision="32-true", val_check_interval=2, log_every_n_steps=1,
+                   default_root_dir=str(tmp / "runs"), enable_progress_bar=False, logger=False,
+                   num_sanity_val_steps=0, enable_model_summary=False)
+    for cb in trainer["callbacks"]:
+        if "every_n_train_steps" in cb.get("init_args", {}):
+            cb["init_args"]["every_n_train_steps"] = every_n_steps
+        if "ModelCheckpoint" in cb["class_path"]:
+            cb["init_args"]["dirpath"] = str(tmp / "runs" / "checkpoints")
+        if "ExportCheckpoint" in cb["class_path"]:
+            cb["init_args"]["dirpath"] = str(tmp / "runs" / "export")
+    trainer["callbacks"] = [cb for cb in trainer["callbacks"] if "LearningRate" not in cb["class_path"]]
+    path = tmp / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
