@@ -1,0 +1,200 @@
+"""LightningDataModule over rain stores, split by whole events (the ``data`` part of configs).
+
+Its typed ``__init__`` is the configuration schema (``configs/data/*.yaml``; usable as the
+``data`` class of LightningCLI); no I/O happens before :meth:`NowcastDataModule.setup`.
+
+Training windows are drawn with a :class:`~torch.utils.data.WeightedRandomSampler`, weight =
+mean rain fraction of the window's frames + ``dry_weight``, so that the mostly-dry KNMI
+evenings do not drown the rain; each epoch is ``samples_per_epoch`` windows. Validation and
+test use every window of their events, in order, with the fixed centred ``eval_crop_size``
+crop (None = full field; then windows of differently sized stores need ``batch_size`` 1).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from nowcast.data.dataset import RadarWindowDataset, window_weights
+from nowcast.data.motion_cache import MotionCache, motion_cache_path, open_rain_store
+from nowcast.data.splits import SPLITS, parse_splits, split_windows, stores_used
+from nowcast.data.windows import Window, build_window_index
+from nowcast.types import repo_root
+
+log = logging.getLogger(__name__)
+
+
+class NowcastDataModule(L.LightningDataModule):
+    """Windows of ``n_in`` past and ``n_out`` future frames from named stores, split by event.
+
+    Args:
+        stores: store name -> zarr path (relative paths are under ``store_root``).
+        splits: ``{"train" | "val" | "test": [{store, start, end}, ...]}`` (see
+            :mod:`nowcast.data.splits`); ``predict`` uses the test events.
+        store_root: base of relative store paths; None = the repository root.
+        n_in, n_out: past and future frames; stride: step between window starts (frames).
+        crop_size: training crop side (px); None = full field.
+        eval_crop_size: validation/test crop side (px), centred on the grid; None = full field.
+        batch_size, eval_batch_size: per step (eval_batch_size None = batch_size).
+        num_workers: DataLoader worker processes (stores open lazily in each).
+        with_motion: add ``motion`` (2, h, w) px/step (motion cache if built, else on the fly).
+        cached_motion_only: with ``with_motion``, keep only windows whose motion is in the cache
+            (for machines without pysteps, e.g. the GPU trainer); dropped windows are logged.
+        augment: random flips / quarter turns on training crops.
+        samples_per_epoch: training windows drawn per epoch (with replacement, rain-weighted).
+        dry_weight: sampling weight added to every window (the floor for dry windows).
+        prefer_rainy_crops: training crops prefer rain (False: uniform over covered positions).
+        min_wet_fraction: rainy-crop preference (fraction of pixels >= 0.5 mm/h in the crop).
+        seed: seeds the training sampler.
+    """
+
+    def __init__(
+        self,
+        stores: dict[str, str],
+        splits: dict[str, list[dict[str, str]]],
+        store_root: str | None = None,
+        n_in: int = 4,
+        n_out: int = 12,
+        stride: int = 1,
+        crop_size: int | None = 128,
+        eval_crop_size: int | None = 256,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        with_motion: bool = False,
+        cached_motion_only: bool = False,
+        augment: bool = True,
+        samples_per_epoch: int = 2000,
+        dry_weight: float = 0.02,
+        prefer_rainy_crops: bool = True,
+        min_wet_fraction: float = 0.05,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.events = parse_splits(splits)  # no I/O: fail on a bad config at construction
+        unknown = stores_used(self.events) - set(stores)
+        if unknown:
+            raise KeyError(f"splits name stores not in `stores`: {sorted(unknown)}; known: {sorted(stores)}")
+        root = Path(store_root) if store_root is not None else repo_root()
+        self.store_paths = {name: root / p for name, p in stores.items()}  # an absolute p wins
+        self.n_in, self.n_out, self.stride = n_in, n_out, stride
+        self.crop_size, self.eval_crop_size = crop_size, eval_crop_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers, self.with_motion, self.augment = num_workers, with_motion, augment
+        self.samples_per_epoch, self.dry_weight = samples_per_epoch, dry_weight
+        self.prefer_rainy_crops, self.min_wet_fraction, self.seed = prefer_rainy_crops, min_wet_fraction, seed
+        self.windows: dict[str, list[Window]] = {}
+        self.datasets: dict[str, RadarWindowDataset] = {}
+        self._stores: dict[str, xr.Dataset] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        used = sorted(stores_used(self.events))
+        self._stores = {name: open_rain_store(self.store_paths[name]) for name in used}
+        index = build_window_index(self._stores, self.n_in, self.n_out, self.stride)
+        self.windows = split_windows(index, self.events)
+        if self.with_motion and self.hparams.cached_motion_only:
+            self.windows = {split: self._with_cached_motion(split, w) for split, w in self.windows.items()}
+        paths = {name: self.store_paths[name] for name in used}
+        for split, windows in self.windows.items():
+            train = split == "train"
+            self.datasets[split] = RadarWindowDataset(
+                paths, windows, self.n_in, self.n_out,
+                crop_size=self.crop_size if train else self.eval_crop_size,
+                random_crop=train, prefer_rain=self.prefer_rainy_crops, augment=train and self.augment,
+                with_motion=self.with_motion,
+                min_wet_fraction=self.min_wet_fraction,
+            )
+
+    def _with_cached_motion(self, split: str, windows: list[Window]) -> list[Window]:
+        """Keep windows whose anchor is in their store's motion cache (for machines without pysteps)."""
+        def ns(t: Any) -> np.ndarray:
+            return np.asarray(t, dtype="datetime64[ns]").astype(np.int64)
+
+        cached: dict[str, set[int]] = {}
+        for name, path in self.store_paths.items():
+            cache_path = motion_cache_path(path)
+            cached[name] = set(ns(MotionCache(cache_path).times).tolist()) if cache_path.exists() else set()
+        kept = [w for w in windows if int(ns(w.anchor)) in cached.get(w.store, set())]
+        if len(kept) < len(windows):
+            log.warning("%s: %d of %d windows kept (motion cached); the rest are left out",
+                        split, len(kept), len(windows))
+        return kept
+
+    def dataset(self, split: str) -> RadarWindowDataset:
+        if not self.datasets:
+            raise RuntimeError("call setup() first")
+        if split not in self.datasets or not len(self.datasets[split]):
+            have = {k: len(v) for k, v in self.datasets.items()}
+            raise ValueError(f"split {split!r} has no windows (windows per split: {have})")
+        return self.datasets[split]
+
+    def train_weights(self) -> np.ndarray:
+        """Sampling weight of each training window (rain fraction + ``dry_weight``)."""
+        return window_weights(self._stores, self.dataset("train").windows, self.n_in + self.n_out,
+                              self.dry_weight)
+
+    def _loader(self, ds: RadarWindowDataset, batch_size: int, **kw: Any) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(), **kw)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset("train")
+        gen = torch.Generator().manual_seed(self.seed)
+        sampler = WeightedRandomSampler(torch.as_tensor(self.train_weights(), dtype=torch.double),
+                                        num_samples=self.samples_per_epoch, replacement=True, generator=gen)
+        return self._loader(ds, self.batch_size, sampler=sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("val"), self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("test"), self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+
+def load_config(path_or_dict: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """Init args of :class:`NowcastDataModule` from a YAML file or dict.
+
+    Accepts the plain init args, ``{class_path, init_args}`` or a full config with a ``data``
+    section (as LightningCLI writes). A relative YAML path is tried from the current
+    directory, then from the repository root.
+    """
+    if isinstance(path_or_dict, Mapping):
+        cfg: Any = dict(path_or_dict)
+    else:
+        import yaml
+
+        path = Path(path_or_dict)
+        if not path.exists() and not path.is_absolute() and (repo_root() / path).exists():
+            path = repo_root() / path
+        with open(path) as f:
+            cfg = yaml.safe_load(f)
+    if isinstance(cfg, Mapping) and "data" in cfg and isinstance(cfg["data"], Mapping):
+        cfg = cfg["data"]
+    if isinstance(cfg, Mapping) and "init_args" in cfg:
+        cfg = cfg["init_args"]
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"not a data config: {path_or_dict!r}")
+    return dict(cfg)
+
+
+def from_config(path_or_dict: str | Path | Mapping[str, Any], **overrides: Any) -> NowcastDataModule:
+    """Build a :class:`NowcastDataModule` from a YAML file / dict (see :func:`load_config`) plus overrides."""
+    return NowcastDataModule(**{**load_config(path_or_dict), **overrides})
+
+
+__all__ = ["NowcastDataModule", "from_config", "load_config", "SPLITS"]
