@@ -29,15 +29,17 @@ class ExportCheckpoint(L.Callback):
         monitor: validation metric to maximise or minimise.
         mode: "max" or "min".
         every_n_train_steps: period of the latest-weights export (0 = never).
+        weights_dtype: "float32" or "float16" (half-size files for shipping).
     """
 
     def __init__(self, dirpath: str | None = None, name: str = "model", monitor: str = "val/csi_1",
-                 mode: str = "max", every_n_train_steps: int = 500) -> None:
+                 mode: str = "max", every_n_train_steps: int = 500, weights_dtype: str = "float32") -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.dirpath = Path(dirpath) if dirpath else None
         self.name, self.monitor, self.mode = name, monitor, mode
         self.every_n_train_steps = every_n_train_steps
+        self.weights_dtype = weights_dtype
         self.best: float | None = None
 
     def _dir(self, trainer: L.Trainer) -> Path:
@@ -49,7 +51,7 @@ class ExportCheckpoint(L.Callback):
         # every rank must agree on the directory; only rank 0 writes
         path = self._dir(trainer) / f"{self.name}-{suffix}.pt"
         if trainer.is_global_zero:
-            module.export(path)
+            module.export(path, weights_dtype=self.weights_dtype)
             log.info("exported %s (step %d)", path, trainer.global_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: ForecastTask, *args: object) -> None:

@@ -19,7 +19,7 @@ from nowcast.models.diffusion.denoiser import SpatioTemporalTransformer
 from nowcast.models.diffusion.forecaster import DiffusionForecaster
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion
 from nowcast.training.task import ForecastTask
-from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
+from nowcast.types import MOTION, PAST, GridSpec, WindowSpec
 
 
 def describe_data(datamodule: Any) -> dict[str, Any]:
@@ -109,18 +109,11 @@ class DiffusionTask(ForecastTask):
                                          steps=steps or self.hparams.val_steps)
         return forecaster.to(self.device)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        # As ForecastTask's, but with the batch's motion (the motion cache; the GPU machine has no
-        # pysteps) and a fixed seed per batch so that scores of successive epochs compare.
+    def forecast_batch(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        # the batch's motion comes from the motion cache: the GPU machine has no pysteps
         gen = torch.Generator(device=self.device).manual_seed(batch_idx)
-        rain = self.to_forecaster().forecast_with_motion(batch[PAST], self.n_out, self.val_members, gen,
+        return self.to_forecaster().forecast_with_motion(batch[PAST], self.n_out, self.val_members, gen,
                                                          motion=batch.get(MOTION))
-        mean = rain.mean(dim=1)
-        target, mask = batch[FUTURE][:, : self.n_out], batch[MASK]
-        self.val_scores.update(mean, target, mask)
-        m = mask[:, None].expand_as(target)
-        self._val_se += ((mean - target) ** 2)[m].double().sum()
-        self._val_n += m.sum().double()
 
     def checkpoint_payload(self) -> dict[str, Any]:
         metrics = {k: float(v) for k, v in (self._trainer.callback_metrics.items() if self._trainer else [])

@@ -6,7 +6,10 @@ Subclasses (diffusion, ConvLSTM, SimVP, cGAN, the adversarial sampler stage) imp
   optimisation), and
 - ``to_forecaster() -> Forecaster``: the current weights behind the Forecaster contract,
 - ``checkpoint_payload() -> dict``: what :func:`nowcast.models.checkpoint.save_checkpoint`
-  stores (hparams, state_dict, transform, window, grid).
+  stores (hparams, state_dict, transform, window, grid),
+
+and may override ``forecast_batch(batch, batch_idx)`` when validation needs more of the
+batch than ``past`` (e.g. the diffusion model's precomputed motion).
 
 Validation is identical for every model: the forecaster predicts ``n_out`` frames from
 ``past`` in mm/h and :class:`CategoricalScores` accumulates contingency tables over the
@@ -57,10 +60,13 @@ class ForecastTask(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch[PAST].shape[0])
         return loss
 
+    def forecast_batch(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Validation forecast (B, M, T_out, H, W) mm/h; seeded per batch so epochs compare."""
+        gen = torch.Generator(device=self.device).manual_seed(batch_idx)
+        return self.to_forecaster().forecast(batch[PAST], self.n_out, self.val_members, gen)
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        forecaster = self.to_forecaster()
-        rain = forecaster.forecast(batch[PAST], self.n_out, members=self.val_members)
-        mean = rain.mean(dim=1)
+        mean = self.forecast_batch(batch, batch_idx).mean(dim=1)
         target, mask = batch[FUTURE][:, : self.n_out], batch[MASK]
         self.val_scores.update(mean, target, mask)
         m = mask[:, None].expand_as(target)
@@ -72,7 +78,8 @@ class ForecastTask(L.LightningModule):
         self.log("val/csi_1", torch.nan_to_num(csi, nan=0.0).mean(), prog_bar=True, sync_dist=True)
         se = self.all_gather(self._val_se).sum()
         n = self.all_gather(self._val_n).sum()
-        self.log("val/mse", se / n.clamp(min=1), sync_dist=False)
+        # already gathered over ranks: sync_dist only averages identical values
+        self.log("val/mse", se / n.clamp(min=1), sync_dist=True)
         self.val_scores.reset()
         self._val_se.zero_()
         self._val_n.zero_()
@@ -80,6 +87,17 @@ class ForecastTask(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
-    def export(self, path: str | Path, **extra: Any) -> Path:
-        """Write a shippable nowcast checkpoint (not a Lightning one) of the current weights."""
-        return save_checkpoint(path, {**self.checkpoint_payload(), **extra})
+    def export(self, path: str | Path, weights_dtype: str = "float32", **extra: Any) -> Path:
+        """Write a shippable nowcast checkpoint (not a Lightning one) of the current weights.
+
+        ``weights_dtype="float16"`` halves the file; weights are cast back to the module's
+        dtype when loaded (``load_state_dict`` copies with conversion).
+        """
+        payload = {**self.checkpoint_payload(), **extra}
+        dtype = getattr(torch, weights_dtype)
+        payload["state_dict"] = {
+            name: {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+            for name, sd in payload["state_dict"].items()
+        }
+        payload["weights_dtype"] = weights_dtype
+        return save_checkpoint(path, payload)
