@@ -1,0 +1,39 @@
+"""Adversarial large-step sampler (Denoising Diffusion GAN, Xiao et al., ICLR 2022).
+
+A generator ``G(x_t, t, cond, z)`` predicts the clean sample from a noisy one and a latent
+``z`` (the model function draws ``z``); ``x_s`` is then drawn from the diffusion posterior
+``q(x_s | x_t, x0_hat)`` between large steps. Because the generator's prediction is a sample
+(not a mean) of ``p(x0 | x_t)``, a few steps (1, 2, 4) reproduce the data distribution
+where ancestral sampling with a mean predictor would need hundreds.
+
+The generator is initialised from the trained denoiser, so its raw output keeps the
+denoiser's ``prediction_type`` and is turned into ``x0_hat`` with the schedule.
+"""
+
+from __future__ import annotations
+
+from nowcast.samplers.base import SAMPLERS
+from nowcast.samplers.ddpm import DDPMSampler
+from nowcast.samplers.schedules import NoiseSchedule
+
+#: step counts an adversarial generator is trained for (its checkpoint records which one)
+ADVERSARIAL_STEPS = (1, 2, 4)
+
+
+@SAMPLERS.register("adversarial")
+class AdversarialSampler(DDPMSampler):
+    """The posterior step of :class:`DDPMSampler` over ``n in ADVERSARIAL_STEPS`` large steps, with
+    "trailing" spacing: ``n`` steps of ``T/n`` training steps each (4 steps: 999, 749, 499, 249)."""
+
+    def __init__(self, schedule: NoiseSchedule, prediction_type: str = "v", clip_x0: float | None = None,
+                 timestep_spacing: str = "trailing", max_steps: int = max(ADVERSARIAL_STEPS)) -> None:
+        super().__init__(schedule, prediction_type, clip_x0, timestep_spacing)
+        self.max_steps = max_steps
+
+    def set_timesteps(self, n: int) -> None:
+        if not 1 <= n <= self.max_steps:
+            raise ValueError(
+                f"the adversarial sampler takes 1..{self.max_steps} large steps (trained for "
+                f"{ADVERSARIAL_STEPS}), got {n}"
+            )
+        super().set_timesteps(n)

@@ -1,0 +1,237 @@
+"""The adversarial large-step stage (Denoising Diffusion GAN, Xiao et al., ICLR 2022).
+
+Starting from a trained conditional diffusion model, a generator ``G(x_t, t, cond, z)`` (the
+denoiser with a latent input ``z``, zero-initialised so that it starts as the trained
+denoiser) learns to sample ``p(x0 | x_t)`` at the ``steps`` (1, 2 or 4) large timesteps of the
+"adversarial" sampler instead of predicting its mean, so that ``x_s ~ q(x_s | x_t, G(...))``
+between large steps reproduces the data distribution. A conditional discriminator
+``D(x_s, x_t, t, cond)`` judges real pairs (``x_s ~ q(x_s | x0)``, ``x_t ~ q(x_t | x_s)``)
+against generated ones; non-saturating GAN loss, R1 penalty on real samples (Mescheder et
+al. 2018) and an optional masked x0 reconstruction term. Manual optimisation (two optimisers).
+
+The export (:meth:`AdversarialTask.export`) is a nowcast checkpoint with forecaster
+"diffusion-adversarial", ``hparams["generator"]`` (network arguments with ``z_dim``),
+``hparams["steps"]`` and ``state_dict["generator"]``; the diffusion forecaster loads it with
+``sampler="adversarial", adversarial_checkpoint=path`` on top of the same diffusion checkpoint.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nowcast.models.checkpoint import file_sha256
+from nowcast.models.diffusion.denoiser import SpatioTemporalTransformer
+from nowcast.models.diffusion.discriminator import Discriminator
+from nowcast.models.diffusion.forecaster import WRAPPER_KEYS, DiffusionForecaster
+from nowcast.models.diffusion.wrapper import ConditionalDiffusion, latent_model_fn
+from nowcast.samplers.adversarial import ADVERSARIAL_STEPS
+from nowcast.samplers.base import randn_like
+from nowcast.training.diffusion_task import describe_data
+from nowcast.training.task import ForecastTask
+from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
+
+ADVERSARIAL_FORECASTER = "diffusion-adversarial"
+
+
+def init_generator(denoiser: SpatioTemporalTransformer, net_hparams: dict[str, Any],
+                   z_dim: int) -> SpatioTemporalTransformer:
+    """A copy of ``denoiser`` with a ``z_dim`` latent input whose projection is zero: at
+    initialisation it computes exactly the denoiser's output for any ``z``."""
+    if z_dim < 1:
+        raise ValueError(f"the generator needs a latent (z_dim >= 1), got {z_dim}")
+    gen = SpatioTemporalTransformer(**{**net_hparams, "z_dim": z_dim})
+    missing, unexpected = gen.load_state_dict(denoiser.state_dict(), strict=False)
+    if unexpected or set(missing) != {"z_proj.weight", "z_proj.bias"}:
+        raise ValueError(f"denoiser does not fit the generator: missing {missing}, unexpected {unexpected}")
+    return gen
+
+
+class AdversarialTask(ForecastTask):
+    """Train the adversarial large-step generator on top of a trained diffusion checkpoint.
+
+    Args:
+        diffusion_checkpoint: the exported diffusion model (nowcast checkpoint, forecaster
+            "diffusion"); its window, grid, transform, objective and network sizes are reused.
+        steps: large steps K in (1, 2, 4): the generator is trained at the timesteps of the
+            "adversarial" sampler with K steps and must be sampled with K.
+        z_dim: latent size of the generator.
+        disc_channels, disc_depth: discriminator width and number of down-sampling blocks.
+        r1_gamma: weight of the R1 penalty ``gamma/2 E||grad_x D(x_real)||^2``.
+        lambda_rec: weight of the masked MSE between the generator's x0 and the true x0
+            (0 = the pure GAN objective of the paper).
+        lr_g, lr_d, betas: Adam for the generator and the discriminator.
+        grad_clip: gradient-norm clipping of both (0 = off); manual optimisation does it itself.
+        val_members: ensemble members per validation window.
+    """
+
+    def __init__(self, diffusion_checkpoint: str, steps: int = 4, z_dim: int = 64,
+                 disc_channels: int = 64, disc_depth: int = 3, r1_gamma: float = 0.1,
+                 lambda_rec: float = 0.0, lr_g: float = 5e-5, lr_d: float = 1e-4,
+                 betas: tuple[float, float] = (0.5, 0.9), grad_clip: float = 1.0,
+                 val_members: int = 1) -> None:
+        if steps not in ADVERSARIAL_STEPS:
+            raise ValueError(f"steps must be one of {ADVERSARIAL_STEPS}, got {steps}")
+        base = DiffusionForecaster.from_checkpoint(diffusion_checkpoint)
+        super().__init__(n_out=base.window.n_out, val_members=val_members, lr=lr_g)
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.base_checkpoint = {"path": str(diffusion_checkpoint),
+                                "sha256": file_sha256(diffusion_checkpoint)}
+        self.window: WindowSpec = base.window
+        self.grid: GridSpec = base.grid
+        self.base_hparams = dict(base.hparams)
+        self.net_hparams = {k: v for k, v in base.hparams.items() if k not in WRAPPER_KEYS}
+        self.wrapper_hparams = {k: v for k, v in base.hparams.items() if k in WRAPPER_KEYS}
+        # the trained denoiser, frozen (the forecaster's base model; reference for the init test)
+        self.denoiser = base.modules["denoiser"].requires_grad_(False).eval()
+        self.generator = init_generator(self.denoiser, self.net_hparams, z_dim)
+        self.diffusion = ConditionalDiffusion(self.generator, transform=base.transform,
+                                              **self.wrapper_hparams)
+        self.discriminator = Discriminator(self.generator.n_out, self.generator.cond_channels,
+                                           disc_channels, disc_depth)
+        self.sampler = self.diffusion.build_sampler("adversarial")
+        self.sampler.set_timesteps(steps)
+
+    # --- the stage's large steps ---------------------------------------------------------
+    def step_pairs(self, k: Tensor) -> tuple[Tensor, Tensor]:
+        """Sampling-step indices ``k`` (B,) -> (t, s): the timestep and the next one (-1 = clean)."""
+        ts = self.sampler.timesteps.to(k.device)
+        nxt = torch.cat([ts[1:], ts.new_tensor([-1])])
+        return ts[k], nxt[k]
+
+    def generate_x0(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """The generator's clean-data sample (clipped as the sampler clips it)."""
+        z = torch.randn(x_t.shape[0], self.generator.z_dim, device=x_t.device)
+        return self.sampler.predict_x0(self.generator(x_t, t, cond, z).float(), t, x_t)
+
+    def _real_pair(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        with torch.no_grad():
+            cond, base = self.diffusion.prepare(batch[PAST], batch.get(MOTION))
+            x0 = self.diffusion.to_model(batch[FUTURE][:, : self.n_out])
+            if base is not None:
+                x0 = x0 - base
+            k = torch.randint(0, len(self.sampler.timesteps), (x0.shape[0],), device=x0.device)
+            t, s = self.step_pairs(k)
+            x_s = self.diffusion.schedule.q_sample(x0, s, torch.randn_like(x0))
+            x_t = self.diffusion.schedule.q_step(x_s, s, t, torch.randn_like(x0))
+        return x0, x_s, x_t, t, s, cond
+
+    def _fake_prev(self, x0_fake: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> Tensor:
+        mean, var = self.diffusion.schedule.posterior(x0_fake, x_t, t, s)
+        return mean + var.sqrt() * randn_like(mean)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        opt_g, opt_d = self.optimizers()
+        x0, x_s, x_t, t, s, cond = self._real_pair(batch)
+        b = x0.shape[0]
+
+        # discriminator: non-saturating loss + R1 on the real samples
+        self.discriminator.requires_grad_(True)
+        x_real = x_s.detach().requires_grad_(True)
+        d_real = self.discriminator(x_real, x_t, t, cond)
+        (grad,) = torch.autograd.grad(d_real.float().sum(), x_real, create_graph=True)
+        r1 = grad.float().pow(2).flatten(1).sum(1).mean()
+        with torch.no_grad():
+            x_fake = self._fake_prev(self.generate_x0(x_t, t, cond), x_t, t, s)
+        d_fake = self.discriminator(x_fake, x_t, t, cond)
+        loss_d = F.softplus(-d_real.float()).mean() + F.softplus(d_fake.float()).mean()
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d + 0.5 * self.hparams.r1_gamma * r1)
+        self._clip(opt_d)
+        opt_d.step()
+
+        # generator: non-saturating loss (+ masked x0 reconstruction)
+        self.discriminator.requires_grad_(False)
+        x0_fake = self.generate_x0(x_t, t, cond)
+        d_gen = self.discriminator(self._fake_prev(x0_fake, x_t, t, s), x_t, t, cond)
+        loss_adv = F.softplus(-d_gen.float()).mean()
+        loss_g = loss_adv
+        rec = torch.zeros((), device=x0.device)
+        if self.hparams.lambda_rec > 0:
+            mask = batch[MASK][:, None].to(x0.dtype).expand_as(x0) if MASK in batch else torch.ones_like(x0)
+            rec = (((x0_fake - x0) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
+            loss_g = loss_g + self.hparams.lambda_rec * rec
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        self._clip(opt_g)
+        opt_g.step()
+        self.discriminator.requires_grad_(True)
+
+        self.log_dict({"train/loss_d": loss_d.detach(), "train/r1": r1.detach(),
+                       "train/loss_g": loss_adv.detach(), "train/rec": rec.detach(),
+                       "train/d_real": d_real.detach().float().mean(),
+                       "train/d_fake": d_fake.detach().float().mean()}, batch_size=b)
+        self.log("train/loss", loss_g.detach(), prog_bar=True, batch_size=b)
+        return loss_g.detach()
+
+    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """The generator's loss on a batch with the current discriminator (no update)."""
+        _, _, x_t, t, s, cond = self._real_pair(batch)
+        x_fake = self._fake_prev(self.generate_x0(x_t, t, cond), x_t, t, s)
+        return F.softplus(-self.discriminator(x_fake, x_t, t, cond).float()).mean()
+
+    def _clip(self, opt: Any) -> None:
+        if self.hparams.grad_clip > 0:
+            self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        betas = tuple(self.hparams.betas)
+        return [torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas),
+                torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas)]
+
+    # --- validation and export ----------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, past: Tensor, members: int = 1, generator: torch.Generator | None = None,
+               motion: Tensor | None = None) -> Tensor:
+        """(B, n_in, H, W) mm/h -> (B, members, n_out, H, W) mm/h with the current generator."""
+        return self.diffusion.sample(past, self.n_out, members, self.sampler, len(self.sampler.timesteps),
+                                     generator, motion=motion, model_fn=latent_model_fn(self.generator))
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        # in memory (no checkpoint file per batch), with the batch's motion and a fixed seed per batch
+        gen = torch.Generator(device=self.device).manual_seed(batch_idx)
+        mean = self.sample(batch[PAST], self.val_members, gen, motion=batch.get(MOTION)).mean(dim=1)
+        target, mask = batch[FUTURE][:, : self.n_out], batch[MASK]
+        self.val_scores.update(mean, target, mask)
+        m = mask[:, None].expand_as(target)
+        self._val_se += ((mean - target) ** 2)[m].double().sum()
+        self._val_n += m.sum().double()
+
+    def to_forecaster(self) -> DiffusionForecaster:
+        """The diffusion forecaster with this generator, loaded through the exported file format."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.export(Path(tmp) / "adversarial.pt")
+            forecaster = DiffusionForecaster({"denoiser": self.denoiser}, self.base_hparams,
+                                             transform=self.diffusion.transform, window=self.window,
+                                             grid=self.grid, sampler="adversarial",
+                                             steps=len(self.sampler.timesteps), adversarial_checkpoint=path)
+        return forecaster.to(self.device)
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        trainer = self._trainer
+        metrics = {k: float(v) for k, v in (trainer.callback_metrics.items() if trainer else [])
+                   if k.startswith("val/")}
+        hp = self.hparams
+        return {
+            "forecaster": ADVERSARIAL_FORECASTER,
+            "hparams": {"generator": {**self.net_hparams, "z_dim": self.generator.z_dim},
+                        "steps": len(self.sampler.timesteps), **self.wrapper_hparams,
+                        "base_checkpoint": self.base_checkpoint},
+            "transform": self.diffusion.transform.to_dict(),
+            "window": self.window.to_dict(),
+            "grid": self.grid.to_dict(),
+            "data": describe_data(getattr(trainer, "datamodule", None) if trainer else None),
+            "metrics": metrics,
+            "training": {"global_step": int(self.global_step), "r1_gamma": float(hp.r1_gamma),
+                         "lambda_rec": float(hp.lambda_rec), "lr_g": float(hp.lr_g), "lr_d": float(hp.lr_d),
+                         "world_size": int(trainer.world_size) if trainer else 1},
+            "state_dict": {"generator": {k: v.detach().float().cpu()
+                                         for k, v in self.generator.state_dict().items()}},
+        }
+

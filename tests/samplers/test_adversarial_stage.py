@@ -1,0 +1,105 @@
+"""The adversarial large-step stage: generator init, a few GAN steps, export and loading."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from nowcast.models.checkpoint import load_checkpoint
+from nowcast.models.diffusion.discriminator import Discriminator
+from nowcast.models.diffusion.forecaster import DiffusionForecaster
+from nowcast.training.adversarial_task import ADVERSARIAL_FORECASTER, AdversarialTask
+from nowcast.training.diffusion_task import DiffusionTask
+from nowcast.types import FUTURE, MASK, MOTION, PAST
+
+N_IN, N_OUT, SIZE = 4, 3, 16
+
+
+@pytest.fixture(scope="module")
+def diffusion_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny exported diffusion model whose weights are all non-trivial (not the zero init)."""
+    torch.manual_seed(0)
+    task = DiffusionTask(n_in=N_IN, n_out=N_OUT, dim=16, depth=1, heads=2, patch=4)
+    with torch.no_grad():
+        for p in task.ema.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return task.export(tmp_path_factory.mktemp("diffusion") / "diffusion.pt")
+
+
+def make_batch(seed: int, b: int = 2) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    rain = lambda n: torch.rand(b, n, SIZE, SIZE, generator=g) ** 3 * 20  # noqa: E731  mm/h
+    mask = torch.ones(b, SIZE, SIZE, dtype=torch.bool)
+    mask[:, :2] = False
+    return {PAST: rain(N_IN), FUTURE: rain(N_OUT), MASK: mask, MOTION: torch.full((b, 2, SIZE, SIZE), 0.5)}
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_generator_starts_as_the_denoiser(diffusion_ckpt: Path, steps: int) -> None:
+    task = AdversarialTask(str(diffusion_ckpt), steps=steps, z_dim=8, disc_channels=8, disc_depth=2)
+    x_t, cond = torch.randn(3, N_OUT, SIZE, SIZE), torch.randn(3, task.generator.cond_channels, SIZE, SIZE)
+    t = torch.tensor([999, 500, 3])
+    ref = task.denoiser(x_t, t, cond)
+    assert ref.abs().mean() > 1e-3  # a non-trivial denoiser, so equality below means something
+    for seed in (0, 1):
+        z = 10 * torch.randn(3, 8, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(task.generator(x_t, t, cond, z), ref)
+    assert task.sampler.timesteps.tolist() == {1: [999], 4: [999, 749, 499, 249]}[steps]
+
+
+def test_bad_arguments_are_refused(diffusion_ckpt: Path) -> None:
+    with pytest.raises(ValueError, match="steps"):
+        AdversarialTask(str(diffusion_ckpt), steps=3)
+    with pytest.raises(ValueError, match="z_dim"):
+        AdversarialTask(str(diffusion_ckpt), z_dim=0)
+    with pytest.raises(FileNotFoundError):
+        AdversarialTask("no/such/diffusion.pt")
+
+
+def test_discriminator_shapes_and_gradients() -> None:
+    d = Discriminator(N_OUT, N_IN + N_OUT, channels=8, depth=2)
+    x = torch.randn(2, N_OUT, 12, 20, requires_grad=True)
+    out = d(x, torch.randn(2, N_OUT, 12, 20), torch.tensor([5, 900]), torch.randn(2, N_IN + N_OUT, 12, 20))
+    assert out.shape == (2,) and torch.isfinite(out).all()
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="expected"):
+        d(x, x, torch.tensor([1, 2]), torch.randn(2, N_IN, 12, 20))
+
+
+def test_gan_steps_export_and_load(diffusion_ckpt: Path, tmp_path: Path) -> None:
+    task = AdversarialTask(str(diffusion_ckpt), steps=2, z_dim=8, disc_channels=8, disc_depth=2,
+                           r1_gamma=1.0, lambda_rec=0.5, lr_g=1e-3, lr_d=1e-3)
+    disc0 = [p.detach().clone() for p in task.discriminator.parameters()]
+    batches = [make_batch(i) for i in range(3)]
+    trainer = L.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
+                        num_sanity_val_steps=0, default_root_dir=tmp_path)
+    trainer.fit(task, DataLoader(batches, batch_size=None), DataLoader(batches[:1], batch_size=None))
+    logged = trainer.callback_metrics
+    for key in ("train/loss_d", "train/loss_g", "train/r1", "train/rec", "val/csi_1", "val/mse"):
+        assert key in logged and math.isfinite(float(logged[key])), key
+    assert task.generator.z_proj.weight.abs().sum() > 0  # the latent is now used
+    assert any(not torch.equal(a, b) for a, b in zip(disc0, task.discriminator.parameters(), strict=True))
+
+    path = task.export(tmp_path / "adversarial.pt")
+    ckpt = load_checkpoint(path, forecaster=ADVERSARIAL_FORECASTER)
+    assert ckpt["hparams"]["steps"] == 2 and ckpt["hparams"]["generator"]["z_dim"] == 8
+    assert ckpt["window"] == load_checkpoint(diffusion_ckpt)["window"]
+
+    forecaster = DiffusionForecaster.from_checkpoint(diffusion_ckpt, sampler="adversarial", steps=2,
+                                                     adversarial_checkpoint=path)
+    batch = make_batch(10)
+    task.eval()
+    ours = task.sample(batch[PAST], members=2, generator=torch.Generator().manual_seed(3),
+                       motion=batch[MOTION])
+    theirs = forecaster.forecast_with_motion(batch[PAST], N_OUT, members=2,
+                                             generator=torch.Generator().manual_seed(3), motion=batch[MOTION])
+    assert theirs.shape == (2, 2, N_OUT, SIZE, SIZE)
+    assert torch.allclose(ours, theirs, atol=1e-5)  # the loaded generator is the trained one
+    assert not torch.allclose(theirs[:, 0], theirs[:, 1])  # members differ (noise and z)
