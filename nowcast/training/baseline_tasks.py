@@ -1,0 +1,259 @@
+"""Training of the learned baselines (ConvLSTM, SimVP, conditional GAN).
+
+Both tasks train a :class:`~nowcast.models.blocks.NetForecaster`'s network in transform space
+on the batches of the shared DataModule, and inherit the shared validation (CSI at 1 mm/h,
+MSE in mm/h) of :class:`~nowcast.training.task.ForecastTask`.
+
+- :class:`RegressionTask` (``model: convlstm | simvp``): masked MSE (or L1) to the observed
+  future in transform space; one optimiser, automatic optimisation.
+- :class:`CGANTask`: DGMR-style training with manual optimisation; per batch one
+  discriminator step (hinge loss, spatial + temporal discriminator) and one generator step
+  (hinge adversarial loss on one sample + ``reg_weight`` x grid-cell regulariser on the mean
+  of ``n_samples`` samples).
+
+Network sizes are named presets of the forecaster class (``size: default | tiny``) with
+``hparams`` overrides; the frame counts always come from ``n_in``/``n_out``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nowcast.data.transforms import build_transform
+from nowcast.models import import_all
+from nowcast.models.base import FORECASTERS
+from nowcast.models.baselines.cgan import SpatialDiscriminator, TemporalDiscriminator
+from nowcast.models.blocks import NetForecaster
+from nowcast.training.diffusion_task import describe_data
+from nowcast.training.task import ForecastTask
+from nowcast.types import FUTURE, MASK, PAST, GridSpec, WindowSpec
+
+
+class NetTask(ForecastTask):
+    """What both baseline tasks share: building the network, transform-space batches,
+    the forecaster view of the current weights and the shippable checkpoint."""
+
+    def __init__(
+        self,
+        model: str,
+        size: str = "default",
+        hparams: dict[str, Any] | None = None,
+        n_in: int = 4,
+        n_out: int = 12,
+        timestep_minutes: float = 5.0,
+        pixel_size_m: float = 2000.0,
+        transform: str = "dbz",
+        val_members: int = 1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(n_out=n_out, val_members=val_members, lr=lr, weight_decay=weight_decay)
+        import_all()
+        cls = FORECASTERS.get(model)
+        if not issubclass(cls, NetForecaster):
+            raise ValueError(f"{model!r} is not a network forecaster these tasks can train")
+        self.forecaster_cls = cls
+        preset = cls.hparams_for(size, **(hparams or {}))
+        # the window fixes the frame counts of the networks that are built for them
+        frames = {"n_in": n_in, "n_out": n_out}
+        self.net_hparams = {k: frames.get(k, v) for k, v in preset.items()}
+        self.nets = nn.ModuleDict(cls.build_modules(self.net_hparams))
+        self.rain_transform = build_transform(transform)
+        self.window = WindowSpec(n_in=n_in, n_out=n_out, timestep_minutes=timestep_minutes)
+        self.grid = GridSpec(pixel_size_m=pixel_size_m)
+
+    @property
+    def net(self) -> nn.Module:
+        return self.nets["net"]
+
+    def setup(self, stage: str) -> None:
+        """Refuse a DataModule whose frame counts differ from the task's."""
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        given = (getattr(dm, "n_in", self.window.n_in), getattr(dm, "n_out", self.window.n_out))
+        if given[0] != self.window.n_in or given[1] < self.window.n_out:
+            raise ValueError(f"task built for {self.window.n_in} past / {self.window.n_out} future frames, "
+                             f"data give {given[0]} / {given[1]}")
+
+    def on_fit_start(self) -> None:
+        self._fit_started = time.monotonic()
+
+    def model_space(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """(x past, y future, mask) in transform space: (B, n_in, H, W), (B, n_out, H, W),
+        (B, 1, H, W) float."""
+        past, future = batch[PAST][:, -self.window.n_in:], batch[FUTURE][:, : self.n_out]
+        if past.shape[1] < self.window.n_in or future.shape[1] < self.n_out:
+            raise ValueError(f"batch has {past.shape[1]} past / {future.shape[1]} future frames, "
+                             f"the task needs {self.window.n_in} / {self.n_out}")
+        mult = self.net.size_multiple
+        if past.shape[-1] % mult or past.shape[-2] % mult:
+            raise ValueError(f"training crops must be a multiple of {mult} px, got {tuple(past.shape[-2:])}")
+        mask = batch[MASK][:, None].to(past.dtype)
+        return self.rain_transform.forward(past), self.rain_transform.forward(future), mask
+
+    def to_forecaster(self) -> NetForecaster:
+        training = self.nets.training
+        forecaster = self.forecaster_cls(dict(self.nets), self.net_hparams, transform=self.rain_transform,
+                                         window=self.window, grid=self.grid)
+        self.nets.train(training)  # the forecaster shares (and would otherwise flip) the modules
+        forecaster.device = self.device
+        return forecaster
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        trainer = self._trainer
+        started = getattr(self, "_fit_started", None)
+        return {
+            "forecaster": self.forecaster_cls.name,
+            "hparams": self.net_hparams,
+            "transform": self.rain_transform.to_dict(),
+            "window": self.window.to_dict(),
+            "grid": self.grid.to_dict(),
+            "data": describe_data(trainer.datamodule if trainer is not None else None),
+            "metrics": {k: float(v) for k, v in (trainer.callback_metrics.items() if trainer else [])
+                        if k.startswith("val/")},
+            "training": {
+                "task": type(self).__name__, "global_step": int(self.global_step),
+                "epoch": int(self.current_epoch),
+                "n_parameters": sum(p.numel() for p in self.nets.parameters()),
+                "wall_seconds": round(time.monotonic() - started, 1) if started else None,
+                "device": str(self.device), "precision": str(trainer.precision) if trainer else None,
+                "world_size": int(trainer.world_size) if trainer else 1,
+            },
+            "state_dict": {k: {n: t.detach().float().cpu() for n, t in m.state_dict().items()}
+                           for k, m in self.nets.items()},
+        }
+
+
+def masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``err`` (B, T, H, W) over covered pixels; ``mask`` (B, 1, H, W) in {0, 1}."""
+    m = mask.expand_as(err)
+    return (err * m).sum() / m.sum().clamp(min=1.0)
+
+
+class RegressionTask(NetTask):
+    """Deterministic baselines: minimise the masked MSE (or L1) in transform space."""
+
+    def __init__(
+        self,
+        model: Literal["convlstm", "simvp"] = "simvp",
+        size: str = "default",
+        hparams: dict[str, Any] | None = None,
+        loss: Literal["mse", "l1"] = "mse",
+        n_in: int = 4,
+        n_out: int = 12,
+        timestep_minutes: float = 5.0,
+        pixel_size_m: float = 2000.0,
+        transform: str = "dbz",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(model, size, hparams, n_in, n_out, timestep_minutes, pixel_size_m,
+                         transform, val_members=1, lr=lr, weight_decay=weight_decay)
+        self.save_hyperparameters()
+        self.loss = loss
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x, y, mask = self.model_space(batch)
+        pred = self.net(x, self.n_out)
+        err = (pred - y) ** 2 if self.loss == "mse" else (pred - y).abs()
+        return masked_mean(err.float(), mask)
+
+
+class CGANTask(NetTask):
+    """Conditional GAN (DGMR-style) with manual optimisation; see the module docstring.
+
+    The grid-cell regulariser is DGMR's weighted L1 between the mean of ``n_samples``
+    generated sequences and the observation, with weights ``min(R + 1, 24)`` (R observed,
+    mm/h); unlike DGMR the difference is taken in transform space, where the network works.
+    """
+
+    def __init__(
+        self,
+        size: str = "default",
+        hparams: dict[str, Any] | None = None,
+        d_base: int = 32,
+        d_blocks: int = 4,
+        d_frames: int = 4,
+        d_crop: int | None = None,
+        n_samples: int = 4,
+        reg_weight: float = 20.0,
+        n_in: int = 4,
+        n_out: int = 12,
+        timestep_minutes: float = 5.0,
+        pixel_size_m: float = 2000.0,
+        transform: str = "dbz",
+        val_members: int = 4,
+        lr: float = 5e-5,
+        lr_d: float = 2e-4,
+    ) -> None:
+        super().__init__("cgan", size, hparams, n_in, n_out, timestep_minutes, pixel_size_m,
+                         transform, val_members=val_members, lr=lr)
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.d_spatial = SpatialDiscriminator(d_base, d_blocks, d_frames)
+        self.d_temporal = TemporalDiscriminator(d_base, d_blocks, d_crop)
+        self.n_samples, self.reg_weight, self.lr_d = n_samples, reg_weight, lr_d
+
+    def generate(self, x: torch.Tensor, samples: int) -> torch.Tensor:
+        """(B, n_in, H, W) -> (B, samples, n_out, H, W) in transform space, one noise draw each."""
+        xs = x.repeat_interleave(samples, dim=0)
+        m = self.net.size_multiple
+        noise = torch.randn(xs.shape[0], self.net.noise_channels, x.shape[-2] // m, x.shape[-1] // m,
+                            device=x.device, dtype=x.dtype)
+        return self.net(xs, self.n_out, noise=noise).reshape(x.shape[0], samples, self.n_out,
+                                                             *x.shape[-2:])
+
+    def discriminate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Spatial + temporal score of future ``y`` (B, n_out, H, W) after past ``x``: (B,)."""
+        return self.d_spatial(y) + self.d_temporal(torch.cat([x, y], dim=1))
+
+    def grid_cell_loss(self, samples: torch.Tensor, y: torch.Tensor, rain: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+        weight = (rain + 1.0).clamp(max=24.0)
+        return masked_mean((samples.mean(dim=1) - y).abs() * weight, mask)
+
+    def generator_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``g_loss`` = adversarial + ``reg_weight`` x grid-cell; also its parts, the model-space
+        batch (``x``, ``y``, ``mask``) and one generated sample per case (``fake``, detached)."""
+        x, y, mask = self.model_space(batch)
+        samples = self.generate(x, self.n_samples)
+        fake = samples[:, 0] * mask  # outside coverage the observation is 0: hide it from D
+        adv = -self.discriminate(x, fake).mean()
+        reg = self.grid_cell_loss(samples, y, batch[FUTURE][:, : self.n_out], mask)
+        return {"g_loss": adv + self.reg_weight * reg, "g_adv": adv, "grid_cell": reg,
+                "fake": fake.detach(), "x": x, "y": y, "mask": mask}
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.generator_losses(batch)["g_loss"]
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        opt_g, opt_d = self.optimizers()
+        out = self.generator_losses(batch)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(out["g_loss"])
+        opt_g.step()
+
+        # the discriminator's grads from the generator step are discarded here
+        d_real = self.discriminate(out["x"], out["y"] * out["mask"])
+        d_fake = self.discriminate(out["x"], out["fake"])
+        d_loss = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        opt_d.step()
+
+        b = out["x"].shape[0]
+        self.log("train/loss", out["g_loss"], prog_bar=True, batch_size=b)
+        self.log_dict({"train/d_loss": d_loss, "train/g_adv": out["g_adv"],
+                       "train/grid_cell": out["grid_cell"]}, batch_size=b)
+        return out["g_loss"].detach()
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        # DGMR: Adam, beta1 = 0, generator 5e-5 and discriminator 2e-4 (two time-scale rule)
+        betas = (0.0, 0.999)
+        return [torch.optim.Adam(self.nets.parameters(), lr=self.lr, betas=betas),
+                torch.optim.Adam([*self.d_spatial.parameters(), *self.d_temporal.parameters()],
+                                 lr=self.lr_d, betas=betas)]
