@@ -1,0 +1,394 @@
+"""The evaluation report: report.md, report.html, metrics.json, CSV tables and figures.
+
+:func:`write_report` reads what :mod:`nowcast.evaluation.runner` left in a folder (``run.json``,
+``cases.npz``, ``models/*/result.json`` and ``samples.npz``) and writes, beside them::
+
+    report.md, report.html     tables, findings, speed, failures, run metadata, figures
+    metrics.json               {"run": metadata, "models": {label: full result}}
+    metrics.csv                every score: model, metric, variant, lead_min ("mean" = average), value
+    spectra.csv                power spectra: model, lead_min, wavelength_km, forecast, observed
+    speed.csv                  seconds per forecast per model on this machine
+    figures/*.png, *.gif       metric vs lead time, CSI per threshold, spectra, sample cases
+
+The "findings" paragraph is generated from the numbers: which model leads on each key metric,
+and where the focus model (default: registry name "diffusion") does not lead.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nowcast.evaluation import plots
+from nowcast.evaluation.plots import lookup
+from nowcast.evaluation.runner import ModelSpec, member_lead, unpack_rain, write_json
+
+#: (column title, path into the scores, better: "min" | "max" | "one") of the summary table
+KEY_METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("MSE (mm/h)²", ("mse_mm_h",), "min"), ("MSE pixel", ("mse_pixel",), "min"),
+    ("PSNR", ("psnr",), "max"), ("SSIM", ("ssim",), "max"),
+    ("LPIPS", ("lpips",), "min"), ("FID", ("fid",), "min"),
+    ("CSI 1 mm/h", ("csi", "1.0"), "max"), ("CSI 4 mm/h", ("csi", "4.0"), "max"),
+    ("CSI 8 mm/h", ("csi", "8.0"), "max"), ("CSI 4 mm/h pool 16", ("csi_pool16", "4.0"), "max"),
+    ("bias 1 mm/h", ("bias", "1.0"), "one"),
+    ("FSS 1 mm/h 16 px", ("fss", "1.0", "16"), "max"), ("FSS 4 mm/h 16 px", ("fss", "4.0", "16"), "max"),
+    ("CRPS", ("crps",), "min"), ("RALSD (dB)", ("ralsd",), "min"),
+)
+#: metrics also tabulated per lead time
+PER_LEAD: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("CSI 1 mm/h", ("csi", "1.0")), ("CSI 4 mm/h", ("csi", "4.0")), ("CRPS (mm/h)", ("crps",)),
+    ("MSE (mm/h)²", ("mse_mm_h",)), ("SSIM", ("ssim",)),
+)
+DIRECTION_TEXT = {"min": "lower is better", "max": "higher is better", "one": "1 is best"}
+
+
+def fmt(x: Any) -> str:
+    """4 significant digits; '–' for a missing value."""
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+# ----------------------------------------------------------------------------- document
+
+
+class Doc:
+    """A tiny document model rendered both as Markdown and as HTML (one source, two outputs)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.blocks: list[tuple[str, Any]] = []
+
+    def h(self, text: str, level: int = 2) -> None:
+        self.blocks.append(("h", (level, text)))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def items(self, lines: Sequence[str]) -> None:
+        if lines:
+            self.blocks.append(("ul", list(lines)))
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.blocks.append(("table", ([str(c) for c in header], [[fmt(c) for c in r] for r in rows])))
+
+    def img(self, src: str, alt: str) -> None:
+        self.blocks.append(("img", (src, alt)))
+
+    def pre(self, text: str) -> None:
+        self.blocks.append(("pre", text))
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        for kind, val in self.blocks:
+            if kind == "h":
+                out += [f"{'#' * val[0]} {val[1]}", ""]
+            elif kind == "p":
+                out += [val, ""]
+            elif kind == "ul":
+                out += [f"- {x}" for x in val] + [""]
+            elif kind == "table":
+                cell = lambda s: s.replace("|", "\\|")  # noqa: E731
+                out += ["| " + " | ".join(map(cell, val[0])) + " |",
+                        "|" + "|".join("---" for _ in val[0]) + "|"]
+                out += ["| " + " | ".join(map(cell, r)) + " |" for r in val[1]] + [""]
+            elif kind == "img":
+                out += [f"![{val[1]}]({val[0]})", ""]
+            elif kind == "pre":
+                out += ["```", val, "```", ""]
+        return "\n".join(out)
+
+    def html(self) -> str:
+        e = html.escape
+        body = [f"<h1>{e(self.title)}</h1>"]
+        for kind, val in self.blocks:
+            if kind == "h":
+                body.append(f"<h{val[0]}>{e(val[1])}</h{val[0]}>")
+            elif kind == "p":
+                body.append(f"<p>{_inline(val)}</p>")
+            elif kind == "ul":
+                body.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in val) + "</ul>")
+            elif kind == "table":
+                head = "".join(f"<th>{e(c)}</th>" for c in val[0])
+                rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
+                               for r in val[1])
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            elif kind == "img":
+                body.append(f'<figure><img src="{e(val[0])}" alt="{e(val[1])}"><figcaption>{e(val[1])}'
+                            "</figcaption></figure>")
+            elif kind == "pre":
+                body.append(f"<pre>{e(val)}</pre>")
+        style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+                 "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
+                 "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+                 "th:first-child,td:first-child{text-align:left}img{max-width:100%}"
+                 "pre{background:#f6f6f6;padding:0.5em;overflow-x:auto;font-size:12px}")
+        return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{e(self.title)}</title>"
+                f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn Markdown **bold** into <b> (the only inline markup the report uses)."""
+    parts = html.escape(text).split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def load_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``(run metadata, {label: result})`` from a report folder, in the run's model order."""
+    folder = Path(folder)
+    run = json.loads((folder / "run.json").read_text())
+    results = {}
+    for spec in run.get("models", []):
+        s = ModelSpec(**spec)
+        path = folder / "models" / s.slug / "result.json"
+        results[s.label] = (json.loads(path.read_text()) if path.exists() else
+                            {"label": s.label, "spec": spec, "status": "not run", "error": "no result yet"})
+    return run, results
+
+
+def mean_of(result: Mapping[str, Any], path: Sequence[str]) -> float | None:
+    return lookup(result.get("scores", {}), (*path, "mean"))
+
+
+def leaders(results: Mapping[str, Mapping[str, Any]], path: Sequence[str], better: str) -> list[str]:
+    """Labels with the best mean of ``path`` (ties included); [] if no model has a value."""
+    vals = {k: mean_of(r, path) for k, r in results.items()}
+    vals = {k: (abs(v - 1.0) if better == "one" else -v if better == "max" else v)
+            for k, v in vals.items() if v is not None}
+    if not vals:
+        return []
+    best = min(vals.values())
+    return [k for k, v in vals.items() if v <= best + 1e-12 * max(1.0, abs(best))]
+
+
+def findings(results: Mapping[str, Mapping[str, Any]], focus: str, n_windows: int) -> list[str]:
+    """Generated statements: the leader on each key metric, where the focus model does not lead."""
+    ok = {k: r for k, r in results.items() if r.get("status") == "ok"}
+    lines = []
+    led: dict[str, list[str]] = {k: [] for k in ok}
+    lost: dict[str, list[str]] = {k: [] for k in ok}
+    for title, path, better in KEY_METRICS:
+        best = leaders(ok, path, better)
+        if not best:
+            continue
+        shown = ", ".join(f"{b} ({fmt(mean_of(ok[b], path))})" for b in best)
+        lines.append(f"**{title}** ({DIRECTION_TEXT[better]}): {shown} leads.")
+        for k in ok:
+            if mean_of(ok[k], path) is not None:
+                (led if k in best else lost)[k].append(f"{title} (leader: {', '.join(best)})" if k not in best
+                                                        else title)
+    focus_models = [k for k, r in ok.items() if r["spec"]["name"] == focus]
+    if not focus_models:
+        lines.append(f"No **{focus}** model was scored successfully in this run, so it is not compared.")
+    for k in focus_models:
+        if lost[k]:
+            lines.append(f"**{k}** does not lead on: {'; '.join(lost[k])}.")
+        lines.append(f"**{k}** leads on: {', '.join(led[k]) if led[k] else 'no key metric'}.")
+    for k, r in ok.items():
+        if r["n_windows"] < n_windows:
+            lines.append(f"**{k}** was scored on a subset of {r['n_windows']} of the {n_windows} windows "
+                         "(evenly spaced), so its numbers are not on exactly the same windows as the others.")
+    return lines
+
+
+def series_rows(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> list[list[Any]]:
+    """Every per-lead/mean score as rows [model, metric, variant, lead_min, value]."""
+    rows: list[list[Any]] = []
+
+    def walk(label: str, node: Any, path: list[str]) -> None:
+        if not isinstance(node, Mapping) or (path and path[0] == "rapsd"):
+            return
+        if "mean" in node and "per_lead" in node:
+            variant = "/".join(path[1:])
+            rows.extend([label, path[0], variant, lead_minutes[i], v]
+                        for i, v in enumerate(node["per_lead"] or []))
+            rows.append([label, path[0], variant, "mean", node["mean"]])
+            return
+        for key, child in node.items():
+            walk(label, child, [*path, key])
+
+    for label, res in results.items():
+        walk(label, res.get("scores", {}), [])
+    return rows
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows([["" if v is None else v for v in r] for r in rows])
+
+
+def _spectra_rows(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> list[list[Any]]:
+    rows = []
+    for label, res in results.items():
+        spec = lookup(res.get("scores", {}), ("rapsd",))
+        if not spec:
+            continue
+        for i, (fc, ob) in enumerate(zip(spec["forecast"], spec["observed"], strict=True)):
+            rows += [[label, lead_minutes[i], wl, fq, f, o]
+                     for wl, fq, f, o in zip(spec["wavelength_km"], spec["freq_per_km"], fc, ob, strict=True)]
+    return rows
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _cases(folder: Path) -> list[dict[str, np.ndarray]]:
+    path = folder / "cases.npz"
+    if not path.exists():
+        return []
+    with np.load(path) as z:
+        n = len(z["positions"])
+        keys = ("past", "future", "mask", "store", "anchor")
+        return [{k: unpack_rain(z[f"case{c}_{k}"]) if k in ("past", "future") else z[f"case{c}_{k}"]
+                 for k in keys} for c in range(n)]
+
+
+def _samples(folder: Path, results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    out = {}
+    for label, res in results.items():
+        path = folder / "models" / ModelSpec(**res["spec"]).slug / "samples.npz"
+        if path.exists():
+            with np.load(path) as z:
+                out[label] = {k: unpack_rain(z[k]) for k in z.files}
+    return out
+
+
+def _case_title(case: Mapping[str, np.ndarray]) -> str:
+    anchor = np.datetime64(int(case["anchor"]), "ns").astype("datetime64[m]")
+    return f"{case['store']} issued {anchor}Z"
+
+
+def make_figures(folder: Path, results: Mapping[str, Mapping[str, Any]],
+                 lead_minutes: Sequence[float]) -> list[tuple[str, str]]:
+    """Draw every figure into ``folder/figures``; returns [(relative path, caption)]."""
+    figs = folder / "figures"
+    figs.mkdir(exist_ok=True)
+    made: list[tuple[str, str]] = []
+
+    def add(path: Path | None, caption: str) -> None:
+        if path is not None:
+            made.append((path.relative_to(folder).as_posix(), caption))
+
+    add(plots.plot_lead_times(results, lead_minutes, figs / "lead_times.png"), "Scores against lead time")
+    add(plots.plot_csi_thresholds(results, figs / "csi_thresholds.png"),
+        "CSI (mean over lead times) per threshold, plain and after max-pooling")
+    add(plots.plot_spectra(results, lead_minutes, figs / "spectra.png"),
+        "Radially averaged power spectra (member 0 vs observed), window-averaged")
+    samples = _samples(folder, results)
+    for c, case in enumerate(_cases(folder)):
+        member0 = {k: s[f"case{c}_member0"] for k, s in samples.items() if f"case{c}_member0" in s}
+        if not member0:
+            continue
+        title = _case_title(case)
+        add(plots.plot_case(case, member0, lead_minutes, title, figs / f"case{c}.png"),
+            f"Case {c}: {title}; past, observed and member 0 of each model")
+        lead = member_lead(len(case["future"]))
+        members = {k: s[f"case{c}_members"] for k, s in samples.items() if f"case{c}_members" in s}
+        means = {k: s[f"case{c}_mean"] for k, s in samples.items() if f"case{c}_mean" in s}
+        add(plots.plot_members(case, members, means, lead, lead_minutes[lead], title,
+                               figs / f"case{c}_members.png"),
+            f"Case {c}: ensemble members and ensemble mean at +{lead_minutes[lead]:g} min")
+        if c == 0:
+            add(plots.write_case_gif(case, member0, lead_minutes, title, figs / "case0.gif"),
+                "Case 0 animated over lead time (observed and member 0 of each model)")
+    return made
+
+
+def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = True) -> dict[str, Path]:
+    """Write report.md/.html, metrics.json, CSVs and figures from a runner's folder."""
+    folder = Path(folder)
+    run, results = load_run(folder)
+    ok = {k: r for k, r in results.items() if r.get("status") == "ok"}
+    n_lead = int(run["n_out"])
+    step = float(run.get("timestep_minutes") or 5.0)
+    lead_minutes = [step * (i + 1) for i in range(n_lead)]
+    n_windows = int(run["n_windows"])
+
+    write_json(folder / "metrics.json", {"run": run, "models": results})
+    _write_csv(folder / "metrics.csv", ["model", "metric", "variant", "lead_min", "value"],
+               series_rows(ok, lead_minutes))
+    _write_csv(folder / "spectra.csv",
+               ["model", "lead_min", "wavelength_km", "freq_per_km", "power_forecast", "power_observed"],
+               _spectra_rows(ok, lead_minutes))
+    speed_rows = [[k, r["speed"]["seconds_per_forecast"], r["speed"]["seconds_per_forecast_warm"],
+                   r["speed"]["first_call_s"], r["speed"]["members"], r["speed"]["batch_size"],
+                   r["speed"]["n_forecasts"], r["speed"]["device_name"]] for k, r in ok.items()]
+    speed_header = ["model", "s/forecast", "s/forecast (after 1st call)", "1st call s", "members",
+                    "batch", "forecasts", "device"]
+    _write_csv(folder / "speed.csv", speed_header, speed_rows)
+    made = make_figures(folder, ok, lead_minutes) if figures and ok else []
+
+    doc = Doc(f"Nowcast evaluation: {run.get('name', folder.name)}")
+    doc.p(f"{n_windows} windows of {run['n_in']} past → {n_lead} future frames ({step:g} min step), "
+          f"{run.get('data', {}).get('where', '')}; scoring window {run.get('crop', '–')} px, uncovered "
+          f"pixels masked; ensembles of {run['members']} members (deterministic models count as 1). "
+          f"Point scores use the ensemble {run.get('point', 'mean')}, realism scores (LPIPS, FID, spectra) "
+          f"member 0. Wall time {run.get('wall_s', 0.0):.0f} s on {run.get('device_name', '?')}.")
+    doc.h("Findings")
+    doc.items(findings(results, focus, n_windows))
+    doc.h("Scores averaged over lead times")
+    doc.table(["model", "windows"] + [f"{t} ({'↓' if b == 'min' else '↑' if b == 'max' else '→1'})"
+                                      for t, _, b in KEY_METRICS],
+              [[k, r["n_windows"]] + [mean_of(r, p) for _, p, _ in KEY_METRICS] for k, r in ok.items()])
+    skipped = {r["scores"].get("skipped_reason", "") for r in ok.values() if r["scores"].get("skipped")}
+    if skipped:
+        doc.p("**LPIPS and FID skipped** (never run on random weights): " + "; ".join(sorted(skipped)))
+    doc.h("Scores per lead time")
+    for title, path in PER_LEAD:
+        if any(lookup(r["scores"], (*path, "per_lead")) for r in ok.values()):
+            doc.h(title, 3)
+            doc.table(["model"] + [f"+{m:g}" for m in lead_minutes],
+                      [[k] + list(lookup(r["scores"], (*path, "per_lead")) or []) for k, r in ok.items()])
+    doc.h("Categorical scores per threshold (mean over lead times)")
+    first = next(iter(ok.values()))["scores"] if ok else {}
+    for key in [k for k in ("csi", "pod", "far", "bias") if k in first] + sorted(
+            k for k in first if k.startswith("csi_pool")):
+        thr = sorted(first[key], key=float)
+        doc.h(key.upper().replace("_POOL", ", max-pool "), 3)
+        doc.table(["model"] + [f"{float(t):g} mm/h" for t in thr],
+                  [[k] + [lookup(r["scores"], (key, t, "mean")) for t in thr] for k, r in ok.items()])
+    if "fss" in first:
+        cols = [(t, s) for t in sorted(first["fss"], key=float) for s in sorted(first["fss"][t], key=int)]
+        doc.h("FSS (mean over lead times)", 3)
+        doc.table(["model"] + [f"{float(t):g} mm/h, {s} px" for t, s in cols],
+                  [[k] + [lookup(r["scores"], ("fss", t, s, "mean")) for t, s in cols]
+                   for k, r in ok.items()])
+    doc.h("Speed on this machine")
+    doc.table(speed_header, speed_rows)
+    failed = {k: r for k, r in results.items() if r.get("status") != "ok"}
+    if failed:
+        doc.h("Models that failed")
+        doc.table(["model", "status", "error"],
+                  [[k, r.get("status"), r.get("error")] for k, r in failed.items()])
+    doc.h("Figures")
+    for src, caption in made:
+        doc.img(src, caption)
+    doc.h("Run metadata")
+    doc.items([f"command: `{run.get('command', '')}`", f"git commit: {run.get('git', {})}",
+               f"windows: {n_windows} ({run.get('windows_note', '')})",
+               "files: metrics.json (every number and the full config), metrics.csv, spectra.csv, "
+               "speed.csv"])
+    doc.h("Models", 3)
+    doc.pre(json.dumps({k: r.get("describe", r.get("spec")) for k, r in results.items()}, indent=1,
+                       default=str))
+    doc.h("Data", 3)
+    doc.pre(json.dumps(run.get("data", {}), indent=1, default=str))
+    doc.h("Configuration", 3)
+    doc.pre(json.dumps(run.get("config", {}), indent=1, default=str))
+    (folder / "report.md").write_text(doc.markdown())
+    (folder / "report.html").write_text(doc.html())
+    return {name: folder / name for name in ("report.md", "report.html", "metrics.json", "metrics.csv",
+                                             "spectra.csv", "speed.csv")}

@@ -1,0 +1,379 @@
+"""Run several forecasters on the same windows, streaming each into its own :class:`ScoreSuite`.
+
+The runner never looks at what a model is: it builds each one with
+:func:`nowcast.models.load_forecaster` from a :class:`ModelSpec` and only calls
+``Forecaster.forecast(past, n_out, members, generator)``.
+
+Output folder layout (written as each model finishes, so a crash or a Ctrl-C loses at most the
+model that was running, and ``resume=True`` skips models already done)::
+
+    run.json                     run metadata (config, windows, data description, git, device)
+    cases.npz                    past / observed future / mask of the sample cases (see pack_rain)
+    models/<slug>/result.json    scores (ScoreSuite.compute()), speed, describe(), or the error
+    models/<slug>/samples.npz    the model's forecasts of the sample cases: member 0 at every lead,
+                                 a few members and the ensemble mean at member_lead(n_out)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from nowcast.evaluation.suite import ScoreSuite
+from nowcast.types import FUTURE, MASK, PAST
+
+log = logging.getLogger("nowcast.evaluate")
+
+#: keys of a model spec handled by the runner; every other key goes to ``load_forecaster``
+RUNNER_KEYS = ("checkpoint", "members", "max_windows", "label")
+#: ensemble members kept per sample case for the panels (member 0 is also the GIF's field)
+SHOW_MEMBERS = 4
+
+
+def member_lead(n_out: int) -> int:
+    """Lead index at which the report shows ensemble members (the middle of the forecast)."""
+    return max(0, n_out // 2 - 1)
+
+
+def pack_rain(rain: np.ndarray) -> np.ndarray:
+    """mm/h -> uint16 hundredths of mm/h (floored, clipped at 655 mm/h): small, exact for display."""
+    return np.clip(np.floor(np.asarray(rain, dtype=np.float64) * 100.0), 0, 65535).astype(np.uint16)
+
+
+def unpack_rain(packed: np.ndarray) -> np.ndarray:
+    return packed.astype(np.float32) / 100.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of an evaluation: registry ``name`` plus constructor ``kwargs``.
+
+    Written ``name[:key=value,key=value...]``, e.g. ``"steps:members=8"`` or
+    ``"diffusion:sampler=ddim,steps=50,checkpoint=path.pt"``. Values are read as YAML scalars
+    (``50`` -> int, ``true`` -> bool, ``null`` -> None). The keys of :data:`RUNNER_KEYS` are
+    the runner's: ``checkpoint`` (passed to ``load_forecaster``), ``members`` (overrides the
+    run's), ``max_windows`` (score this model on an evenly spaced subset of the run's windows,
+    stated in the report) and ``label`` (its name in the report; default: the spec text).
+    """
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    members: int | None = None
+    max_windows: int | None = None
+    label: str = ""
+
+    @classmethod
+    def parse(cls, text: str | ModelSpec) -> ModelSpec:
+        if isinstance(text, ModelSpec):
+            return text
+        name, _, rest = str(text).strip().partition(":")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"bad model spec {text!r}: expected 'name' or 'name:key=value,key=value'")
+        args: dict[str, Any] = {}
+        for item in filter(None, (s.strip() for s in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"bad model spec {text!r}: {item!r} is not key=value")
+            args[key.strip()] = yaml.safe_load(value.strip()) if value.strip() else None
+        own = {k: args.pop(k) for k in RUNNER_KEYS if k in args}
+        for key in ("members", "max_windows"):
+            if own.get(key) is not None and (not isinstance(own[key], int) or own[key] < 1):
+                raise ValueError(f"bad model spec {text!r}: {key} must be a positive integer")
+        shown = ",".join(f"{k}={v}" for k, v in args.items())
+        label = str(own.get("label") or (f"{name}:{shown}" if shown else name))
+        ckpt = own.get("checkpoint")
+        return cls(name, args, str(ckpt) if ckpt is not None else None, own.get("members"),
+                   own.get("max_windows"), label)
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe form of the label (the model's folder under ``models/``)."""
+        return re.sub(r"[^A-Za-z0-9._=-]+", "_", self.label).strip("_") or self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evenly_spaced(n: int, k: int | None) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (all of them when ``k`` is None or >= n)."""
+    if k is None or k >= n:
+        return list(range(n))
+    if k < 1:
+        raise ValueError(f"max_windows must be >= 1, got {k}")
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
+
+
+def choose_cases(rain: Sequence[float], stores: Sequence[str], n_cases: int) -> list[int]:
+    """Positions of the sample cases: the rainiest window of each store in turn, rainiest first."""
+    order = sorted(range(len(rain)), key=lambda i: -rain[i])
+    picked: list[int] = []
+    for i in order:  # first one per store, then fill up with the rainiest remaining
+        if len(picked) < n_cases and stores[i] not in {stores[j] for j in picked}:
+            picked.append(i)
+    picked += [i for i in order if i not in picked][: max(0, n_cases - len(picked))]
+    return picked
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable name of the machine's compute device (GPU model or CPU model and cores)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    import platform
+
+    return f"CPU {cpu or platform.processor() or platform.machine()} ({os.cpu_count()} cores, " \
+           f"{torch.get_num_threads()} torch threads)"
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON atomically (NaN/inf are written as null)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_finite(obj), indent=1, default=str))
+    tmp.replace(path)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    return obj
+
+
+class EvaluationRunner:
+    """Scores models one after the other on the windows ``indices`` of ``dataset``.
+
+    Args:
+        dataset: items as :class:`nowcast.data.dataset.RadarWindowDataset` yields them (past
+            (T_in, h, w), future (n_out, h, w) mm/h, mask (h, w) bool, store name).
+        indices: the windows of the run (positions in ``dataset``).
+        output_dir: the report folder (see the module docstring for its layout).
+        n_out: lead times scored (``future`` must hold that many frames).
+        members: ensemble size asked of every model (deterministic models return 1).
+        batch_size: windows per ``forecast`` call; num_workers: data-loader processes.
+        device: torch device of the models and the scores.
+        seed: seed of each model's generator (the same for every model, so equal models score equally).
+        suite_kwargs: passed to :class:`ScoreSuite` (thresholds, perceptual, weights_dir, ...).
+        n_cases: sample cases kept for the panels and the GIF.
+        progress: show a progress bar per model (tqdm, on stderr).
+    """
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], output_dir: str | Path, n_out: int,
+                 members: int = 8, batch_size: int = 4, num_workers: int = 0,
+                 device: str | torch.device = "cpu", seed: int = 0,
+                 suite_kwargs: dict[str, Any] | None = None, n_cases: int = 2, progress: bool = True) -> None:
+        if not len(indices):
+            raise ValueError("no windows to evaluate")
+        self.dataset, self.indices = dataset, list(indices)
+        self.out = Path(output_dir)
+        self.n_out, self.members, self.batch_size = int(n_out), int(members), max(1, int(batch_size))
+        self.num_workers, self.device, self.seed = num_workers, torch.device(device), int(seed)
+        self.suite_kwargs, self.progress = dict(suite_kwargs or {}), progress
+        self.n_cases = int(n_cases)
+        self.cases: list[int] = []  # positions in self.indices
+
+    # ------------------------------------------------------------------ data
+    def _loader(self, positions: Sequence[int]) -> DataLoader:
+        return DataLoader(Subset(self.dataset, [self.indices[p] for p in positions]),
+                          batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def prepare(self) -> list[int]:
+        """Pick the sample cases (rainiest observed futures) and write ``cases.npz``."""
+        rain, stores = [], []
+        for batch in self._loader(range(len(self.indices))):
+            fut, mask = batch[FUTURE], batch[MASK][:, None].expand_as(batch[FUTURE])
+            covered = mask.flatten(1).sum(1).clamp(min=1)
+            rain += (torch.where(mask, fut, 0).flatten(1).sum(1) / covered).tolist()
+            stores += list(batch.get("store", ["?"] * len(fut)))
+        self.cases = choose_cases(rain, stores, self.n_cases)
+        self.window_rain = rain
+        items = [self.dataset[self.indices[p]] for p in self.cases]
+        self.out.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {"positions": np.array(self.cases, dtype=np.int64)}
+        for c, item in enumerate(items):
+            arrays[f"case{c}_past"] = pack_rain(item[PAST].numpy())
+            arrays[f"case{c}_future"] = pack_rain(item[FUTURE][: self.n_out].numpy())
+            arrays[f"case{c}_mask"] = item[MASK].numpy()
+            arrays[f"case{c}_store"] = np.array(str(item.get("store", "?")))
+            arrays[f"case{c}_anchor"] = np.array(int(item["anchor"]) if "anchor" in item else 0, np.int64)
+        np.savez_compressed(self.out / "cases.npz", **arrays)
+        return self.cases
+
+    # ------------------------------------------------------------------ models
+    def result_path(self, spec: ModelSpec) -> Path:
+        return self.out / "models" / spec.slug / "result.json"
+
+    def done(self, spec: ModelSpec) -> bool:
+        """True if ``spec`` already has a successful result in the output folder."""
+        path = self.result_path(spec)
+        if not path.exists():
+            return False
+        try:
+            res = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return res.get("status") == "ok" and res.get("window_indices") == self.model_indices(spec)
+
+    def model_positions(self, spec: ModelSpec) -> list[int]:
+        return evenly_spaced(len(self.indices), spec.max_windows)
+
+    def model_indices(self, spec: ModelSpec) -> list[int]:
+        return [self.indices[p] for p in self.model_positions(spec)]
+
+    def run(self, specs: Sequence[ModelSpec | str], resume: bool = False,
+            on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
+        """Evaluate every model (failures are recorded, never raised); returns label -> result."""
+        specs = [ModelSpec.parse(s) for s in specs]
+        labels = [s.label for s in specs]
+        dup = {x for x in labels if labels.count(x) > 1}
+        if dup:
+            raise ValueError(f"two models share the label(s) {sorted(dup)}; give one a label=...")
+        if not self.cases and self.n_cases:
+            self.prepare()
+        results = {}
+        for spec in specs:
+            if resume and self.done(spec):
+                log.info("%s: result exists, skipped (--resume)", spec.label)
+                results[spec.label] = json.loads(self.result_path(spec).read_text())
+            else:
+                results[spec.label] = self.run_model(spec)
+            if on_result is not None:
+                on_result(results[spec.label])
+        return results
+
+    def run_model(self, spec: ModelSpec) -> dict[str, Any]:
+        """Score one model on its windows, write its result (and samples), return the result."""
+        folder = self.out / "models" / spec.slug
+        folder.mkdir(parents=True, exist_ok=True)
+        positions = self.model_positions(spec)
+        result: dict[str, Any] = {
+            "label": spec.label, "spec": spec.to_dict(), "status": "failed", "error": None,
+            "n_windows": len(positions), "n_windows_run": len(self.indices),
+            "window_indices": [self.indices[p] for p in positions],
+            "members": spec.members or self.members,
+        }
+        t0 = time.perf_counter()
+        try:
+            result.update(self._score(spec, positions, folder))
+            result["status"] = "ok"
+        except Exception as err:  # one broken model must not cost the others' results
+            log.error("%s failed: %s: %s", spec.label, type(err).__name__, err)
+            result["error"] = f"{type(err).__name__}: {err}"
+            result["traceback"] = traceback.format_exc(limit=8)
+        result["wall_s"] = time.perf_counter() - t0
+        write_json(folder / "result.json", result)
+        return result
+
+    def _score(self, spec: ModelSpec, positions: list[int], folder: Path) -> dict[str, Any]:
+        from nowcast.models import load_forecaster
+
+        t_load = time.perf_counter()
+        forecaster = load_forecaster(spec.name, spec.checkpoint, **spec.kwargs).to(self.device)
+        load_s = time.perf_counter() - t_load
+        members = spec.members or self.members
+        generator = torch.Generator(device=forecaster.device).manual_seed(self.seed)
+        suite = ScoreSuite(self.n_out, **self.suite_kwargs).to(self.device)
+        case_of = {p: c for c, p in enumerate(self.cases)}
+        samples: dict[str, np.ndarray] = {}
+        call_s: list[float] = []
+        call_n: list[int] = []
+        bar = _progress(len(positions), spec.label, self.progress)
+        for chunk, batch in zip(_chunks(positions, self.batch_size), self._loader(positions), strict=True):
+            rain, seconds = self._forecast(forecaster, batch[PAST], members, generator)
+            call_s.append(seconds)
+            call_n.append(len(chunk))
+            suite.update(rain, batch[FUTURE][:, : self.n_out].to(self.device), batch[MASK].to(self.device))
+            for b, p in enumerate(chunk):
+                if p in case_of:
+                    _keep_sample(samples, case_of[p], rain[b])
+            bar.update(len(chunk))
+        bar.close()
+        missing = [p for p in self.cases if p not in positions]  # cases outside a model's subset
+        for p in missing:
+            batch = _collate([self.dataset[self.indices[p]]])
+            rain, _ = self._forecast(forecaster, batch[PAST], members, generator)
+            _keep_sample(samples, case_of[p], rain[0])
+        if samples:
+            np.savez_compressed(folder / "samples.npz", **samples)
+        n = sum(call_n)
+        warm = (sum(call_s[1:]) / sum(call_n[1:])) if len(call_s) > 1 else sum(call_s) / n
+        speed = {
+            "seconds_per_forecast": sum(call_s) / n,
+            "seconds_per_forecast_warm": warm,
+            "first_call_s": call_s[0], "total_forecast_s": sum(call_s), "n_forecasts": n,
+            "batch_size": self.batch_size, "members": members, "load_s": load_s,
+            "device": str(forecaster.device), "device_name": device_name(forecaster.device),
+        }
+        return {"describe": forecaster.describe(), "deterministic": bool(forecaster.deterministic),
+                "scores": suite.compute(), "speed": speed}
+
+    def _forecast(self, forecaster: Any, past: torch.Tensor, members: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, float]:
+        """One timed ``forecast`` call -> ((B, M, n_out, H, W) on the scoring device, seconds)."""
+        _sync(self.device)
+        t0 = time.perf_counter()
+        rain = forecaster.forecast(past.to(forecaster.device), self.n_out, members, generator)
+        _sync(self.device)
+        return rain.to(self.device), time.perf_counter() - t0
+
+
+def _keep_sample(samples: dict[str, np.ndarray], case: int, rain: torch.Tensor) -> None:
+    """Keep what the report draws of a case's forecast ``rain`` (M, T, H, W) mm/h (see module docstring)."""
+    rain = rain.float().cpu()
+    lead = member_lead(rain.shape[1])
+    samples[f"case{case}_member0"] = pack_rain(rain[0].numpy())
+    samples[f"case{case}_members"] = pack_rain(rain[:SHOW_MEMBERS, lead].numpy())
+    samples[f"case{case}_mean"] = pack_rain(rain[:, lead].mean(0).numpy())
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([it[k] for it in items]) for k in (PAST, FUTURE, MASK)}
+
+
+def _chunks(seq: Sequence[int], size: int) -> list[list[int]]:
+    return [list(seq[i:i + size]) for i in range(0, len(seq), size)]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, label: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=label, unit="window", dynamic_ncols=True)

@@ -1,0 +1,155 @@
+"""EvaluationRunner + report on a tiny synthetic store: files, completeness, equal models, failures,
+subsets, resume, and the runner's scores against a direct computation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nowcast.data.dataset import RadarWindowDataset
+from nowcast.data.motion_cache import open_rain_store
+from nowcast.data.synthetic import write_synthetic_store
+from nowcast.data.windows import build_window_index
+from nowcast.evaluation import runner as runner_mod
+from nowcast.evaluation.report import KEY_METRICS, findings, write_report
+from nowcast.evaluation.runner import EvaluationRunner, ModelSpec, evenly_spaced
+from nowcast.types import FUTURE, MASK, PAST
+
+N_IN, N_OUT, CROP = 4, 3, 48
+SCORES = ("mse_mm_h", "mse_pixel", "psnr", "ssim", "csi", "pod", "far", "bias", "csi_pool4", "csi_pool16",
+          "fss", "crps", "rapsd", "ralsd")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> RadarWindowDataset:
+    path = write_synthetic_store(tmp_path_factory.mktemp("store") / "syn.zarr", n_frames=14, height=56,
+                                 width=56, seed=3)
+    windows = build_window_index({"syn": open_rain_store(path)}, N_IN, N_OUT, stride=2)
+    return RadarWindowDataset({"syn": path}, windows, N_IN, N_OUT, crop_size=CROP)
+
+
+@pytest.fixture(scope="module")
+def diffusion_checkpoint(tmp_path_factory):
+    from nowcast.training.diffusion_task import DiffusionTask
+
+    torch.manual_seed(0)
+    task = DiffusionTask(n_in=N_IN, n_out=N_OUT, dim=16, depth=1, heads=2, patch=4, val_steps=2)
+    return task.export(tmp_path_factory.mktemp("ckpt") / "diffusion.pt")
+
+
+@pytest.fixture(scope="module")
+def report(dataset, diffusion_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    specs = ["persistence", "persistence:label=persistence again", "extrapolation",
+             "extrapolation:max_windows=2,label=extrapolation subset",
+             f"diffusion:checkpoint={diffusion_checkpoint},sampler=ddim,steps=2",
+             "convlstm:checkpoint=/no/such/convlstm.pt"]
+    runner = EvaluationRunner(dataset, list(range(len(dataset))), out, N_OUT, members=2, batch_size=2,
+                              suite_kwargs={"perceptual": False}, n_cases=1, progress=False)
+    runner.prepare()
+    run = {"name": "test", "n_in": N_IN, "n_out": N_OUT, "timestep_minutes": 5.0, "members": 2,
+           "n_windows": len(dataset), "crop": CROP, "models": [ModelSpec.parse(s).to_dict() for s in specs]}
+    (out / "run.json").write_text(json.dumps(run))
+    results = runner.run(specs)
+    write_report(out)
+    return out, runner, specs, results
+
+
+def test_model_spec_parsing():
+    spec = ModelSpec.parse("diffusion:sampler=ddim,steps=50,checkpoint=a/b.pt,max_windows=3,members=4")
+    assert spec.name == "diffusion" and spec.kwargs == {"sampler": "ddim", "steps": 50}
+    assert (spec.checkpoint, spec.max_windows, spec.members) == ("a/b.pt", 3, 4)
+    assert spec.label == "diffusion:sampler=ddim,steps=50" and "/" not in spec.slug
+    assert ModelSpec.parse("steps").label == "steps"
+    for bad in ("steps:members", "steps:members=0", "a b", "x:max_windows=two"):
+        with pytest.raises(ValueError):
+            ModelSpec.parse(bad)
+    assert evenly_spaced(10, 3) == [0, 4, 9] and evenly_spaced(3, None) == [0, 1, 2]
+
+
+def test_report_files_and_completeness(report):
+    out, _, specs, _ = report
+    for name in ("report.md", "report.html", "metrics.json", "metrics.csv", "spectra.csv", "speed.csv",
+                 "figures/lead_times.png", "figures/csi_thresholds.png", "figures/spectra.png",
+                 "figures/case0.png", "figures/case0_members.png", "figures/case0.gif"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["models"]) == [ModelSpec.parse(s).label for s in specs]
+    for label, res in metrics["models"].items():
+        if res["status"] != "ok":
+            continue
+        assert set(SCORES) <= set(res["scores"]), label
+        assert res["scores"]["skipped"] == ["lpips", "fid"]
+        assert len(res["scores"]["csi"]["1.0"]["per_lead"]) == N_OUT
+        assert res["speed"]["seconds_per_forecast"] > 0 and res["speed"]["device_name"]
+    md = (out / "report.md").read_text()
+    assert "LPIPS and FID skipped" in md and "Speed on this machine" in md and "![" in md
+    assert md.count("| persistence again |") >= 3  # summary, per-lead and threshold tables
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "model,metric,variant,lead_min,value"
+    assert any(r.startswith("extrapolation,csi,1.0,mean,") for r in rows)
+    assert "<table>" in (out / "report.html").read_text()
+
+
+def test_identical_models_score_identically(report):
+    _, _, _, results = report
+    a, b = results["persistence"]["scores"], results["persistence again"]["scores"]
+    assert a == b
+    assert a != results["extrapolation"]["scores"]
+
+
+def test_scores_match_a_direct_computation(report, dataset):
+    """Persistence MSE per lead, pooled over covered pixels of all windows, computed by hand."""
+    _, _, _, results = report
+    err, count = np.zeros(N_OUT), np.zeros(N_OUT)
+    for i in range(len(dataset)):
+        item = dataset[i]
+        last, fut, mask = item[PAST][-1].numpy(), item[FUTURE].numpy(), item[MASK].numpy()
+        for t in range(N_OUT):
+            err[t] += ((last - fut[t])[mask].astype(np.float64) ** 2).sum()
+            count[t] += mask.sum()
+    got = results["persistence"]["scores"]["mse_mm_h"]["per_lead"]
+    np.testing.assert_allclose(got, err / count, rtol=1e-5)
+
+
+def test_failing_model_is_reported_not_fatal(report):
+    out, _, _, results = report
+    bad = results["convlstm"]  # the label leaves the checkpoint out
+    assert bad["status"] == "failed" and "convlstm.pt" in bad["error"]
+    assert all(r["status"] == "ok" for k, r in results.items() if r is not bad)
+    md = (out / "report.md").read_text()
+    assert "Models that failed" in md and "convlstm.pt" in md
+
+
+def test_subset_and_findings(report, dataset):
+    out, _, _, results = report
+    sub = results["extrapolation subset"]
+    assert sub["n_windows"] == 2 and sub["window_indices"] == [0, len(dataset) - 1]
+    lines = findings(results, "diffusion", len(dataset))
+    assert any("subset of 2" in ln for ln in lines)
+    diffusion = next(k for k in results if k.startswith("diffusion"))
+    assert any(ln.startswith(f"**{diffusion}** leads on") for ln in lines)
+    # every key metric with a value has its leader stated, and the leader really is best
+    mse_line = next(ln for ln in lines if ln.startswith("**MSE (mm/h)²**"))
+    best = min((r["scores"]["mse_mm_h"]["mean"], k) for k, r in results.items() if r["status"] == "ok")
+    assert f" {best[1]} (" in mse_line or mse_line.startswith(f"**MSE (mm/h)²** (lower is better): {best[1]}")
+    assert len([ln for ln in lines if "leads." in ln]) == sum(
+        1 for _, p, _ in KEY_METRICS if p[0] not in ("lpips", "fid"))
+
+
+def test_resume_skips_finished_models(report, monkeypatch):
+    out, runner, specs, results = report
+    calls = []
+    real = runner_mod.EvaluationRunner.run_model
+
+    def spy(self, spec):
+        calls.append(spec.label)
+        return real(self, spec)
+
+    monkeypatch.setattr(runner_mod.EvaluationRunner, "run_model", spy)
+    again = runner.run(specs[:3] + specs[-1:], resume=True)
+    assert calls == [ModelSpec.parse(specs[-1]).label]  # only the failed one is retried
+    assert again["persistence"] == results["persistence"]

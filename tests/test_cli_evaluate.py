@@ -1,0 +1,56 @@
+"""`nowcast evaluate` end to end on a tiny synthetic store: report folder, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nowcast.cli import main as cli_main
+from nowcast.data.synthetic import write_synthetic_store
+from nowcast.types import repo_root
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_synthetic_store(tmp_path_factory.mktemp("store") / "syn.zarr", n_frames=12, height=48,
+                                 width=48, seed=5)
+
+
+def common(store, out, max_windows: int = 3) -> list[str]:
+    return ["--config", str(repo_root() / "configs/evaluate/synthetic.yaml"), "--store", str(store),
+            "--crop", "40", "--n-out", "3", "--max-windows", str(max_windows), "--members", "2",
+            "--perceptual", "false", "--n-cases", "1", "--no_progress", "--output", str(out)]
+
+
+def test_evaluate_writes_report_and_resumes(store, tmp_path, capsys):
+    out = tmp_path / "rep"
+    argv = ["evaluate", *common(store, out),
+            "--models", "persistence", "extrapolation", "persistence:checkpoint=/missing.pt,label=broken"]
+    assert cli_main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["models"]) == ["persistence", "extrapolation", "broken"]
+    assert metrics["models"]["broken"]["status"] == "failed"
+    assert "takes no checkpoint" in metrics["models"]["broken"]["error"]
+    run = metrics["run"]
+    assert run["n_windows"] == 3 and run["n_out"] == 3 and run["crop"] == 40
+    assert run["git"]["commit"] and run["data"]["stores"]["syn"]["grid_shape"] == [48, 48]
+    assert run["config"]["models"][0] == "persistence" and "nowcast evaluate" in run["command"]
+    for name in ("report.html", "report.md", "metrics.csv", "speed.csv", "figures/case0.gif"):
+        assert (out / name).exists(), name
+    stamp = (out / "models/persistence/result.json").stat().st_mtime_ns
+    assert cli_main(["evaluate", *common(store, out), "--models", "persistence", "--resume"]) == 0
+    assert (out / "models/persistence/result.json").stat().st_mtime_ns == stamp  # skipped, not rerun
+    # another window set in the same folder is refused under --resume
+    again = ["evaluate", *common(store, out, max_windows=2), "--models", "persistence", "--resume"]
+    assert cli_main(again) == 2
+    assert "other windows" in capsys.readouterr().err
+
+
+def test_evaluate_bad_input(store, tmp_path, capsys):
+    assert cli_main(["evaluate", "--data", "configs/data/synthetic.yaml", "--start", "2024-06-01",
+                     "--output", str(tmp_path / "x")]) == 2
+    assert "--start/--end" in capsys.readouterr().err
+    missing = ["evaluate", "--store", str(tmp_path / "nothing.zarr"), "--output", str(tmp_path / "y")]
+    assert cli_main(missing) == 2
+    assert "not found" in capsys.readouterr().err
