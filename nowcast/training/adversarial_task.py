@@ -193,15 +193,10 @@ class AdversarialTask(ForecastTask):
         return self.diffusion.sample(past, self.n_out, members, self.sampler, len(self.sampler.timesteps),
                                      generator, motion=motion, model_fn=latent_model_fn(self.generator))
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def forecast_batch(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         # in memory (no checkpoint file per batch), with the batch's motion and a fixed seed per batch
         gen = torch.Generator(device=self.device).manual_seed(batch_idx)
-        mean = self.sample(batch[PAST], self.val_members, gen, motion=batch.get(MOTION)).mean(dim=1)
-        target, mask = batch[FUTURE][:, : self.n_out], batch[MASK]
-        self.val_scores.update(mean, target, mask)
-        m = mask[:, None].expand_as(target)
-        self._val_se += ((mean - target) ** 2)[m].double().sum()
-        self._val_n += m.sum().double()
+        return self.sample(batch[PAST], self.val_members, gen, motion=batch.get(MOTION))
 
     def to_forecaster(self) -> DiffusionForecaster:
         """The diffusion forecaster with this generator, loaded through the exported file format."""

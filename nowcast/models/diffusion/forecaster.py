@@ -30,8 +30,8 @@ class DiffusionForecaster(LearnedForecaster):
     with pysteps from ``past`` (CPU); :meth:`forecast_with_motion` takes a precomputed one.
 
     Args (besides the :class:`LearnedForecaster` ones):
-        sampler: a registered sampler name ("ddim", "ddpm", "dpm_solver", "adversarial", ...).
-        steps: reverse steps.
+        sampler: a registered sampler name ("ddim", "ddpm", "dpmpp_2m", "adversarial").
+        steps: reverse steps (None: 10, or for "adversarial" the step count it was trained for).
         eta: DDIM stochasticity (only used by "ddim").
         adversarial_checkpoint: the adversarial generator's checkpoint, needed when
             ``sampler == "adversarial"`` (see :meth:`_load_generator`).
@@ -43,12 +43,13 @@ class DiffusionForecaster(LearnedForecaster):
     def __init__(self, modules: dict[str, nn.Module], hparams: dict[str, Any],
                  transform: RainTransform | str | dict = "dbz", window: WindowSpec | None = None,
                  grid: GridSpec | None = None, checkpoint: dict[str, Any] | None = None,
-                 checkpoint_path: str | Path | None = None, sampler: str = "ddim", steps: int = 10,
+                 checkpoint_path: str | Path | None = None, sampler: str = "ddim", steps: int | None = None,
                  eta: float = 0.0, adversarial_checkpoint: str | Path | None = None) -> None:
         hp = dict(hparams)
         window = window or WindowSpec(n_in=hp.get("n_in", 4), n_out=hp.get("n_out", 12))
         super().__init__(modules, hp, transform, window, grid, checkpoint, checkpoint_path)
-        self.sampler, self.steps, self.eta = sampler, int(steps), float(eta)
+        self.sampler, self.eta = sampler, float(eta)
+        self.steps = int(steps) if steps is not None else 10
         self.diffusion = ConditionalDiffusion(
             self.modules["denoiser"], transform=self.transform,
             **{k: hp[k] for k in WRAPPER_KEYS if k in hp},
@@ -59,10 +60,11 @@ class DiffusionForecaster(LearnedForecaster):
         if sampler == "adversarial":
             if adversarial_checkpoint is None:
                 raise ValueError("sampler 'adversarial' needs adversarial_checkpoint (the trained generator)")
-            self.modules["generator"] = self._load_generator(adversarial_checkpoint)
+            self.modules["generator"], trained_steps = self._load_generator(adversarial_checkpoint)
+            self.steps = int(steps) if steps is not None else trained_steps
             self._model_fn = latent_model_fn(self.modules["generator"])
 
-    def _load_generator(self, path: str | Path) -> SpatioTemporalTransformer:
+    def _load_generator(self, path: str | Path) -> tuple[SpatioTemporalTransformer, int]:
         """The adversarial generator: a nowcast checkpoint whose ``hparams["generator"]`` holds
         the :class:`SpatioTemporalTransformer` arguments (with ``z_dim``) and whose
         ``state_dict["generator"]`` its weights, built for this model's window, grid and transform."""
@@ -71,9 +73,13 @@ class DiffusionForecaster(LearnedForecaster):
         if "generator" not in ckpt["hparams"] or "generator" not in ckpt["state_dict"]:
             raise CheckpointMismatchError(
                 f"{path} holds no adversarial generator (hparams/state_dict 'generator')")
+        adv = ckpt["hparams"]
+        differs = [k for k in WRAPPER_KEYS if k in adv and adv[k] != self.hparams.get(k)]
+        if differs:
+            raise CheckpointMismatchError(f"{path} was trained on a base model with other {differs}")
         net = SpatioTemporalTransformer(**ckpt["hparams"]["generator"])
         net.load_state_dict(ckpt["state_dict"]["generator"])
-        return net.eval().to(self.device)
+        return net.eval().to(self.device), int(ckpt["hparams"].get("steps", 4))
 
     @classmethod
     def build_modules(cls, hparams: dict[str, Any]) -> dict[str, nn.Module]:

@@ -1,0 +1,221 @@
+"""Samplers side by side: speed, memory and validation skill of the shipped diffusion model.
+
+For each sampler and step count (DDPM with the full schedule, DDIM-50, DDIM-10,
+DPM-Solver++(2M)-10, adversarial 4/2/1) this prints and saves
+
+- seconds per forecast of one window (8 members x 12 frames at 256 x 256) on this device,
+  not counting the optical flow (motion comes from the cache; its pysteps cost on the CPU
+  is timed separately when pysteps is importable), and peak memory;
+- on the validation windows of the radar-mix benchmark: CSI at 1 mm/h (pooled, mean over
+  lead times), CRPS (mm/h) and RALSD (dB), with the extrapolation used as conditioning
+  (cached LK motion + semi-Lagrangian advection) scored on the same windows for reference;
+- the ratios the diffusion issue asks for (adversarial-4 vs DDPM-full and DDIM-50).
+
+DDPM with the full schedule is slow: ``--ddpm-windows`` scores it on the first N
+validation windows only (said in the output), and on a CPU ``--scale-full-schedule`` times
+it from the per-step cost of short runs instead of running 1000 steps (said in the output).
+
+    python benchmarks/bench_samplers.py --device cuda --out benchmarks/results/samplers-gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from nowcast.data.datamodule import from_config
+from nowcast.evaluation.suite import ScoreSuite
+from nowcast.models import load_forecaster
+from nowcast.models.advection import advect
+from nowcast.types import FUTURE, MASK, MOTION, PAST
+
+SAMPLERS = [("ddpm", None), ("ddim", 50), ("ddim", 10), ("dpmpp_2m", 10),
+            ("adversarial", 4), ("adversarial", 2), ("adversarial", 1)]
+
+
+def label(sampler: str, steps: int) -> str:
+    return f"{sampler}-{steps}"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_forecast(model, batch, members: int, device: torch.device, repeats: int) -> tuple[float, float]:
+    """Median seconds of one forecast of ``batch`` and peak memory (GiB; CPU: process max RSS)."""
+    past, motion = batch[PAST][:1].to(device), batch[MOTION][:1].to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    model.forecast_with_motion(past, 12, members, gen, motion=motion)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        model.forecast_with_motion(past, 12, members, gen, motion=motion)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return sorted(times)[len(times) // 2], peak
+
+
+def score(model, batches, members: int, device: torch.device) -> dict[str, float]:
+    suite = ScoreSuite(n_lead=12, thresholds=(1.0,), pools=(), fss_thresholds=(), perceptual=False).to(device)
+    for i, batch in enumerate(batches):
+        gen = torch.Generator(device=device).manual_seed(i)
+        rain = model.forecast_with_motion(batch[PAST].to(device), 12, members, gen,
+                                          motion=batch[MOTION].to(device))
+        suite.update(rain, batch[FUTURE].to(device), batch[MASK].to(device))
+    return summarize(suite.compute())
+
+
+def score_extrapolation(batches, device: torch.device) -> dict[str, float]:
+    suite = ScoreSuite(n_lead=12, thresholds=(1.0,), pools=(), fss_thresholds=(), perceptual=False).to(device)
+    for batch in batches:
+        rain = advect(batch[PAST][:, -1].to(device), batch[MOTION].to(device), 12)
+        suite.update(rain[:, None], batch[FUTURE].to(device), batch[MASK].to(device))
+    return summarize(suite.compute())
+
+
+def summarize(result: dict) -> dict[str, float]:
+    return {"csi_1": result["csi"]["1.0"]["mean"], "crps": result["crps"]["mean"],
+            "ralsd": result["ralsd"]["mean"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=None, help="diffusion checkpoint (default: the shipped one)")
+    ap.add_argument("--adversarial", default="nowcast/checkpoints/diffusion-adversarial.pt")
+    ap.add_argument("--data", default="configs/data/radar-mix.yaml")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--members", type=int, default=8)
+    ap.add_argument("--max-windows", type=int, default=None, help="validation windows scored (default all)")
+    ap.add_argument("--ddpm-windows", type=int, default=6, help="windows for DDPM with the full schedule")
+    ap.add_argument("--no-scores", action="store_true", help="timings only")
+    ap.add_argument("--scale-full-schedule", action="store_true",
+                    help="time DDPM-full from the per-step cost of 2- and 12-step runs (for CPUs)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=None, help="JSON path (a PNG is written beside it)")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+
+    dm = from_config(args.data, with_motion=True, cached_motion_only=True, num_workers=0, eval_batch_size=1)
+    dm.setup("validate")
+    batches = list(dm.val_dataloader())
+    if args.max_windows:
+        batches = batches[: args.max_windows]
+    print(f"{len(batches)} validation windows, {args.members} members, device {device}")
+
+    base = load_forecaster("diffusion", args.checkpoint)
+    n_full = base.diffusion.schedule.n_train_steps
+    rows, notes = [], []
+    for sampler, steps in SAMPLERS:
+        steps = steps or n_full
+        kw = {"sampler": sampler, "steps": steps}
+        if sampler == "adversarial":
+            if not Path(args.adversarial).exists():
+                notes.append(f"{label(sampler, steps)}: no adversarial checkpoint at {args.adversarial}")
+                continue
+            kw["adversarial_checkpoint"] = args.adversarial
+        model = load_forecaster("diffusion", args.checkpoint, **kw).to(device)
+        row = {"sampler": label(sampler, steps)}
+        if sampler == "ddpm" and args.scale_full_schedule:
+            short = {n: load_forecaster("diffusion", args.checkpoint, sampler="ddpm", steps=n).to(device)
+                     for n in (2, 12)}
+            t2, _ = time_forecast(short[2], batches[0], args.members, device, args.repeats)
+            t12, peak = time_forecast(short[12], batches[0], args.members, device, args.repeats)
+            per_step = (t12 - t2) / 10
+            row["seconds"] = t2 - 2 * per_step + steps * per_step
+            row["peak_gib"] = peak
+            notes.append(f"{row['sampler']}: time scaled from 2- and 12-step runs ({per_step:.3f} s/step)")
+        else:
+            row["seconds"], row["peak_gib"] = time_forecast(model, batches[0], args.members, device,
+                                                            args.repeats if sampler != "ddpm" else 1)
+        if not args.no_scores and not (sampler == "ddpm" and args.scale_full_schedule):
+            subset = batches[: args.ddpm_windows] if sampler == "ddpm" else batches
+            row.update(score(model, subset, args.members, device))
+            row["windows"] = len(subset)
+        rows.append(row)
+        print(row, flush=True)
+
+    ref = {}
+    if not args.no_scores:
+        ref = {"all": score_extrapolation(batches, device),
+               "ddpm_subset": score_extrapolation(batches[: args.ddpm_windows], device)}
+    by = {r["sampler"]: r for r in rows}
+    ratios = {}
+    adv4, ddim50, ddpm = by.get("adversarial-4"), by.get("ddim-50"), by.get(label("ddpm", n_full))
+    if adv4 and ddpm:
+        ratios["speedup_adv4_vs_ddpm_full"] = ddpm["seconds"] / adv4["seconds"]
+    if adv4 and ddim50:
+        ratios["speedup_adv4_vs_ddim50"] = ddim50["seconds"] / adv4["seconds"]
+        if "csi_1" in adv4 and "csi_1" in ddim50:
+            ratios["csi_change_adv4_vs_ddim50"] = adv4["csi_1"] / ddim50["csi_1"] - 1
+
+    motion_seconds = None
+    try:  # the optical flow every forecast needs first, on this machine's CPU
+        import numpy as np
+
+        from nowcast.data.motion import estimate_motion
+        past = batches[0][PAST][0].numpy()
+        t0 = time.perf_counter()
+        estimate_motion(np.asarray(past))
+        motion_seconds = time.perf_counter() - t0
+    except ImportError:
+        notes.append("pysteps not importable here: optical-flow time not measured")
+
+    on_gpu = device.type == "cuda"
+    device_name = torch.cuda.get_device_name(device) if on_gpu else platform.processor() or "cpu"
+    result = {"device": device_name, "threads": torch.get_num_threads(), "members": args.members,
+              "frame": [256, 256], "lead_times": 12, "windows": len(batches), "rows": rows,
+              "extrapolation_reference": ref, "ratios": ratios, "optical_flow_seconds": motion_seconds,
+              "notes": notes, "checkpoint": str(base.checkpoint_path)}
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
+    print(f"{'sampler':<16}{'s/forecast':>11}{'peak GiB':>10}{'CSI@1':>8}{'CRPS':>8}{'RALSD':>8}")
+    for r in rows:
+        print(f"{r['sampler']:<16}{r['seconds']:>11.3f}{r['peak_gib']:>10.2f}"
+              f"{r.get('csi_1', float('nan')):>8.3f}{r.get('crps', float('nan')):>8.3f}"
+              f"{r.get('ralsd', float('nan')):>8.2f}")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+        plot(rows, ref, device_name, out.with_suffix(".png"))
+        print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+def plot(rows: list[dict], ref: dict, device_name: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = [r for r in rows if "csi_1" in r]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in scored:
+        ax.scatter(r["seconds"], r["csi_1"])
+        ax.annotate(r["sampler"], (r["seconds"], r["csi_1"]), fontsize=8, xytext=(3, 3),
+                    textcoords="offset points")
+    if ref:
+        ax.axhline(ref["all"]["csi_1"], ls="--", c="grey", label="extrapolation (same windows)")
+        ax.legend(fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"seconds per forecast (8 members, 12 x 256^2) on {device_name}")
+    ax.set_ylabel("CSI at 1 mm/h (validation, mean over 5-60 min)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
