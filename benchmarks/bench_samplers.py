@@ -35,8 +35,9 @@ from nowcast.models import load_forecaster
 from nowcast.models.advection import advect
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
-SAMPLERS = [("ddpm", None), ("ddim", 50), ("ddim", 10), ("dpmpp_2m", 10),
-            ("adversarial", 4), ("adversarial", 2), ("adversarial", 1)]
+# DDPM last: the device is warm by then, so its single timed run needs no warm-up run
+SAMPLERS = [("ddim", 50), ("ddim", 10), ("dpmpp_2m", 10),
+            ("adversarial", 4), ("adversarial", 2), ("adversarial", 1), ("ddpm", None)]
 
 
 def label(sampler: str, steps: int) -> str:
@@ -48,11 +49,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_forecast(model, batch, members: int, device: torch.device, repeats: int) -> tuple[float, float]:
+def time_forecast(model, batch, members: int, device: torch.device, repeats: int,
+                  warm_up: bool = True) -> tuple[float, float]:
     """Median seconds of one forecast of ``batch`` and peak memory (GiB; CPU: process max RSS)."""
     past, motion = batch[PAST][:1].to(device), batch[MOTION][:1].to(device)
     gen = torch.Generator(device=device).manual_seed(0)
-    model.forecast_with_motion(past, 12, members, gen, motion=motion)  # warm-up
+    if warm_up:
+        model.forecast_with_motion(past, 12, members, gen, motion=motion)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -95,8 +98,10 @@ def summarize(result: dict) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=None, help="diffusion checkpoint (default: the shipped one)")
-    ap.add_argument("--adversarial", default="nowcast/checkpoints/diffusion-adversarial.pt")
+    ap.add_argument("--adversarial", default="nowcast/checkpoints/diffusion-adversarial-{k}.pt",
+                    help="generator checkpoint per step count k ('{k}' is replaced)")
     ap.add_argument("--data", default="configs/data/radar-mix.yaml")
+    ap.add_argument("--store-root", default=None, help="folder the data config's store paths are relative to")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--members", type=int, default=8)
     ap.add_argument("--max-windows", type=int, default=None, help="validation windows scored (default all)")
@@ -110,7 +115,8 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
 
-    dm = from_config(args.data, with_motion=True, cached_motion_only=True, num_workers=0, eval_batch_size=1)
+    dm = from_config(args.data, with_motion=True, cached_motion_only=True, num_workers=0, eval_batch_size=1,
+                     **({"store_root": args.store_root} if args.store_root else {}))
     dm.setup("validate")
     batches = list(dm.val_dataloader())
     if args.max_windows:
@@ -124,10 +130,11 @@ def main() -> None:
         steps = steps or n_full
         kw = {"sampler": sampler, "steps": steps}
         if sampler == "adversarial":
-            if not Path(args.adversarial).exists():
-                notes.append(f"{label(sampler, steps)}: no adversarial checkpoint at {args.adversarial}")
+            path = args.adversarial.format(k=steps)
+            if not Path(path).exists():
+                notes.append(f"{label(sampler, steps)}: no adversarial checkpoint at {path}")
                 continue
-            kw["adversarial_checkpoint"] = args.adversarial
+            kw["adversarial_checkpoint"] = path
         model = load_forecaster("diffusion", args.checkpoint, **kw).to(device)
         row = {"sampler": label(sampler, steps)}
         if sampler == "ddpm" and args.scale_full_schedule:
@@ -140,8 +147,9 @@ def main() -> None:
             row["peak_gib"] = peak
             notes.append(f"{row['sampler']}: time scaled from 2- and 12-step runs ({per_step:.3f} s/step)")
         else:
+            full = sampler == "ddpm"
             row["seconds"], row["peak_gib"] = time_forecast(model, batches[0], args.members, device,
-                                                            args.repeats if sampler != "ddpm" else 1)
+                                                            1 if full else args.repeats, warm_up=not full)
         if not args.no_scores and not (sampler == "ddpm" and args.scale_full_schedule):
             subset = batches[: args.ddpm_windows] if sampler == "ddpm" else batches
             row.update(score(model, subset, args.members, device))

@@ -48,6 +48,8 @@ class NowcastDataModule(L.LightningDataModule):
         with_motion: add ``motion`` (2, h, w) px/step (motion cache if built, else on the fly).
         cached_motion_only: with ``with_motion``, keep only windows whose motion is in the cache
             (for machines without pysteps, e.g. the GPU trainer); dropped windows are logged.
+        in_memory: decode the stores (and motion caches) into memory once in ``setup``; the
+            radar-mix training stores take about 0.5 GB and loading becomes cheap.
         augment: random flips / quarter turns on training crops.
         samples_per_epoch: training windows drawn per epoch (with replacement, rain-weighted).
         dry_weight: sampling weight added to every window (the floor for dry windows).
@@ -71,6 +73,7 @@ class NowcastDataModule(L.LightningDataModule):
         num_workers: int = 0,
         with_motion: bool = False,
         cached_motion_only: bool = False,
+        in_memory: bool = False,
         augment: bool = True,
         samples_per_epoch: int = 2000,
         dry_weight: float = 0.02,
@@ -113,7 +116,7 @@ class NowcastDataModule(L.LightningDataModule):
                 paths, windows, self.n_in, self.n_out,
                 crop_size=self.crop_size if train else self.eval_crop_size,
                 random_crop=train, prefer_rain=self.prefer_rainy_crops, augment=train and self.augment,
-                with_motion=self.with_motion,
+                with_motion=self.with_motion, in_memory=self.hparams.in_memory,
                 min_wet_fraction=self.min_wet_fraction,
             )
 

@@ -151,6 +151,7 @@ class RadarWindowDataset(Dataset):
         min_wet_fraction: float = 0.05,
         wet_threshold: float = 0.5,
         motion_method: str = "LK",
+        in_memory: bool = False,
     ) -> None:
         missing = {w.store for w in windows} - set(store_paths)
         if missing:
@@ -171,10 +172,18 @@ class RadarWindowDataset(Dataset):
                     cache.check(n_in=n_in, method=motion_method)
                     self.motion_caches[name] = cache
         self._open: dict[str, Any] = {}
+        self.in_memory = in_memory
+        if in_memory:  # decoded once here; forked loader workers share the pages
+            for name in {w.store for w in self.windows}:
+                ds = open_zarr_quiet(self.store_paths[name], chunks=None)
+                self._open[name] = xr.DataArray(np.asarray(ds[RAIN].values, dtype=np.float32))
+            for cache in self.motion_caches.values():
+                cache.load()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_open"] = {}  # each worker opens its own handles
+        if not self.in_memory:
+            state["_open"] = {}  # each worker opens its own handles
         return state
 
     def __len__(self) -> int:
@@ -211,7 +220,7 @@ class RadarWindowDataset(Dataset):
             y0 = x0 = 0
             if size is not None:
                 covered = np.isfinite(frames).all(axis=0)
-                wet = (np.nan_to_num(frames) >= self.wet_threshold).mean(axis=0)
+                wet = (frames >= self.wet_threshold).mean(axis=0)  # NaN compares False: not wet
                 y0, x0 = choose_rainy_crop(wet, covered, size, rng, self.min_wet_fraction, self.prefer_rain)
                 frames = frames[:, y0:y0 + size, x0:x0 + size]
         sample: dict[str, Any] = {

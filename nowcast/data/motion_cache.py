@@ -168,6 +168,11 @@ class MotionCache:
     def __getstate__(self) -> dict:
         return {"path": self.path, "_ds": None, "_index": None}
 
+    def load(self) -> MotionCache:
+        """Hold every field in memory (for fast training loaders)."""
+        self._ds = open_zarr_quiet(self.path, chunks=None).load()
+        return self
+
     @property
     def ds(self) -> xr.Dataset:
         if self._ds is None:
