@@ -150,7 +150,8 @@ def main() -> None:
             full = sampler == "ddpm"
             row["seconds"], row["peak_gib"] = time_forecast(model, batches[0], args.members, device,
                                                             1 if full else args.repeats, warm_up=not full)
-        if not args.no_scores and not (sampler == "ddpm" and args.scale_full_schedule):
+        unscored_ddpm = sampler == "ddpm" and (args.scale_full_schedule or args.ddpm_windows == 0)
+        if not args.no_scores and not unscored_ddpm:
             subset = batches[: args.ddpm_windows] if sampler == "ddpm" else batches
             row.update(score(model, subset, args.members, device))
             row["windows"] = len(subset)
@@ -160,7 +161,7 @@ def main() -> None:
     ref = {}
     if not args.no_scores:
         ref = {"all": score_extrapolation(batches, device),
-               "ddpm_subset": score_extrapolation(batches[: args.ddpm_windows], device)}
+               "ddpm_subset": score_extrapolation(batches[: max(args.ddpm_windows, 1)], device)}
     by = {r["sampler"]: r for r in rows}
     ratios = {}
     adv4, ddim50, ddpm = by.get("adversarial-4"), by.get("ddim-50"), by.get(label("ddpm", n_full))

@@ -87,8 +87,8 @@ def test_batch_skips_issue_times_without_inputs(gappy_store, tmp_path, caplog):
 
 def test_batch_with_extrapolation_every_second_step(store, tmp_path):
     out = tmp_path / "batch"
-    assert _forecast("--store", store, "--start", "first", "--end", "2024-06-01T12:35", "--every", "2",
-                     "--output", out, "--format", "zarr") == 0
+    assert _forecast("--store", store, "--model", "extrapolation", "--start", "first",
+                     "--end", "2024-06-01T12:35", "--every", "2", "--output", out, "--format", "zarr") == 0
     # first issue time with 4 input frames is 12:15; then 12:25, 12:35
     assert sorted(p.name for p in out.iterdir()) == [
         f"extrapolation_20240601T12{m}Z.zarr" for m in ("15", "25", "35")]

@@ -13,7 +13,7 @@ from nowcast.models.base import FORECASTERS
 from nowcast.models.checkpoint import CheckpointMismatchError, check_compatible, load_checkpoint
 from nowcast.models.diffusion.denoiser import SpatioTemporalTransformer
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion, CondModelFn, latent_model_fn
-from nowcast.models.learned import LearnedForecaster
+from nowcast.models.learned import CHECKPOINT_DIR, LearnedForecaster
 from nowcast.types import GridSpec, WindowSpec
 
 #: checkpoint ``hparams`` keys that build the denoiser; the others configure the wrapper
@@ -33,8 +33,9 @@ class DiffusionForecaster(LearnedForecaster):
         sampler: a registered sampler name ("ddim", "ddpm", "dpmpp_2m", "adversarial").
         steps: reverse steps (None: 10, or for "adversarial" the step count it was trained for).
         eta: DDIM stochasticity (only used by "ddim").
-        adversarial_checkpoint: the adversarial generator's checkpoint, needed when
-            ``sampler == "adversarial"`` (see :meth:`_load_generator`).
+        adversarial_checkpoint: the adversarial generator's checkpoint for
+            ``sampler == "adversarial"`` (see :meth:`_load_generator`); None = the shipped
+            ``diffusion-adversarial-<steps>.pt``.
     """
 
     name = "diffusion"
@@ -58,8 +59,13 @@ class DiffusionForecaster(LearnedForecaster):
         self._motion: Tensor | None = None  # set only during forecast_with_motion
         self._model_fn: CondModelFn | None = None
         if sampler == "adversarial":
-            if adversarial_checkpoint is None:
-                raise ValueError("sampler 'adversarial' needs adversarial_checkpoint (the trained generator)")
+            if adversarial_checkpoint is None:  # the shipped generator for this step count
+                adversarial_checkpoint = CHECKPOINT_DIR / f"diffusion-adversarial-{steps or 4}.pt"
+            if not Path(adversarial_checkpoint).exists():
+                raise FileNotFoundError(f"sampler 'adversarial' needs a trained generator; "
+                                        f"{adversarial_checkpoint} not found (train one with "
+                                        "configs/train/adversarial.yaml)")
+            self.adversarial_checkpoint = adversarial_checkpoint
             self.modules["generator"], trained_steps = self._load_generator(adversarial_checkpoint)
             self.steps = int(steps) if steps is not None else trained_steps
             self._model_fn = latent_model_fn(self.modules["generator"])
@@ -105,11 +111,18 @@ class DiffusionForecaster(LearnedForecaster):
             self._motion = None
 
     def _forecast(self, past: Tensor, n_out: int, members: int, generator: torch.Generator | None) -> Tensor:
+        # any frame size: edge-replicate up to a multiple of the patch size, crop the result
         p = self.diffusion.denoiser.patch
-        if past.shape[-1] % p or past.shape[-2] % p:
-            raise ValueError(f"frame {tuple(past.shape[-2:])} must be a multiple of the patch size {p}")
-        return self.diffusion.sample(past, n_out, members, self.sampler, self.steps, generator,
-                                     motion=self._motion, model_fn=self._model_fn, **self._sampler_kwargs())
+        h, w = past.shape[-2:]
+        pad = (0, -w % p, 0, -h % p)
+        motion = self._motion
+        if any(pad):
+            past = torch.nn.functional.pad(past, pad, mode="replicate")
+            if motion is not None:
+                motion = torch.nn.functional.pad(motion, pad, mode="replicate")
+        rain = self.diffusion.sample(past, n_out, members, self.sampler, self.steps, generator,
+                                     motion=motion, model_fn=self._model_fn, **self._sampler_kwargs())
+        return rain[..., :h, :w]
 
     def _sampler_kwargs(self) -> dict[str, Any]:
         return {"eta": self.eta} if self.sampler == "ddim" else {}
