@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--scale-full-schedule", action="store_true",
                     help="time DDPM-full from the per-step cost of 2- and 12-step runs (for CPUs)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--reference-only", action="store_true",
+                    help="only score the extrapolation reference (CPU-cheap; no diffusion model)")
     ap.add_argument("--out", default=None, help="JSON path (a PNG is written beside it)")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -123,6 +125,14 @@ def main() -> None:
         batches = batches[: args.max_windows]
     print(f"{len(batches)} validation windows, {args.members} members, device {device}")
 
+    if args.reference_only:
+        ref = {"all": score_extrapolation(batches, device),
+               f"first_{min(16, len(batches))}": score_extrapolation(batches[:16], device)}
+        print(json.dumps(ref, indent=1))
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({"windows": len(batches), "extrapolation": ref}, indent=1))
+        return
     base = load_forecaster("diffusion", args.checkpoint)
     n_full = base.diffusion.schedule.n_train_steps
     rows, notes = [], []
