@@ -89,6 +89,9 @@ def build_parser() -> ArgumentParser:
                    help="checkpoint of a learned model (default: the model's shipped checkpoint)")
     m.add_argument("--model-args", type=dict, default={},
                    help="extra constructor arguments, e.g. '{\"kmperpixel\": 1.0}' for steps on a 1 km grid")
+    m.add_argument("--model-defaults", type=dict, default={},
+                   help="per-model constructor defaults, {name: {arg: value}}; --model-args override them "
+                        "(configs/forecast.yaml gives the diffusion model its 4-step adversarial sampler)")
     m.add_argument("--members", type=int, default=8,
                    help="ensemble members (deterministic models always give 1)")
     m.add_argument("--n-out", type=int, default=12, help="lead times to forecast (store time steps)")
@@ -330,7 +333,8 @@ def run(args) -> list[Path]:
         ds = open_rain_store(store_path)
         step = timestep(ds)
         rows, cols = parse_crop(args.crop, ds.sizes["y"], ds.sizes["x"])
-        forecaster = load_forecaster(args.model, args.checkpoint, **args.model_args).to(args.device)
+        model_args = {**args.model_defaults.get(args.model, {}), **args.model_args}
+        forecaster = load_forecaster(args.model, args.checkpoint, **model_args).to(args.device)
         _check_fits(forecaster, ds, step)
         issues, batch = select_issue_times(ds.time.values, step, forecaster.n_in, args.issue_time,
                                            args.start, args.end, args.every)

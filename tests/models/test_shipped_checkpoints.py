@@ -61,5 +61,6 @@ def test_shipped_checkpoints_carry_their_training_record():
 
 def test_default_forecast_model_loads():
     cfg = yaml.safe_load((repo_root() / "configs" / "forecast.yaml").read_text())
-    model = load_forecaster(cfg["model"], cfg["checkpoint"], **cfg["model_args"])
+    args = {**cfg["model_defaults"].get(cfg["model"], {}), **cfg["model_args"]}
+    model = load_forecaster(cfg["model"], cfg["checkpoint"], **args)
     assert model.name == "diffusion" and model.sampler == "adversarial"

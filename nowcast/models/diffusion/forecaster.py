@@ -34,8 +34,8 @@ class DiffusionForecaster(LearnedForecaster):
         steps: reverse steps (None: 10, or for "adversarial" the step count it was trained for).
         eta: DDIM stochasticity (only used by "ddim").
         adversarial_checkpoint: the adversarial generator's checkpoint for
-            ``sampler == "adversarial"`` (see :meth:`_load_generator`); None = the shipped
-            ``diffusion-adversarial-<steps>.pt``.
+            ``sampler == "adversarial"`` (see :meth:`_load_generator`); None with the shipped
+            base checkpoint = the shipped ``diffusion-adversarial-<steps>.pt``.
     """
 
     name = "diffusion"
@@ -59,12 +59,13 @@ class DiffusionForecaster(LearnedForecaster):
         self._motion: Tensor | None = None  # set only during forecast_with_motion
         self._model_fn: CondModelFn | None = None
         if sampler == "adversarial":
-            if adversarial_checkpoint is None:  # the shipped generator for this step count
+            shipped_base = (checkpoint_path is not None
+                            and Path(checkpoint_path).resolve() == self.default_checkpoint().resolve())
+            if adversarial_checkpoint is None and shipped_base:  # the generator shipped beside it
                 adversarial_checkpoint = CHECKPOINT_DIR / f"diffusion-adversarial-{steps or 4}.pt"
-            if not Path(adversarial_checkpoint).exists():
-                raise FileNotFoundError(f"sampler 'adversarial' needs a trained generator; "
-                                        f"{adversarial_checkpoint} not found (train one with "
-                                        "configs/train/adversarial.yaml)")
+            if adversarial_checkpoint is None or not Path(adversarial_checkpoint).exists():
+                raise ValueError(f"sampler 'adversarial' needs adversarial_checkpoint, a trained generator "
+                                 f"(got {adversarial_checkpoint}; see configs/train/adversarial.yaml)")
             self.adversarial_checkpoint = adversarial_checkpoint
             self.modules["generator"], trained_steps = self._load_generator(adversarial_checkpoint)
             self.steps = int(steps) if steps is not None else trained_steps
