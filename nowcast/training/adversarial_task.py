@@ -32,7 +32,6 @@ from nowcast.models.diffusion.forecaster import WRAPPER_KEYS, DiffusionForecaste
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion, latent_model_fn
 from nowcast.samplers.adversarial import ADVERSARIAL_STEPS
 from nowcast.samplers.base import randn_like
-from nowcast.training.diffusion_task import describe_data
 from nowcast.training.task import ForecastTask
 from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
 
@@ -221,7 +220,7 @@ class AdversarialTask(ForecastTask):
             "transform": self.diffusion.transform.to_dict(),
             "window": self.window.to_dict(),
             "grid": self.grid.to_dict(),
-            "data": describe_data(getattr(trainer, "datamodule", None) if trainer else None),
+            "data": self.data_description(),
             "metrics": metrics,
             "training": {"global_step": int(self.global_step), "r1_gamma": float(hp.r1_gamma),
                          "lambda_rec": float(hp.lambda_rec), "lr_g": float(hp.lr_g), "lr_d": float(hp.lr_d),

@@ -29,7 +29,6 @@ from nowcast.models import import_all
 from nowcast.models.base import FORECASTERS
 from nowcast.models.baselines.cgan import SpatialDiscriminator, TemporalDiscriminator
 from nowcast.models.blocks import NetForecaster
-from nowcast.training.diffusion_task import describe_data
 from nowcast.training.task import ForecastTask
 from nowcast.types import FUTURE, MASK, PAST, GridSpec, WindowSpec
 
@@ -112,7 +111,7 @@ class NetTask(ForecastTask):
             "transform": self.rain_transform.to_dict(),
             "window": self.window.to_dict(),
             "grid": self.grid.to_dict(),
-            "data": describe_data(trainer.datamodule if trainer is not None else None),
+            "data": self.data_description(),
             "metrics": {k: float(v) for k, v in (trainer.callback_metrics.items() if trainer else [])
                         if k.startswith("val/")},
             "training": {

@@ -22,16 +22,6 @@ from nowcast.training.task import ForecastTask
 from nowcast.types import MOTION, PAST, GridSpec, WindowSpec
 
 
-def describe_data(datamodule: Any) -> dict[str, Any]:
-    """What the model was trained on: the data module's ``describe()`` or its init arguments."""
-    if datamodule is None:
-        return {}
-    if hasattr(datamodule, "describe"):
-        return datamodule.describe()
-    return {k: v for k, v in dict(getattr(datamodule, "hparams", {})).items()
-            if isinstance(v, str | int | float | bool | list | dict | type(None))}
-
-
 class DiffusionTask(ForecastTask):
     """Conditional diffusion training.
 
@@ -124,7 +114,7 @@ class DiffusionTask(ForecastTask):
             "transform": self.diffusion.transform.to_dict(),
             "window": self.window.to_dict(),
             "grid": self.grid.to_dict(),
-            "data": describe_data(getattr(self._trainer, "datamodule", None) if self._trainer else None),
+            "data": self.data_description(),
             "metrics": metrics,
             "training": {"global_step": int(self.global_step), "epoch": int(self.current_epoch),
                          "world_size": int(self._trainer.world_size) if self._trainer else 1,

@@ -84,6 +84,14 @@ class ForecastTask(L.LightningModule):
         self._val_se.zero_()
         self._val_n.zero_()
 
+    def data_description(self) -> dict[str, Any]:
+        """What the model was trained on, for checkpoints: the data module's init arguments."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None:
+            return {}
+        return {k: v for k, v in dict(getattr(datamodule, "hparams", {})).items()
+                if isinstance(v, str | int | float | bool | list | dict | type(None))}
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
