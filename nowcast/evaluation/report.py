@@ -173,32 +173,40 @@ def leaders(results: Mapping[str, Mapping[str, Any]], path: Sequence[str], bette
 
 
 def findings(results: Mapping[str, Mapping[str, Any]], focus: str, n_windows: int) -> list[str]:
-    """Generated statements: the leader on each key metric, where the focus model does not lead."""
+    """Generated statements: the leader on each key metric, where the focus model does not lead.
+
+    Only models scored on every window are ranked: a subset can be easier or harder than the
+    rest, so a subset model's numbers are reported but never called a lead or a loss.
+    """
     ok = {k: r for k, r in results.items() if r.get("status") == "ok"}
+    full = {k: r for k, r in ok.items() if r["n_windows"] >= n_windows}
     lines = []
-    led: dict[str, list[str]] = {k: [] for k in ok}
-    lost: dict[str, list[str]] = {k: [] for k in ok}
+    led: dict[str, list[str]] = {k: [] for k in full}
+    lost: dict[str, list[str]] = {k: [] for k in full}
     for title, path, better in KEY_METRICS:
-        best = leaders(ok, path, better)
+        best = leaders(full, path, better)
         if not best:
             continue
-        shown = ", ".join(f"{b} ({fmt(mean_of(ok[b], path))})" for b in best)
+        shown = ", ".join(f"{b} ({fmt(mean_of(full[b], path))})" for b in best)
         lines.append(f"**{title}** ({DIRECTION_TEXT[better]}): {shown} leads.")
-        for k in ok:
-            if mean_of(ok[k], path) is not None:
+        for k in full:
+            if mean_of(full[k], path) is not None:
                 (led if k in best else lost)[k].append(f"{title} (leader: {', '.join(best)})" if k not in best
                                                         else title)
     focus_models = [k for k, r in ok.items() if r["spec"]["name"] == focus]
     if not focus_models:
         lines.append(f"No **{focus}** model was scored successfully in this run, so it is not compared.")
     for k in focus_models:
+        if k not in full:
+            continue
         if lost[k]:
             lines.append(f"**{k}** does not lead on: {'; '.join(lost[k])}.")
         lines.append(f"**{k}** leads on: {', '.join(led[k]) if led[k] else 'no key metric'}.")
     for k, r in ok.items():
-        if r["n_windows"] < n_windows:
+        if k not in full:
             lines.append(f"**{k}** was scored on a subset of {r['n_windows']} of the {n_windows} windows "
-                         "(evenly spaced), so its numbers are not on exactly the same windows as the others.")
+                         "(evenly spaced), so it is not ranked against the others; its numbers are in the "
+                         "tables for reference only.")
     return lines
 
 
