@@ -183,16 +183,23 @@ def plot_case(case: Mapping[str, np.ndarray], forecasts: Mapping[str, np.ndarray
     rows = [("past", [(case["past"][i], f"past {-(n_past - 1 - i) * step:g} min") for i in range(n_past)]),
             ("observed", [(case["future"][j], f"observed +{lead_minutes[j]:g}") for j in leads])]
     rows += [(lab, [(fc[j], f"{lab}\n+{lead_minutes[j]:g}") for j in leads]) for lab, fc in forecasts.items()]
-    image = None
-    for r, (_, frames) in enumerate(rows):
-        for c in range(ncols):
-            if c < len(frames):
-                image = _rain(axes[r, c], frames[c][0], case["mask"], frames[c][1])
-            else:
-                axes[r, c].set_visible(False)
+    image = _fill_grid(axes, [frames for _, frames in rows], case["mask"], ncols)
     _colorbar(fig, image, axes)
     fig.suptitle(title, fontsize=9)
     return save_png(fig, path)
+
+
+def _fill_grid(axes: np.ndarray, grid: list[list[tuple[np.ndarray, str]]], mask: np.ndarray, ncols: int):
+    """Draw ``grid[row][col] = (field mm/h, title)`` into ``axes``; hide unused cells. Returns the
+    last image (for the colour bar)."""
+    image = None
+    for r, frames in enumerate(grid):
+        for c in range(ncols):
+            if c < len(frames):
+                image = _rain(axes[r, c], frames[c][0], mask, frames[c][1])
+            else:
+                axes[r, c].set_visible(False)
+    return image
 
 
 def plot_members(case: Mapping[str, np.ndarray], members: Mapping[str, np.ndarray],
@@ -206,16 +213,9 @@ def plot_members(case: Mapping[str, np.ndarray], members: Mapping[str, np.ndarra
         return None
     ncols = 1 + max(len(v) for v in ens.values()) + 1
     fig, axes = _figure(len(ens), ncols, 1.45 * ncols + 1.0, 1.55 * len(ens) + 0.4)
-    image = None
-    for r, (lab, m) in enumerate(ens.items()):
-        frames = [(case["future"][lead], "observed")]
-        frames += [(m[i], f"{lab}\nmember {i}") for i in range(len(m))]
-        frames.append((means[lab], f"{lab}\nensemble mean"))
-        for c in range(ncols):
-            if c < len(frames):
-                image = _rain(axes[r, c], frames[c][0], case["mask"], frames[c][1])
-            else:
-                axes[r, c].set_visible(False)
+    grid = [[(case["future"][lead], "observed"), *((m[i], f"{lab}\nmember {i}") for i in range(len(m))),
+             (means[lab], f"{lab}\nensemble mean")] for lab, m in ens.items()]
+    image = _fill_grid(axes, grid, case["mask"], ncols)
     _colorbar(fig, image, axes)
     fig.suptitle(f"{title}, +{lead_min:g} min", fontsize=9)
     return save_png(fig, path)
