@@ -67,17 +67,19 @@ class AdversarialTask(ForecastTask):
         lr_g, lr_d, betas: Adam for the generator and the discriminator.
         grad_clip: gradient-norm clipping of both (0 = off); manual optimisation does it itself.
         val_members: ensemble members per validation window.
+        init_from: an adversarial checkpoint of the same sizes and step count whose generator
+            starts this fit (the discriminator starts afresh); see :class:`ForecastTask`.
     """
 
     def __init__(self, diffusion_checkpoint: str, steps: int = 4, z_dim: int = 64,
                  disc_channels: int = 64, disc_depth: int = 3, r1_gamma: float = 0.1,
                  lambda_rec: float = 0.0, lr_g: float = 5e-5, lr_d: float = 1e-4,
                  betas: tuple[float, float] = (0.5, 0.9), grad_clip: float = 1.0,
-                 val_members: int = 1) -> None:
+                 val_members: int = 1, init_from: str | None = None) -> None:
         if steps not in ADVERSARIAL_STEPS:
             raise ValueError(f"steps must be one of {ADVERSARIAL_STEPS}, got {steps}")
         base = DiffusionForecaster.from_checkpoint(diffusion_checkpoint)
-        super().__init__(n_out=base.window.n_out, val_members=val_members, lr=lr_g)
+        super().__init__(n_out=base.window.n_out, val_members=val_members, lr=lr_g, init_from=init_from)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.base_checkpoint = {"path": str(diffusion_checkpoint),
@@ -96,6 +98,9 @@ class AdversarialTask(ForecastTask):
                                            disc_channels, disc_depth)
         self.sampler = self.diffusion.build_sampler("adversarial")
         self.sampler.set_timesteps(steps)
+
+    def init_targets(self) -> dict[str, list[torch.nn.Module]]:
+        return {"generator": [self.generator]}
 
     # --- the stage's large steps ---------------------------------------------------------
     def step_pairs(self, k: Tensor) -> tuple[Tensor, Tensor]:

@@ -50,8 +50,10 @@ class NetTask(ForecastTask):
         val_members: int = 1,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        init_from: str | None = None,
     ) -> None:
-        super().__init__(n_out=n_out, val_members=val_members, lr=lr, weight_decay=weight_decay)
+        super().__init__(n_out=n_out, val_members=val_members, lr=lr, weight_decay=weight_decay,
+                         init_from=init_from)
         import_all()
         cls = FORECASTERS.get(model)
         if not issubclass(cls, NetForecaster):
@@ -77,6 +79,10 @@ class NetTask(ForecastTask):
         if given[0] != self.window.n_in or given[1] < self.window.n_out:
             raise ValueError(f"task built for {self.window.n_in} past / {self.window.n_out} future frames, "
                              f"data give {given[0]} / {given[1]}")
+        super().setup(stage)
+
+    def init_targets(self) -> dict[str, list[nn.Module]]:
+        return {name: [module] for name, module in self.nets.items()}
 
     def on_fit_start(self) -> None:
         self._fit_started = time.monotonic()
@@ -149,9 +155,10 @@ class RegressionTask(NetTask):
         transform: str = "dbz",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        init_from: str | None = None,
     ) -> None:
         super().__init__(model, size, hparams, n_in, n_out, timestep_minutes, pixel_size_m,
-                         transform, val_members=1, lr=lr, weight_decay=weight_decay)
+                         transform, val_members=1, lr=lr, weight_decay=weight_decay, init_from=init_from)
         self.save_hyperparameters()
         self.loss = loss
 
@@ -188,9 +195,10 @@ class CGANTask(NetTask):
         val_members: int = 4,
         lr: float = 5e-5,
         lr_d: float = 2e-4,
+        init_from: str | None = None,
     ) -> None:
         super().__init__("cgan", size, hparams, n_in, n_out, timestep_minutes, pixel_size_m,
-                         transform, val_members=val_members, lr=lr)
+                         transform, val_members=val_members, lr=lr, init_from=init_from)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.d_spatial = SpatialDiscriminator(d_base, d_blocks, d_frames)

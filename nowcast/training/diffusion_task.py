@@ -19,7 +19,7 @@ from nowcast.models.diffusion.denoiser import SpatioTemporalTransformer
 from nowcast.models.diffusion.forecaster import DiffusionForecaster
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion
 from nowcast.training.task import ForecastTask
-from nowcast.types import MOTION, PAST, GridSpec, WindowSpec
+from nowcast.types import GridSpec, WindowSpec
 
 
 class DiffusionTask(ForecastTask):
@@ -39,6 +39,8 @@ class DiffusionTask(ForecastTask):
         ema_decay: decay of the weight average used for validation and export.
         val_sampler, val_steps, val_members: how validation samples (EMA weights).
         timestep_minutes, pixel_size_m: what the data are (stored in the exported checkpoint).
+        init_from: a diffusion checkpoint of the same sizes whose (EMA) weights start both the
+            network and its average (fine-tuning; see :class:`ForecastTask`).
     """
 
     def __init__(self, n_in: int = 4, n_out: int = 12, dim: int = 256, depth: int = 6, heads: int = 8,
@@ -47,8 +49,9 @@ class DiffusionTask(ForecastTask):
                  loss_weighting: str = "none", lr: float = 3e-4, weight_decay: float = 0.0,
                  warmup_steps: int = 200, ema_decay: float = 0.999, val_sampler: str = "ddim",
                  val_steps: int = 10, val_members: int = 1, timestep_minutes: float = 5.0,
-                 pixel_size_m: float = 2000.0) -> None:
-        super().__init__(n_out=n_out, val_members=val_members, lr=lr, weight_decay=weight_decay)
+                 pixel_size_m: float = 2000.0, init_from: str | None = None) -> None:
+        super().__init__(n_out=n_out, val_members=val_members, lr=lr, weight_decay=weight_decay,
+                         init_from=init_from)
         self.save_hyperparameters()
         self.net_hparams = dict(n_in=n_in, n_out=n_out, extrapolation=use_extrapolation, dim=dim,
                                 depth=depth, heads=heads, patch=patch, mlp_ratio=mlp_ratio)
@@ -59,6 +62,9 @@ class DiffusionTask(ForecastTask):
         self.ema = copy.deepcopy(self.diffusion.denoiser).requires_grad_(False)
         self.window = WindowSpec(n_in=n_in, n_out=n_out, timestep_minutes=timestep_minutes)
         self.grid = GridSpec(pixel_size_m=pixel_size_m)
+
+    def init_targets(self) -> dict[str, list[torch.nn.Module]]:
+        return {"denoiser": [self.diffusion.denoiser, self.ema]}
 
     # --- training -----------------------------------------------------------------------
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
@@ -98,12 +104,6 @@ class DiffusionTask(ForecastTask):
                                          sampler=sampler or self.hparams.val_sampler,
                                          steps=steps or self.hparams.val_steps)
         return forecaster.to(self.device)
-
-    def forecast_batch(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        # the batch's motion comes from the motion cache: the GPU machine has no pysteps
-        gen = torch.Generator(device=self.device).manual_seed(batch_idx)
-        return self.to_forecaster().forecast_with_motion(batch[PAST], self.n_out, self.val_members, gen,
-                                                         motion=batch.get(MOTION))
 
     def checkpoint_payload(self) -> dict[str, Any]:
         metrics = {k: float(v) for k, v in (self._trainer.callback_metrics.items() if self._trainer else [])

@@ -28,15 +28,31 @@ import torch
 
 from nowcast.evaluation.categorical import CategoricalScores
 from nowcast.models.base import Forecaster
-from nowcast.models.checkpoint import save_checkpoint
-from nowcast.types import FUTURE, MASK, PAST
+from nowcast.models.checkpoint import (
+    CheckpointMismatchError,
+    check_compatible,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
+from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
+
+#: checkpoint ``hparams`` keys that may differ when fine-tuning (provenance, not architecture)
+PROVENANCE_KEYS = ("base_checkpoint",)
 
 
 class ForecastTask(L.LightningModule):
+    """Args: ``n_out`` frames predicted; ``val_members`` per validation window; ``lr`` and
+    ``weight_decay`` of the optimiser; ``init_from``: a nowcast checkpoint of the same model
+    and setup whose weights start the fit (fine-tuning, e.g. continuing a shipped model on
+    another machine); ``--ckpt_path`` resumption still wins over it."""
+
     def __init__(self, n_out: int = 12, val_members: int = 1, lr: float = 2e-4,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, init_from: str | None = None) -> None:
         super().__init__()
         self.n_out = n_out
+        self.init_from = init_from
+        self._init_record: dict[str, Any] | None = None
         self.val_members = val_members
         self.lr = lr
         self.weight_decay = weight_decay
@@ -54,16 +70,54 @@ class ForecastTask(L.LightningModule):
     @abstractmethod
     def checkpoint_payload(self) -> dict[str, Any]: ...
 
+    def init_targets(self) -> dict[str, list[torch.nn.Module]]:
+        """Checkpoint ``state_dict`` name -> the modules whose weights it initialises."""
+        raise NotImplementedError(f"{type(self).__name__} cannot start from a checkpoint (init_from)")
+
     # --- shared -------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        # before Lightning restores a --ckpt_path, so a resumed run keeps its own weights
+        if stage == "fit" and self.init_from:
+            self.load_init_weights(self.init_from)
+
+    def load_init_weights(self, path: str | Path) -> None:
+        """Copy the weights of ``path`` into this task, refusing a checkpoint built for another
+        model, network size, window, grid or transform (:class:`CheckpointMismatchError`)."""
+        expected = self.checkpoint_payload()
+        ckpt = load_checkpoint(path, forecaster=expected["forecaster"])
+        check_compatible(ckpt, WindowSpec(**expected["window"]), GridSpec(**expected["grid"]),
+                         expected["transform"])
+        keys = (set(ckpt["hparams"]) | set(expected["hparams"])) - set(PROVENANCE_KEYS)
+        differs = sorted(k for k in keys if ckpt["hparams"].get(k) != expected["hparams"].get(k))
+        if ckpt["window"]["n_out"] != expected["window"]["n_out"]:
+            differs.append("n_out")
+        if differs:
+            raise CheckpointMismatchError(
+                f"{path} was built with other {differs}: "
+                + "; ".join(f"{k} {ckpt['hparams'].get(k)!r} != {expected['hparams'].get(k)!r}"
+                            for k in differs if k != "n_out"))
+        targets = self.init_targets()
+        missing = sorted(set(targets) - set(ckpt["state_dict"]))
+        if missing:
+            raise CheckpointMismatchError(f"{path} holds no weights for {missing}")
+        for name, modules in targets.items():
+            for module in modules:
+                module.load_state_dict(ckpt["state_dict"][name])
+        self._init_record = {"path": str(path), "sha256": file_sha256(path),
+                             "global_step": (ckpt.get("training") or {}).get("global_step"),
+                             "metrics": ckpt.get("metrics", {})}
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.training_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch[PAST].shape[0])
         return loss
 
     def forecast_batch(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Validation forecast (B, M, T_out, H, W) mm/h; seeded per batch so epochs compare."""
+        """Validation forecast (B, M, T_out, H, W) mm/h; seeded per batch so epochs compare.
+        The batch's motion (motion cache; the GPU machine has no pysteps) goes to models that advect."""
         gen = torch.Generator(device=self.device).manual_seed(batch_idx)
-        return self.to_forecaster().forecast(batch[PAST], self.n_out, self.val_members, gen)
+        return self.to_forecaster().forecast(batch[PAST], self.n_out, self.val_members, gen,
+                                             motion=batch.get(MOTION))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         mean = self.forecast_batch(batch, batch_idx).mean(dim=1)
@@ -102,6 +156,8 @@ class ForecastTask(L.LightningModule):
         dtype when loaded (``load_state_dict`` copies with conversion).
         """
         payload = {**self.checkpoint_payload(), **extra}
+        if self._init_record is not None:  # what this fit continued from
+            payload["training"] = {**payload.get("training", {}), "init_from": self._init_record}
         dtype = getattr(torch, weights_dtype)
         payload["state_dict"] = {
             name: {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
