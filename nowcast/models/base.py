@@ -1,14 +1,20 @@
 """The Forecaster contract: the only thing evaluation, the CLI and the operational job use.
 
-``forecast(past, n_out, members) -> rain``
+``forecast(past, n_out, members, generator=None, motion=None) -> rain``
 
 - ``past``: (B, T_in, H, W) float tensor, mm/h on the store's grid; NaN where not covered.
+- ``motion`` (optional): (B, 2, H, W) motion field [u (+x), v (+y)] in pixels per time step,
+  e.g. from a motion cache (:mod:`nowcast.data.motion_cache`). Models that advect
+  (``uses_motion``) use it instead of estimating the optical flow themselves, so every model
+  of an evaluation can share one motion and the models run where pysteps is not installed;
+  the others ignore it.
 - returns:  (B, M, T_out, H, W) float32 tensor, mm/h, finite and >= 0, on the same grid
   and device; ``M == members`` for ensemble models, ``M == 1`` for deterministic ones.
 
 Subclasses implement :meth:`Forecaster._forecast`, which receives ``past`` with NaN already
-replaced by 0. Learned forecasters load from checkpoints (see ``checkpoint.py``) and
-expose what they were built for through ``window``, ``grid`` and ``transform``.
+replaced by 0 and ``motion`` checked (or None). Learned forecasters load from checkpoints
+(see ``checkpoint.py``) and expose what they were built for through ``window``, ``grid`` and
+``transform``.
 """
 
 from __future__ import annotations
@@ -31,15 +37,19 @@ class Forecaster(ABC):
     deterministic: bool = True
     #: number of past frames needed (the minimum; extra leading frames are ignored)
     n_in: int = 2
+    #: True if the model advects along a motion field (and so uses ``forecast(motion=...)``)
+    uses_motion: bool = False
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")
 
     @abstractmethod
     def _forecast(
-        self, past: torch.Tensor, n_out: int, members: int, generator: torch.Generator | None
+        self, past: torch.Tensor, n_out: int, members: int, generator: torch.Generator | None,
+        motion: torch.Tensor | None,
     ) -> torch.Tensor:
-        """``past`` (B, T_in, H, W) mm/h without NaN -> (B, M, T_out, H, W) mm/h."""
+        """``past`` (B, T_in, H, W) mm/h without NaN (and ``motion`` (B, 2, H, W) px/step or
+        None: estimate it) -> (B, M, T_out, H, W) mm/h."""
 
     def forecast(
         self,
@@ -47,6 +57,7 @@ class Forecaster(ABC):
         n_out: int,
         members: int = 1,
         generator: torch.Generator | None = None,
+        motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Forecast ``n_out`` frames; see the module docstring for shapes and units."""
         if past.ndim != 4:
@@ -56,10 +67,17 @@ class Forecaster(ABC):
         if n_out < 1 or members < 1:
             raise ValueError("n_out and members must be >= 1")
         past = torch.nan_to_num(past.float(), nan=0.0).clamp(min=0.0)[:, -self.n_in:]
-        with torch.no_grad():
-            rain = self._forecast(past.to(self.device), n_out, members, generator)
-        expected_m = 1 if self.deterministic else members
         b, _, h, w = past.shape
+        if motion is not None:
+            if tuple(motion.shape) != (b, 2, h, w):
+                raise ValueError(f"motion must be (B, 2, H, W) = {(b, 2, h, w)} like past, "
+                                 f"got {tuple(motion.shape)}")
+            motion = motion.float().to(self.device)
+            if not torch.isfinite(motion).all():
+                raise ValueError("motion holds NaN or inf")
+        with torch.no_grad():
+            rain = self._forecast(past.to(self.device), n_out, members, generator, motion)
+        expected_m = 1 if self.deterministic else members
         if tuple(rain.shape) != (b, expected_m, n_out, h, w):
             raise RuntimeError(
                 f"{self.name} returned {tuple(rain.shape)}, expected {(b, expected_m, n_out, h, w)}"

@@ -134,7 +134,8 @@ class NetForecaster(LearnedForecaster):
         return None
 
     def _forecast(
-        self, past: torch.Tensor, n_out: int, members: int, generator: torch.Generator | None
+        self, past: torch.Tensor, n_out: int, members: int, generator: torch.Generator | None,
+        motion: torch.Tensor | None,
     ) -> torch.Tensor:
         m = 1 if self.deterministic else members
         x = self.transform.forward(past)

@@ -89,6 +89,27 @@ class TestForecasterContract:
         if not _is_learned(model.name):
             assert (rain == 0).all(), "no observed rain must give a dry forecast"
 
+    def test_a_given_motion_is_used_by_advecting_models_and_ignored_by_the_others(self, case):
+        model, past, rain = case
+        still = torch.zeros(B, 2, H, W)
+        drift = torch.zeros(B, 2, H, W)
+        drift[:, 0] = 3.0  # 3 px per step towards +x
+        gen = torch.Generator
+        with_still = model.forecast(past, N_OUT, MEMBERS, gen().manual_seed(7), motion=still)
+        with_drift = model.forecast(past, N_OUT, MEMBERS, gen().manual_seed(7), motion=drift)
+        assert with_drift.shape == rain.shape and torch.isfinite(with_drift).all()
+        if model.uses_motion:
+            assert not torch.equal(with_still, with_drift), "the given motion was not used"
+        else:
+            torch.testing.assert_close(with_drift, rain, rtol=0, atol=0)
+
+    def test_motion_of_another_shape_or_not_finite_is_a_clear_error(self, model):
+        past = _past(model.n_in)
+        with pytest.raises(ValueError, match="motion must be"):
+            model.forecast(past, N_OUT, motion=torch.zeros(B, 2, H, W + 1))
+        with pytest.raises(ValueError, match="NaN"):
+            model.forecast(past, N_OUT, motion=torch.full((B, 2, H, W), float("nan")))
+
     def test_mm_h_scale_preserved(self, case):
         model, past, rain = case
         if _is_learned(model.name):

@@ -36,6 +36,16 @@ def test_extrapolation_moves_a_blob_by_the_known_vector():
         assert np.abs(out[k] - expected).max() < 0.02 * expected.max()
 
 
+def test_extrapolation_along_a_given_motion_lands_where_that_motion_puts_it():
+    """A still blob advected along a handed-in (U, V) field (e.g. from a motion cache) moves by it."""
+    still = np.stack([_blob(20, 24)] * 4)
+    motion = torch.tensor([U, V], dtype=torch.float32)[None, :, None, None].expand(1, 2, H, W)
+    out = load_forecaster("extrapolation").forecast(_tensor(still), 3, motion=motion)[0, 0].numpy()
+    for k in range(3):
+        expected = _blob(20 + U * (k + 1), 24 + V * (k + 1))
+        np.testing.assert_allclose(ndimage.center_of_mass(out[k]), ndimage.center_of_mass(expected), atol=0.1)
+
+
 def test_extrapolation_of_a_translated_texture_matches_the_shifted_field():
     rng = np.random.default_rng(1)
     big = ndimage.gaussian_filter(rng.standard_normal((128, 128)), 4)

@@ -34,8 +34,7 @@ def test_shipped_checkpoint_forecasts(name, kwargs, past):
     assert info["checkpoint"].endswith(f"{name}.pt") and len(info["checkpoint_sha256"]) == 64
     motion = torch.zeros(1, 2, 32, 32)
     gen = torch.Generator().manual_seed(1)
-    rain = (model.forecast_with_motion(past, 3, 2, gen, motion=motion) if name == "diffusion"
-            else model.forecast(past, 3, 2, gen))
+    rain = model.forecast(past, 3, 2, gen, motion=motion)
     assert rain.shape[2:] == (3, 32, 32) and rain.shape[1] in (1, 2)
     assert torch.isfinite(rain).all() and (rain >= 0).all()
     assert float(rain.max()) < 500.0  # mm/h: no runaway values

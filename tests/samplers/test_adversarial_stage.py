@@ -98,8 +98,8 @@ def test_gan_steps_export_and_load(diffusion_ckpt: Path, tmp_path: Path) -> None
     task.eval()
     ours = task.sample(batch[PAST], members=2, generator=torch.Generator().manual_seed(3),
                        motion=batch[MOTION])
-    theirs = forecaster.forecast_with_motion(batch[PAST], N_OUT, members=2,
-                                             generator=torch.Generator().manual_seed(3), motion=batch[MOTION])
+    theirs = forecaster.forecast(batch[PAST], N_OUT, members=2, generator=torch.Generator().manual_seed(3),
+                                 motion=batch[MOTION])
     assert theirs.shape == (2, 2, N_OUT, SIZE, SIZE)
     assert torch.allclose(ours, theirs, atol=1e-5)  # the loaded generator is the trained one
     assert not torch.allclose(theirs[:, 0], theirs[:, 1])  # members differ (noise and z)

@@ -18,7 +18,8 @@ class Persistence(Forecaster):
     n_in = 1
 
     def _forecast(
-        self, past: torch.Tensor, n_out: int, members: int, generator: torch.Generator | None
+        self, past: torch.Tensor, n_out: int, members: int, generator: torch.Generator | None,
+        motion: torch.Tensor | None,
     ) -> torch.Tensor:
         last = past[:, -1:]  # (B, 1, H, W)
         return last.unsqueeze(1).expand(-1, 1, n_out, -1, -1).contiguous()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nowcast.data.motion import estimate_motion, rain_to_flow_input
+from nowcast.data.motion import rain_to_flow_input
 from nowcast.models.base import FORECASTERS
 from nowcast.models.baselines.extrapolation import PerSampleForecaster
 from nowcast.types import RAIN_THRESHOLD_MM_H
@@ -87,7 +87,8 @@ class Steps(PerSampleForecaster):
         self.fft_method = fft_method
         self.num_workers = num_workers
 
-    def _forecast_one(self, past: np.ndarray, n_out: int, members: int, seed: int) -> np.ndarray:
+    def _forecast_one(self, past: np.ndarray, n_out: int, members: int, seed: int,
+                      motion: np.ndarray | None) -> np.ndarray:
         from pysteps import nowcasts
         from pysteps.utils import transformation
 
@@ -97,7 +98,7 @@ class Steps(PerSampleForecaster):
             log.warning("steps: %.2g of the last frame is rainy, too little to evolve; "
                         "returning a dry forecast", rain_fraction)
             return np.zeros((members, n_out, h, w))
-        motion = estimate_motion(past, method=self.motion_method).astype(np.float64)
+        motion = self.motion_of(past, motion)
         db = rain_to_flow_input(past, threshold=RAIN_THRESHOLD_MM_H)
         levels = self.n_cascade_levels or default_cascade_levels(h, w)
         # pysteps prints a long report per call; keep it out of the CLI's output

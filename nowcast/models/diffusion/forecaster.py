@@ -26,8 +26,9 @@ class DiffusionForecaster(LearnedForecaster):
 
     ``hparams`` = the :class:`SpatioTemporalTransformer` arguments (``n_in``, ``n_out``,
     ``extrapolation``, ``dim``, ``depth``, ``heads``, ``patch``, ``mlp_ratio``) plus the
-    wrapper's (:data:`WRAPPER_KEYS`). Motion for the extrapolation conditioning is estimated
-    with pysteps from ``past`` (CPU); :meth:`forecast_with_motion` takes a precomputed one.
+    wrapper's (:data:`WRAPPER_KEYS`). Motion for the extrapolation conditioning is
+    ``forecast(..., motion=...)``'s (e.g. a motion cache; needed where pysteps is missing),
+    else estimated with pysteps from ``past`` (CPU).
 
     Args (besides the :class:`LearnedForecaster` ones):
         sampler: a registered sampler name ("ddim", "ddpm", "dpmpp_2m", "adversarial").
@@ -40,6 +41,7 @@ class DiffusionForecaster(LearnedForecaster):
 
     name = "diffusion"
     deterministic = False
+    uses_motion = True
 
     def __init__(self, modules: dict[str, nn.Module], hparams: dict[str, Any],
                  transform: RainTransform | str | dict = "dbz", window: WindowSpec | None = None,
@@ -56,7 +58,6 @@ class DiffusionForecaster(LearnedForecaster):
             **{k: hp[k] for k in WRAPPER_KEYS if k in hp},
         )
         self.adversarial_checkpoint = adversarial_checkpoint
-        self._motion: Tensor | None = None  # set only during forecast_with_motion
         self._model_fn: CondModelFn | None = None
         if sampler == "adversarial":
             shipped_base = (checkpoint_path is not None
@@ -101,22 +102,12 @@ class DiffusionForecaster(LearnedForecaster):
         kwargs.setdefault("steps", 2)
         return cls(cls.build_modules(hp), hp, **kwargs)
 
-    def forecast_with_motion(self, past: Tensor, n_out: int, members: int = 1,
-                             generator: torch.Generator | None = None,
-                             motion: Tensor | None = None) -> Tensor:
-        """:meth:`forecast` with a precomputed motion (B, 2, H, W) px/step (e.g. a batch's)."""
-        self._motion = motion
-        try:
-            return self.forecast(past, n_out, members, generator)
-        finally:
-            self._motion = None
-
-    def _forecast(self, past: Tensor, n_out: int, members: int, generator: torch.Generator | None) -> Tensor:
+    def _forecast(self, past: Tensor, n_out: int, members: int, generator: torch.Generator | None,
+                  motion: Tensor | None) -> Tensor:
         # any frame size: edge-replicate up to a multiple of the patch size, crop the result
         p = self.diffusion.denoiser.patch
         h, w = past.shape[-2:]
         pad = (0, -w % p, 0, -h % p)
-        motion = self._motion
         if any(pad):
             past = torch.nn.functional.pad(past, pad, mode="replicate")
             if motion is not None:
