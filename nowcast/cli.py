@@ -18,6 +18,7 @@ COMMANDS = {
     "forecast": "forecast",
     "train": "train",
     "evaluate": "evaluate",
+    "motion": "motion",
 }
 
 

@@ -54,3 +54,18 @@ def test_evaluate_bad_input(store, tmp_path, capsys):
     missing = ["evaluate", "--store", str(tmp_path / "nothing.zarr"), "--output", str(tmp_path / "y")]
     assert cli_main(missing) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_evaluate_with_cached_motion_needs_the_cache_and_then_shares_it(tmp_path, capsys):
+    store = write_synthetic_store(tmp_path / "syn.zarr", n_frames=12, height=48, width=48, seed=5)
+    out = tmp_path / "rep"
+    argv = ["evaluate", *common(store, out), "--models", "extrapolation", "--motion", "cache"]
+    assert cli_main(argv) == 2
+    assert "no cached motion" in capsys.readouterr().err and not (out / "run.json").exists()
+
+    assert cli_main(["motion", "--store", str(store), "--n-out", "3", "--no_progress"]) == 0
+    assert (tmp_path / "syn.motion.zarr").exists()
+    assert cli_main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["data"]["motion"] == "cache"
+    assert metrics["models"]["extrapolation"]["status"] == "ok"

@@ -68,6 +68,10 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--batch-size", type=int, default=4, help="windows per forecast call")
     m.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
     m.add_argument("--device", type=str, default="cpu", help="torch device (cpu, cuda, cuda:1, auto)")
+    m.add_argument("--motion", type=str, default="estimate", choices=["estimate", "cache"],
+                   help="motion of the models that advect: 'estimate' (each model runs pysteps on the "
+                        "scoring window) or 'cache' (the stores' motion caches, see `nowcast motion`: "
+                        "one full-field motion shared by every model; needs no pysteps, e.g. on a GPU)")
     m.add_argument("--threads", type=int | None, default=None, help="torch CPU threads (default: torch's)")
     s = p.add_argument_group("Scores and report")
     s.add_argument("--perceptual", type=str, default="auto", choices=["auto", "true", "false"],
@@ -121,13 +125,21 @@ def build_data(args: Any) -> tuple[Any, dict[str, Any]]:
             raise EvaluateInputError("give --data (a data config) or --store")
         cfg, split = load_config(args.data), args.split
         where = f"split {split!r} of {args.data}"
-    cfg = {**cfg, **overrides, "num_workers": 0}
+    cached = args.motion == "cache"
+    cfg = {**cfg, **overrides, "num_workers": 0, "with_motion": cached, "cached_motion_only": False}
     dm = NowcastDataModule(**cfg)
     if split not in dm.events:
         raise EvaluateInputError(f"split {split!r} not in the data config; it has {sorted(dm.events)}")
     dm.setup("test")
     dataset = dm.dataset(split)
-    return dataset, {"where": where, "split": split, "events": [str(e) for e in dm.events[split]],
+    missing = dm.without_cached_motion(dataset.windows) if cached else []
+    if missing:
+        raise EvaluateInputError(
+            f"--motion cache: {len(missing)} of {len(dataset)} windows ({where}) have no cached motion, "
+            f"e.g. {missing[0].store} {missing[0].anchor}; build it with `nowcast motion` "
+            f"(--data ... --splits {split}, or --store ... --start ... --end ...)")
+    return dataset, {"where": where, "split": split, "motion": args.motion,
+                     "events": [str(e) for e in dm.events[split]],
                      "store_paths": {k: str(v) for k, v in dm.store_paths.items()},
                      "n_in": dm.n_in, "n_out": dm.n_out, "crop": dm.eval_crop_size,
                      "stores_used": sorted({w.store for w in dataset.windows})}

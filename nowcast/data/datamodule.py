@@ -122,18 +122,24 @@ class NowcastDataModule(L.LightningDataModule):
 
     def _with_cached_motion(self, split: str, windows: list[Window]) -> list[Window]:
         """Keep windows whose anchor is in their store's motion cache (for machines without pysteps)."""
-        def ns(t: Any) -> np.ndarray:
-            return np.asarray(t, dtype="datetime64[ns]").astype(np.int64)
-
-        cached: dict[str, set[int]] = {}
-        for name, path in self.store_paths.items():
-            cache_path = motion_cache_path(path)
-            cached[name] = set(ns(MotionCache(cache_path).times).tolist()) if cache_path.exists() else set()
-        kept = [w for w in windows if int(ns(w.anchor)) in cached.get(w.store, set())]
+        missing = {id(w) for w in self.without_cached_motion(windows)}
+        kept = [w for w in windows if id(w) not in missing]
         if len(kept) < len(windows):
             log.warning("%s: %d of %d windows kept (motion cached); the rest are left out",
                         split, len(kept), len(windows))
         return kept
+
+    def without_cached_motion(self, windows: list[Window]) -> list[Window]:
+        """The ``windows`` whose anchor is not in their store's motion cache (``<store>.motion.zarr``,
+        built by ``nowcast motion``); every window of a store without a cache."""
+        def ns(t: Any) -> np.ndarray:
+            return np.asarray(t, dtype="datetime64[ns]").astype(np.int64)
+
+        cached: dict[str, set[int]] = {}
+        for name in {w.store for w in windows}:
+            cache_path = motion_cache_path(self.store_paths[name])
+            cached[name] = set(ns(MotionCache(cache_path).times).tolist()) if cache_path.exists() else set()
+        return [w for w in windows if int(ns(w.anchor)) not in cached[w.store]]
 
     def dataset(self, split: str) -> RadarWindowDataset:
         if not self.datasets:

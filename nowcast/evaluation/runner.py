@@ -2,7 +2,8 @@
 
 The runner never looks at what a model is: it builds each one with
 :func:`nowcast.models.load_forecaster` from a :class:`ModelSpec` and only calls
-``Forecaster.forecast(past, n_out, members, generator)``.
+``Forecaster.forecast(past, n_out, members, generator, motion)`` (``motion`` only when the
+dataset yields one, e.g. from motion caches: then every model that advects uses the same).
 
 Output folder layout (written as each model finishes, so a crash or a Ctrl-C loses at most the
 model that was running, and ``resume=True`` skips models already done)::
@@ -34,7 +35,7 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from nowcast.evaluation.suite import ScoreSuite
-from nowcast.types import FUTURE, MASK, PAST
+from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 log = logging.getLogger("nowcast.evaluate")
 
@@ -303,7 +304,7 @@ class EvaluationRunner:
         call_n: list[int] = []
         bar = _progress(len(positions), spec.label, self.progress)
         for chunk, batch in zip(_chunks(positions, self.batch_size), self._loader(positions), strict=True):
-            rain, seconds = self._forecast(forecaster, batch[PAST], members, generator)
+            rain, seconds = self._forecast(forecaster, batch[PAST], members, generator, batch.get(MOTION))
             call_s.append(seconds)
             call_n.append(len(chunk))
             suite.update(rain, batch[FUTURE][:, : self.n_out].to(self.device), batch[MASK].to(self.device))
@@ -315,7 +316,7 @@ class EvaluationRunner:
         missing = [p for p in self.cases if p not in positions]  # cases outside a model's subset
         for p in missing:
             batch = _collate([self.dataset[self.indices[p]]])
-            rain, _ = self._forecast(forecaster, batch[PAST], members, generator)
+            rain, _ = self._forecast(forecaster, batch[PAST], members, generator, batch.get(MOTION))
             _keep_sample(samples, case_of[p], rain[0])
         if samples:
             np.savez_compressed(folder / "samples.npz", **samples)
@@ -331,12 +332,13 @@ class EvaluationRunner:
         return {"describe": forecaster.describe(), "deterministic": bool(forecaster.deterministic),
                 "scores": suite.compute(), "speed": speed}
 
-    def _forecast(self, forecaster: Any, past: torch.Tensor, members: int,
-                  generator: torch.Generator) -> tuple[torch.Tensor, float]:
+    def _forecast(self, forecaster: Any, past: torch.Tensor, members: int, generator: torch.Generator,
+                  motion: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
         """One timed ``forecast`` call -> ((B, M, n_out, H, W) on the scoring device, seconds)."""
         _sync(self.device)
         t0 = time.perf_counter()
-        rain = forecaster.forecast(past.to(forecaster.device), self.n_out, members, generator)
+        rain = forecaster.forecast(past.to(forecaster.device), self.n_out, members, generator,
+                                   motion=motion.to(forecaster.device) if motion is not None else None)
         _sync(self.device)
         return rain.to(self.device), time.perf_counter() - t0
 
@@ -351,7 +353,7 @@ def _keep_sample(samples: dict[str, np.ndarray], case: int, rain: torch.Tensor) 
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    return {k: torch.stack([it[k] for it in items]) for k in (PAST, FUTURE, MASK)}
+    return {k: torch.stack([it[k] for it in items]) for k in (PAST, FUTURE, MASK, MOTION) if k in items[0]}
 
 
 def _chunks(seq: Sequence[int], size: int) -> list[list[int]]:
