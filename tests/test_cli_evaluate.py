@@ -69,3 +69,22 @@ def test_evaluate_with_cached_motion_needs_the_cache_and_then_shares_it(tmp_path
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["run"]["data"]["motion"] == "cache"
     assert metrics["models"]["extrapolation"]["status"] == "ok"
+
+
+def test_resume_with_other_models_finishes_the_same_report(store, tmp_path, capsys):
+    """A report begun with some models (say on a CPU) is finished with others (say on a GPU)."""
+    out = tmp_path / "rep"
+    assert cli_main(["evaluate", *common(store, out), "--models", "persistence"]) == 0
+    assert cli_main(["evaluate", *common(store, out), "--models", "extrapolation", "--resume"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["models"]) == ["persistence", "extrapolation"]
+    assert all(m["status"] == "ok" for m in metrics["models"].values())
+    assert len(metrics["run"]["parts"]) == 2 and "Run in 2 parts" in (out / "report.md").read_text()
+    # the same folder with another motion source would mix incomparable results
+    other = tmp_path / "other.zarr"
+    write_synthetic_store(other, n_frames=12, height=48, width=48, seed=5)
+    assert cli_main(["motion", "--store", str(other), "--n-out", "3", "--no_progress"]) == 0
+    capsys.readouterr()
+    assert cli_main(["evaluate", *common(other, out), "--models", "persistence", "--motion", "cache",
+                     "--resume"]) == 2
+    assert "other motion" in capsys.readouterr().err

@@ -156,6 +156,27 @@ def describe_stores(paths: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def merge_runs(old: dict[str, Any], new: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The run metadata of ``--resume`` into a folder that holds ``old``: the same windows, lead
+    times and motion are required; the model list is the old one with this run's models
+    replacing or joining it (so a report can be finished on another machine, e.g. the diffusion
+    samplers on a GPU after the baselines on a CPU), and each invocation is kept in ``parts``."""
+    from nowcast.evaluation.runner import ModelSpec
+
+    same = {"windows": old.get("window_indices") == new["window_indices"],
+            "lead times": old.get("n_out") == new["n_out"],
+            "motion": old.get("data", {}).get("motion", "estimate") == new["data"]["motion"]}
+    differ = [k for k, ok in same.items() if not ok]
+    if differ:
+        raise EvaluateInputError(f"{out} holds results for other {', '.join(differ)}; "
+                                 "use another --output or drop --resume")
+    models = {ModelSpec(**m).label: m for m in old.get("models", [])}
+    models.update({ModelSpec(**m).label: m for m in new["models"]})
+    keys = ("command", "device_name", "git", "started", "wall_s")
+    parts = old.get("parts") or [{k: old.get(k) for k in keys}]
+    return {**new, "models": list(models.values()), "parts": [*parts, *new["parts"]]}
+
+
 def run(args: Any, argv: list[str]) -> Path:
     import torch
 
@@ -192,14 +213,13 @@ def run(args: Any, argv: list[str]) -> Path:
         "windows": [f"{dataset.windows[i].store} {dataset.windows[i].anchor}" for i in positions],
         "data": data, "models": [s.to_dict() for s in specs], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    part = {key: meta[key] for key in ("command", "device_name", "git", "started")}
+    meta["parts"] = [part]
     run_json = out / "run.json"
     if args.resume and run_json.exists():
         import json
 
-        old = json.loads(run_json.read_text())
-        if old.get("window_indices") != positions or old.get("n_out") != n_out:
-            raise EvaluateInputError(f"{out} holds results for other windows; "
-                                     "use another --output or drop --resume")
+        meta = merge_runs(json.loads(run_json.read_text()), meta, out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(run_json, meta)
     suite_kwargs = {"perceptual": {"auto": "auto", "true": True, "false": False}[args.perceptual],
@@ -218,7 +238,8 @@ def run(args: Any, argv: list[str]) -> Path:
         write_report(out, focus=args.focus, figures=False)  # tables so far; figures at the end
 
     results = runner.run(specs, resume=args.resume, on_result=partial)
-    meta["wall_s"] = time.perf_counter() - t0
+    part["wall_s"] = time.perf_counter() - t0
+    meta["wall_s"] = sum(p.get("wall_s") or 0.0 for p in meta["parts"])
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json(run_json, meta)
     write_report(out, focus=args.focus)

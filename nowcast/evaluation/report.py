@@ -144,6 +144,14 @@ def _inline(text: str) -> str:
 # ----------------------------------------------------------------------------- numbers
 
 
+def _wall_time(run: Mapping[str, Any]) -> str:
+    parts = run.get("parts") or [run]
+    if len(parts) == 1:
+        return f"Wall time {run.get('wall_s') or 0.0:.0f} s on {run.get('device_name', '?')}."
+    done = "; ".join(f"{p.get('wall_s') or 0.0:.0f} s on {p.get('device_name', '?')}" for p in parts)
+    return f"Run in {len(parts)} parts (`--resume`, commands below): {done}."
+
+
 def load_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """``(run metadata, {label: result})`` from a report folder, in the run's model order."""
     folder = Path(folder)
@@ -344,7 +352,7 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
           f"{run.get('data', {}).get('where', '')}; scoring window {run.get('crop', '–')} px, uncovered "
           f"pixels masked; ensembles of {run['members']} members (deterministic models count as 1). "
           f"Point scores use the ensemble {run.get('point', 'mean')}, realism scores (LPIPS, FID, spectra) "
-          f"member 0. Wall time {run.get('wall_s', 0.0):.0f} s on {run.get('device_name', '?')}.")
+          f"member 0. {_wall_time(run)}")
     doc.h("Findings")
     doc.items(findings(results, focus, n_windows))
     doc.h("Scores averaged over lead times")
@@ -374,7 +382,7 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
         doc.table(["model"] + [f"{float(t):g} mm/h, {s} px" for t, s in cols],
                   [[k] + [lookup(r["scores"], ("fss", t, s, "mean")) for t, s in cols]
                    for k, r in ok.items()])
-    doc.h("Speed on this machine")
+    doc.h("Speed (each model on the device named in its row)")
     doc.table(speed_header, speed_rows)
     failed = {k: r for k, r in results.items() if r.get("status") != "ok"}
     if failed:
@@ -385,7 +393,9 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
     for src, caption in made:
         doc.img(src, caption)
     doc.h("Run metadata")
-    doc.items([f"command: `{run.get('command', '')}`", f"git commit: {run.get('git', {})}",
+    commands = [f"command: `{p.get('command', '')}` (git {p.get('git', {}).get('commit', '?')})"
+                for p in run.get("parts") or [run]]
+    doc.items([*commands,
                f"windows: {n_windows} ({run.get('windows_note', '')})",
                "files: metrics.json (every number and the full config), metrics.csv, spectra.csv, "
                "speed.csv"])

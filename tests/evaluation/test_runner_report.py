@@ -86,7 +86,7 @@ def test_report_files_and_completeness(report):
         assert len(res["scores"]["csi"]["1.0"]["per_lead"]) == N_OUT
         assert res["speed"]["seconds_per_forecast"] > 0 and res["speed"]["device_name"]
     md = (out / "report.md").read_text()
-    assert "LPIPS and FID skipped" in md and "Speed on this machine" in md and "![" in md
+    assert "LPIPS and FID skipped" in md and "Speed (each model on the device named in its row)" in md and "![" in md
     assert md.count("| persistence again |") >= 3  # summary, per-lead and threshold tables
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0] == "model,metric,variant,lead_min,value"
