@@ -215,7 +215,38 @@ def findings(results: Mapping[str, Mapping[str, Any]], focus: str, n_windows: in
             lines.append(f"**{k}** was scored on a subset of {r['n_windows']} of the {n_windows} windows "
                          "(evenly spaced), so it is not ranked against the others; its numbers are in the "
                          "tables for reference only.")
+            if r["spec"]["name"] == focus:
+                lines += same_window_comparison(k, r, full)
     return lines
+
+
+def pooled_csi(result: Mapping[str, Any], windows: Sequence[int]) -> float | None:
+    """CSI of ``result``'s per-window counts summed over ``windows`` (None if any is missing)."""
+    per = result.get("per_window") or {}
+    by_window = dict(zip(per.get("window_indices", []), per.get("hits_misses_false_alarms", []), strict=True))
+    if not windows or any(w not in by_window for w in windows):
+        return None
+    hits, misses, false_alarms = np.sum([by_window[w] for w in windows], axis=0)
+    events = hits + misses + false_alarms
+    return float(hits / events) if events else None
+
+
+def same_window_comparison(label: str, result: Mapping[str, Any],
+                           full: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A subset model against every fully scored model on the subset's own windows (CSI pooled
+    over those windows and all lead times, from the per-window counts of each result)."""
+    windows = (result.get("per_window") or {}).get("window_indices", [])
+    mine = pooled_csi(result, windows)
+    others = {k: v for k, v in ((k, pooled_csi(r, windows)) for k, r in full.items()) if v is not None}
+    if mine is None or not others:
+        return []
+    threshold = (result.get("per_window") or {}).get("threshold", 1.0)
+    ahead = [k for k, v in others.items() if v > mine]
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(others.items(), key=lambda kv: -kv[1]))
+    verdict = (f"it does not lead there ({', '.join(ahead)} score higher)" if ahead
+               else "it leads there")
+    return [f"On the same {len(windows)} window(s), CSI at {threshold:g} mm/h pooled over all lead times: "
+            f"**{label}** {mine:.3f}; {shown} — {verdict}."]
 
 
 def series_rows(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> list[list[Any]]:

@@ -10,7 +10,9 @@ model that was running, and ``resume=True`` skips models already done)::
 
     run.json                     run metadata (config, windows, data description, git, device)
     cases.npz                    past / observed future / mask of the sample cases (see pack_rain)
-    models/<slug>/result.json    scores (ScoreSuite.compute()), speed, describe(), or the error
+    models/<slug>/result.json    scores (ScoreSuite.compute()), speed, describe(), or the error;
+                                 per window: hits, misses, false alarms at WINDOW_THRESHOLD (so a
+                                 model scored on a subset compares with the others on its windows)
     models/<slug>/samples.npz    the model's forecasts of the sample cases: member 0 at every lead,
                                  a few members and the ensemble mean at member_lead(n_out)
 """
@@ -34,6 +36,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from nowcast.evaluation.inputs import reduce_ensemble
 from nowcast.evaluation.suite import ScoreSuite
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
@@ -43,6 +46,18 @@ log = logging.getLogger("nowcast.evaluate")
 RUNNER_KEYS = ("checkpoint", "members", "max_windows", "label")
 #: ensemble members kept per sample case for the panels (member 0 is also the GIF's field)
 SHOW_MEMBERS = 4
+#: rain rate (mm/h) of the per-window contingency counts in each result
+WINDOW_THRESHOLD = 1.0
+
+
+def window_counts(point: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                  threshold: float = WINDOW_THRESHOLD) -> torch.Tensor:
+    """(B, 3) int64 [hits, misses, false alarms] of each window over its lead times and covered
+    pixels; ``point``/``target`` (B, T, H, W) mm/h, ``mask`` (B, H, W) bool; events are R >= threshold."""
+    covered = mask[:, None].expand_as(target)
+    fc, ob = (point >= threshold) & covered, (target >= threshold) & covered
+    return torch.stack([(fc & ob).flatten(1).sum(1), (~fc & ob).flatten(1).sum(1),
+                        (fc & ~ob).flatten(1).sum(1)], dim=1).long()
 
 
 def member_lead(n_out: int) -> int:
@@ -302,12 +317,16 @@ class EvaluationRunner:
         samples: dict[str, np.ndarray] = {}
         call_s: list[float] = []
         call_n: list[int] = []
+        counts: list[torch.Tensor] = []
+        point = self.suite_kwargs.get("point", "mean")
         bar = _progress(len(positions), spec.label, self.progress)
         for chunk, batch in zip(_chunks(positions, self.batch_size), self._loader(positions), strict=True):
             rain, seconds = self._forecast(forecaster, batch[PAST], members, generator, batch.get(MOTION))
             call_s.append(seconds)
             call_n.append(len(chunk))
-            suite.update(rain, batch[FUTURE][:, : self.n_out].to(self.device), batch[MASK].to(self.device))
+            target, mask = batch[FUTURE][:, : self.n_out].to(self.device), batch[MASK].to(self.device)
+            suite.update(rain, target, mask)
+            counts.append(window_counts(reduce_ensemble(rain, point), target, mask).cpu())
             for b, p in enumerate(chunk):
                 if p in case_of:
                     _keep_sample(samples, case_of[p], rain[b])
@@ -329,8 +348,10 @@ class EvaluationRunner:
             "batch_size": self.batch_size, "members": members, "load_s": load_s,
             "device": str(forecaster.device), "device_name": device_name(forecaster.device),
         }
+        per_window = {"threshold": WINDOW_THRESHOLD, "window_indices": [self.indices[p] for p in positions],
+                      "hits_misses_false_alarms": torch.cat(counts).tolist()}
         return {"describe": forecaster.describe(), "deterministic": bool(forecaster.deterministic),
-                "scores": suite.compute(), "speed": speed}
+                "scores": suite.compute(), "speed": speed, "per_window": per_window}
 
     def _forecast(self, forecaster: Any, past: torch.Tensor, members: int, generator: torch.Generator,
                   motion: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:

@@ -86,7 +86,8 @@ def test_report_files_and_completeness(report):
         assert len(res["scores"]["csi"]["1.0"]["per_lead"]) == N_OUT
         assert res["speed"]["seconds_per_forecast"] > 0 and res["speed"]["device_name"]
     md = (out / "report.md").read_text()
-    assert "LPIPS and FID skipped" in md and "Speed (each model on the device named in its row)" in md and "![" in md
+    assert "LPIPS and FID skipped" in md and "![" in md
+    assert "Speed (each model on the device named in its row)" in md
     assert md.count("| persistence again |") >= 3  # summary, per-lead and threshold tables
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0] == "model,metric,variant,lead_min,value"
@@ -156,3 +157,32 @@ def test_resume_skips_finished_models(report, monkeypatch):
     again = runner.run(specs[:3] + specs[-1:], resume=True)
     assert calls == [ModelSpec.parse(specs[-1]).label]  # only the failed one is retried
     assert again["persistence"] == results["persistence"]
+
+
+def test_per_window_counts_match_a_direct_computation(report, dataset):
+    """Persistence's per-window contingency counts at 1 mm/h, counted by hand."""
+    _, _, _, results = report
+    per = results["persistence"]["per_window"]
+    assert per["threshold"] == 1.0 and per["window_indices"] == list(range(len(dataset)))
+    for i, (hits, misses, false_alarms) in enumerate(per["hits_misses_false_alarms"]):
+        item = dataset[i]
+        last, fut, mask = item[PAST][-1].numpy(), item[FUTURE].numpy(), item[MASK].numpy()
+        fc, ob = (last >= 1.0) & mask, (fut >= 1.0) & mask
+        assert (hits, misses, false_alarms) == (int((fc & ob).sum()), int((~fc & ob).sum()),
+                                                int((fc & ~ob).sum()))
+
+
+def test_a_focus_model_on_a_subset_is_compared_on_its_own_windows(report, dataset):
+    """A subset of the focus model is set against every full model on the same windows."""
+    _, _, _, results = report
+    sub = results["extrapolation subset"]
+    lines = findings(results, "extrapolation", len(dataset))
+    line = next(ln for ln in lines if ln.startswith("On the same 2 window(s)"))
+    hits, misses, false_alarms = np.sum(sub["per_window"]["hits_misses_false_alarms"], axis=0)
+    assert f"**extrapolation subset** {hits / (hits + misses + false_alarms):.3f}" in line
+    assert "persistence" in line and ("it leads there" in line or "does not lead there" in line)
+    # the full extrapolation run holds the same counts on those two windows (same model, same motion)
+    full = results["extrapolation"]["per_window"]
+    same = [c for w, c in zip(full["window_indices"], full["hits_misses_false_alarms"], strict=True)
+            if w in sub["window_indices"]]
+    assert np.array_equal(np.sum(same, axis=0), [hits, misses, false_alarms])
