@@ -89,7 +89,7 @@ class ForecastTask(L.LightningModule):
                          expected["transform"])
         keys = (set(ckpt["hparams"]) | set(expected["hparams"])) - set(PROVENANCE_KEYS)
         differs = sorted(k for k in keys if ckpt["hparams"].get(k) != expected["hparams"].get(k))
-        if ckpt["window"]["n_out"] != expected["window"]["n_out"]:
+        if ckpt["window"]["n_out"] != expected["window"]["n_out"] and "n_out" not in differs:
             differs.append("n_out")
         if differs:
             raise CheckpointMismatchError(
