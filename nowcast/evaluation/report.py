@@ -213,8 +213,8 @@ def findings(results: Mapping[str, Mapping[str, Any]], focus: str, n_windows: in
     for k, r in ok.items():
         if k not in full:
             lines.append(f"**{k}** was scored on a subset of {r['n_windows']} of the {n_windows} windows "
-                         "(evenly spaced), so it is not ranked against the others; its numbers are in the "
-                         "tables for reference only.")
+                         "(the sample cases first), so it is not ranked against the others; its numbers are "
+                         "in the tables for reference only.")
             if r["spec"]["name"] == focus:
                 lines += same_window_comparison(k, r, full)
     return lines

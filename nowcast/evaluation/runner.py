@@ -82,7 +82,8 @@ class ModelSpec:
     ``"diffusion:sampler=ddim,steps=50,checkpoint=path.pt"``. Values are read as YAML scalars
     (``50`` -> int, ``true`` -> bool, ``null`` -> None). The keys of :data:`RUNNER_KEYS` are
     the runner's: ``checkpoint`` (passed to ``load_forecaster``), ``members`` (overrides the
-    run's), ``max_windows`` (score this model on an evenly spaced subset of the run's windows,
+    run's), ``max_windows`` (score this model on a subset of the run's windows: the sample
+    cases first, the rainiest, then evenly spaced ones; see :meth:`EvaluationRunner.model_positions`,
     stated in the report) and ``label`` (its name in the report; default: the spec text).
     """
 
@@ -255,7 +256,19 @@ class EvaluationRunner:
         return res.get("status") == "ok" and res.get("window_indices") == self.model_indices(spec)
 
     def model_positions(self, spec: ModelSpec) -> list[int]:
-        return evenly_spaced(len(self.indices), spec.max_windows)
+        """Positions a model is scored on: all, or for ``max_windows=k`` the sample cases (the
+        rainiest windows, so a slow sampler's few windows hold rain, and its panels need no extra
+        forecasts) and then evenly spaced windows, k in all."""
+        n, k = len(self.indices), spec.max_windows
+        if k is None or k >= n:
+            return list(range(n))
+        picked = list(dict.fromkeys(self.cases))[:k]
+        for p in [*evenly_spaced(n, k), *range(n)]:
+            if len(picked) >= k:
+                break
+            if p not in picked:
+                picked.append(p)
+        return sorted(picked)
 
     def model_indices(self, spec: ModelSpec) -> list[int]:
         return [self.indices[p] for p in self.model_positions(spec)]

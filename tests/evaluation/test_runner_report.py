@@ -126,9 +126,9 @@ def test_failing_model_is_reported_not_fatal(report):
 
 
 def test_subset_and_findings(report, dataset):
-    out, _, _, results = report
+    out, runner, _, results = report
     sub = results["extrapolation subset"]
-    assert sub["n_windows"] == 2 and sub["window_indices"] == [0, len(dataset) - 1]
+    assert sub["n_windows"] == 2 and runner.cases[0] in sub["window_indices"]
     lines = findings(results, "diffusion", len(dataset))
     assert any("subset of 2" in ln for ln in lines)
     diffusion = next(k for k in results if k.startswith("diffusion"))
@@ -157,6 +157,15 @@ def test_resume_skips_finished_models(report, monkeypatch):
     again = runner.run(specs[:3] + specs[-1:], resume=True)
     assert calls == [ModelSpec.parse(specs[-1]).label]  # only the failed one is retried
     assert again["persistence"] == results["persistence"]
+
+
+def test_subsets_take_the_sample_cases_first_then_evenly_spaced_windows(dataset, tmp_path):
+    runner = EvaluationRunner(dataset, list(range(10)), tmp_path, N_OUT, progress=False)
+    runner.cases = [7, 3]
+    assert runner.model_positions(ModelSpec.parse("persistence:max_windows=1")) == [7]
+    assert runner.model_positions(ModelSpec.parse("persistence:max_windows=2")) == [3, 7]
+    assert runner.model_positions(ModelSpec.parse("persistence:max_windows=4")) == [0, 3, 6, 7]
+    assert runner.model_positions(ModelSpec.parse("persistence:max_windows=12")) == list(range(10))
 
 
 def test_per_window_counts_match_a_direct_computation(report, dataset):
