@@ -235,6 +235,9 @@ def run(args: Any, argv: list[str]) -> Path:
     def partial(result: dict[str, Any]) -> None:
         error = f" ({result['error']})" if result.get("error") else ""
         log.info("%s: %s%s", result["label"], result["status"], error)
+        part["wall_s"] = time.perf_counter() - t0  # so far: an interrupted run keeps its time
+        meta["wall_s"] = sum(p.get("wall_s") or 0.0 for p in meta["parts"])
+        write_json(run_json, meta)
         write_report(out, focus=args.focus, figures=False)  # tables so far; figures at the end
 
     results = runner.run(specs, resume=args.resume, on_result=partial)

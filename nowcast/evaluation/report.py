@@ -148,7 +148,11 @@ def _wall_time(run: Mapping[str, Any]) -> str:
     parts = run.get("parts") or [run]
     if len(parts) == 1:
         return f"Wall time {run.get('wall_s') or 0.0:.0f} s on {run.get('device_name', '?')}."
-    done = "; ".join(f"{p.get('wall_s') or 0.0:.0f} s on {p.get('device_name', '?')}" for p in parts)
+
+    def took(p: Mapping[str, Any]) -> str:
+        return f"{p['wall_s']:.0f} s" if p.get("wall_s") is not None else "interrupted (time not recorded)"
+
+    done = "; ".join(f"{took(p)} on {p.get('device_name', '?')}" for p in parts)
     return f"Run in {len(parts)} parts (`--resume`, commands below): {done}."
 
 
