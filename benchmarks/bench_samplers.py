@@ -16,14 +16,20 @@ validation windows only (said in the output), and on a CPU ``--scale-full-schedu
 it from the per-step cost of short runs instead of running 1000 steps (said in the output).
 
     python benchmarks/bench_samplers.py --device cuda --out benchmarks/results/samplers-gpu.json
+    python benchmarks/bench_samplers.py --device cpu --no-scores --scale-full-schedule --repeats 1 \
+        --out benchmarks/results/samplers-cpu.json     # CPU timings (scores are device-independent)
+
+Peak memory is the CUDA allocator's peak on a GPU and the process's resident memory during
+the timed runs on a CPU (the loaded validation windows included).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import resource
+import threading
 import time
 from pathlib import Path
 
@@ -49,26 +55,49 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class PeakRSS:
+    """Peak resident memory (GiB) of this process while the ``with`` block runs, polled from
+    /proc every 20 ms (Linux), so each sampler gets its own peak rather than the process's."""
+
+    def __enter__(self) -> PeakRSS:
+        self.peak, self._stop = self._rss(), threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
 def time_forecast(model, batch, members: int, device: torch.device, repeats: int,
                   warm_up: bool = True) -> tuple[float, float]:
-    """Median seconds of one forecast of ``batch`` and peak memory (GiB; CPU: process max RSS)."""
+    """Median seconds of one forecast of ``batch`` and peak memory (GiB: CUDA allocations on a
+    GPU, the process's resident memory during the timed runs on a CPU)."""
     past, motion = batch[PAST][:1].to(device), batch[MOTION][:1].to(device)
     gen = torch.Generator(device=device).manual_seed(0)
-    if warm_up:
-        model.forecast_with_motion(past, 12, members, gen, motion=motion)
+    if warm_up and device.type == "cuda":  # kernels and autotuning; a CPU run needs no warm-up
+        model.forecast(past, 12, members, gen, motion=motion)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        model.forecast_with_motion(past, 12, members, gen, motion=motion)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**30
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    with PeakRSS() as rss:
+        for _ in range(repeats):
+            sync(device)
+            t0 = time.perf_counter()
+            model.forecast(past, 12, members, gen, motion=motion)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else rss.peak
     return sorted(times)[len(times) // 2], peak
 
 
@@ -76,8 +105,7 @@ def score(model, batches, members: int, device: torch.device) -> dict[str, float
     suite = ScoreSuite(n_lead=12, thresholds=(1.0,), pools=(), fss_thresholds=(), perceptual=False).to(device)
     for i, batch in enumerate(batches):
         gen = torch.Generator(device=device).manual_seed(i)
-        rain = model.forecast_with_motion(batch[PAST].to(device), 12, members, gen,
-                                          motion=batch[MOTION].to(device))
+        rain = model.forecast(batch[PAST].to(device), 12, members, gen, motion=batch[MOTION].to(device))
         suite.update(rain, batch[FUTURE].to(device), batch[MASK].to(device))
     return summarize(suite.compute())
 
@@ -222,6 +250,13 @@ def plot(rows: list[dict], ref: dict, device_name: str, path: Path) -> None:
 
     scored = [r for r in rows if "csi_1" in r]
     fig, ax = plt.subplots(figsize=(6, 4))
+    if not scored:  # timings only (--no-scores): seconds per sampler
+        ax.barh([r["sampler"] for r in rows], [r["seconds"] for r in rows])
+        ax.set_xscale("log")
+        ax.set_xlabel(f"seconds per forecast (8 members, 12 x 256^2) on {device_name}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        return
     for r in scored:
         ax.scatter(r["seconds"], r["csi_1"])
         ax.annotate(r["sampler"], (r["seconds"], r["csi_1"]), fontsize=8, xytext=(3, 3),
