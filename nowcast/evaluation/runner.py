@@ -43,7 +43,7 @@ from nowcast.types import FUTURE, MASK, MOTION, PAST
 log = logging.getLogger("nowcast.evaluate")
 
 #: keys of a model spec handled by the runner; every other key goes to ``load_forecaster``
-RUNNER_KEYS = ("checkpoint", "members", "max_windows", "label")
+RUNNER_KEYS = ("checkpoint", "members", "max_windows", "label", "panels")
 #: ensemble members kept per sample case for the panels (member 0 is also the GIF's field)
 SHOW_MEMBERS = 4
 #: rain rate (mm/h) of the per-window contingency counts in each result
@@ -84,7 +84,9 @@ class ModelSpec:
     the runner's: ``checkpoint`` (passed to ``load_forecaster``), ``members`` (overrides the
     run's), ``max_windows`` (score this model on a subset of the run's windows: the sample
     cases first, the rainiest, then evenly spaced ones; see :meth:`EvaluationRunner.model_positions`,
-    stated in the report) and ``label`` (its name in the report; default: the spec text).
+    stated in the report), ``label`` (its name in the report; default: the spec text) and
+    ``panels`` (default true; ``false``: no extra forecasts of the sample cases outside the
+    model's subset, for samplers too slow to spend a forecast on a picture).
     """
 
     name: str
@@ -93,6 +95,7 @@ class ModelSpec:
     members: int | None = None
     max_windows: int | None = None
     label: str = ""
+    panels: bool = True
 
     @classmethod
     def parse(cls, text: str | ModelSpec) -> ModelSpec:
@@ -111,11 +114,13 @@ class ModelSpec:
         for key in ("members", "max_windows"):
             if own.get(key) is not None and (not isinstance(own[key], int) or own[key] < 1):
                 raise ValueError(f"bad model spec {text!r}: {key} must be a positive integer")
+        if not isinstance(own.get("panels", True), bool):
+            raise ValueError(f"bad model spec {text!r}: panels must be true or false")
         shown = ",".join(f"{k}={v}" for k, v in args.items())
         label = str(own.get("label") or (f"{name}:{shown}" if shown else name))
         ckpt = own.get("checkpoint")
         return cls(name, args, str(ckpt) if ckpt is not None else None, own.get("members"),
-                   own.get("max_windows"), label)
+                   own.get("max_windows"), label, own.get("panels", True))
 
     @property
     def slug(self) -> str:
@@ -345,7 +350,8 @@ class EvaluationRunner:
                     _keep_sample(samples, case_of[p], rain[b])
             bar.update(len(chunk))
         bar.close()
-        missing = [p for p in self.cases if p not in positions]  # cases outside a model's subset
+        # cases outside a model's subset: forecast for the panels unless the spec says not to
+        missing = [p for p in self.cases if p not in positions] if spec.panels else []
         for p in missing:
             batch = _collate([self.dataset[self.indices[p]]])
             rain, _ = self._forecast(forecaster, batch[PAST], members, generator, batch.get(MOTION))

@@ -64,7 +64,8 @@ def test_model_spec_parsing():
     assert (spec.checkpoint, spec.max_windows, spec.members) == ("a/b.pt", 3, 4)
     assert spec.label == "diffusion:sampler=ddim,steps=50" and "/" not in spec.slug
     assert ModelSpec.parse("steps").label == "steps"
-    for bad in ("steps:members", "steps:members=0", "a b", "x:max_windows=two"):
+    assert ModelSpec.parse("steps").panels and not ModelSpec.parse("steps:panels=false").panels
+    for bad in ("steps:members", "steps:members=0", "a b", "x:max_windows=two", "x:panels=maybe"):
         with pytest.raises(ValueError):
             ModelSpec.parse(bad)
     assert evenly_spaced(10, 3) == [0, 4, 9] and evenly_spaced(3, None) == [0, 1, 2]
@@ -166,6 +167,16 @@ def test_subsets_take_the_sample_cases_first_then_evenly_spaced_windows(dataset,
     assert runner.model_positions(ModelSpec.parse("persistence:max_windows=2")) == [3, 7]
     assert runner.model_positions(ModelSpec.parse("persistence:max_windows=4")) == [0, 3, 6, 7]
     assert runner.model_positions(ModelSpec.parse("persistence:max_windows=12")) == list(range(10))
+
+
+def test_panels_false_spends_no_forecast_on_cases_outside_the_subset(dataset, tmp_path):
+    runner = EvaluationRunner(dataset, list(range(len(dataset))), tmp_path, N_OUT, members=1,
+                              suite_kwargs={"perceptual": False}, n_cases=2, progress=False)
+    runner.run(["persistence:max_windows=1,label=drawn", "persistence:max_windows=1,panels=false,label=lean"])
+    with np.load(tmp_path / "models/drawn/samples.npz") as z:
+        assert {k.split("_")[0] for k in z.files} == {"case0", "case1"}
+    with np.load(tmp_path / "models/lean/samples.npz") as z:  # its one window is case 0
+        assert {k.split("_")[0] for k in z.files} == {"case0"}
 
 
 def test_per_window_counts_match_a_direct_computation(report, dataset):
