@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import threading
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 import torch
 
 from nowcast.data.datamodule import from_config
+from nowcast.evaluation.runner import device_name as describe_device
 from nowcast.evaluation.suite import ScoreSuite
 from nowcast.models import load_forecaster
 from nowcast.models.advection import advect
@@ -222,8 +222,7 @@ def main() -> None:
     except ImportError:
         notes.append("pysteps not importable here: optical-flow time not measured")
 
-    on_gpu = device.type == "cuda"
-    device_name = torch.cuda.get_device_name(device) if on_gpu else platform.processor() or "cpu"
+    device_name = describe_device(device)
     result = {"device": device_name, "threads": torch.get_num_threads(), "members": args.members,
               "frame": [256, 256], "lead_times": 12, "windows": len(batches), "rows": rows,
               "extrapolation_reference": ref, "ratios": ratios, "optical_flow_seconds": motion_seconds,
