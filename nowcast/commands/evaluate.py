@@ -104,20 +104,17 @@ def _git() -> dict[str, Any]:
 
 def build_data(args: Any) -> tuple[Any, dict[str, Any]]:
     """The split's dataset (fixed centred crop) and a description: stores, events, window count."""
-    from nowcast.data.datamodule import NowcastDataModule, load_config
+    from nowcast.data.datamodule import NowcastDataModule, load_config, store_range_config
 
     overrides: dict[str, Any] = {k: v for k, v in (("n_in", args.n_in), ("n_out", args.n_out),
                                                    ("stride", args.stride)) if v is not None}
     if args.crop is not None:
         overrides["eval_crop_size"] = args.crop or None
     if args.store:
-        path = Path(args.store).resolve()
-        name = path.name.split(".")[0] or "store"
-        event = {"store": name, **({"start": args.start} if args.start else {}),
-                 **({"end": args.end} if args.end else {})}
-        cfg: dict[str, Any] = {"stores": {name: str(path)}, "splits": {"evaluate": [event]},
+        cfg: dict[str, Any] = {**store_range_config(args.store, args.start, args.end, "evaluate"),
                                "eval_crop_size": 256}
-        split, where = "evaluate", f"store {path} {args.start or 'start'} .. {args.end or 'end'}"
+        where = f"store {Path(args.store).resolve()} {args.start or 'start'} .. {args.end or 'end'}"
+        split = "evaluate"
     else:
         if args.start or args.end:
             raise EvaluateInputError("--start/--end select frames of --store; with --data use --split")

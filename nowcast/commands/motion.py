@@ -44,16 +44,11 @@ def build_parser() -> ArgumentParser:
 
 def anchors_by_store(args: Any) -> tuple[dict[str, Path], dict[str, set[Any]], int]:
     """Store paths, the anchor times per store of the chosen windows, and ``n_in``."""
-    from nowcast.data.datamodule import NowcastDataModule, load_config
+    from nowcast.data.datamodule import NowcastDataModule, load_config, store_range_config
 
     frames = {k: v for k, v in (("n_in", args.n_in), ("n_out", args.n_out)) if v is not None}
     if args.store:
-        path = Path(args.store).resolve()
-        name = path.name.split(".")[0] or "store"
-        event = {"store": name, **({"start": args.start} if args.start else {}),
-                 **({"end": args.end} if args.end else {})}
-        cfg: dict[str, Any] = {"stores": {name: str(path)}, "splits": {"motion": [event]}}
-        splits = ["motion"]
+        cfg, splits = store_range_config(args.store, args.start, args.end, "motion"), ["motion"]
     else:
         if args.start or args.end:
             raise ValueError("--start/--end select frames of --store; with --data use --splits")

@@ -175,6 +175,16 @@ class NowcastDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
 
+def store_range_config(store: str | Path, start: str | None, end: str | None,
+                       split: str) -> dict[str, Any]:
+    """Init args of :class:`NowcastDataModule` for one store (any ``nowcast ingest`` store) whose
+    frames from ``start`` to ``end`` (ISO, UTC; None = open) form the one split ``split``."""
+    path = Path(store).resolve()
+    name = path.name.split(".")[0] or "store"
+    event = {"store": name, **({"start": start} if start else {}), **({"end": end} if end else {})}
+    return {"stores": {name: str(path)}, "splits": {split: [event]}}
+
+
 def load_config(path_or_dict: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """Init args of :class:`NowcastDataModule` from a YAML file or dict.
 
