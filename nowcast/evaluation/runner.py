@@ -258,7 +258,12 @@ class EvaluationRunner:
             res = json.loads(path.read_text())
         except (OSError, ValueError):
             return False
-        return res.get("status") == "ok" and res.get("window_indices") == self.model_indices(spec)
+        if res.get("status") != "ok" or res.get("window_indices") != self.model_indices(spec):
+            return False
+        if "weights" in res and res["weights"] != weights_fingerprint(spec):
+            log.info("%s: its weights changed since the stored result, scored again", spec.label)
+            return False
+        return True
 
     def model_positions(self, spec: ModelSpec) -> list[int]:
         """Positions a model is scored on: all, or for ``max_windows=k`` the sample cases (the
@@ -308,7 +313,7 @@ class EvaluationRunner:
             "label": spec.label, "spec": spec.to_dict(), "status": "failed", "error": None,
             "n_windows": len(positions), "n_windows_run": len(self.indices),
             "window_indices": [self.indices[p] for p in positions],
-            "members": spec.members or self.members,
+            "members": spec.members or self.members, "weights": weights_fingerprint(spec),
         }
         t0 = time.perf_counter()
         try:
@@ -411,6 +416,16 @@ class _NoBar:
 
     def close(self) -> None:
         pass
+
+
+def weights_fingerprint(spec: ModelSpec) -> list[dict[str, str | None]]:
+    """Name and SHA-256 of each checkpoint file ``spec`` loads (None for a missing file), so a
+    resumed run re-scores a model whose weights were retrained; [] for models without weights."""
+    from nowcast.models import weight_files
+    from nowcast.models.checkpoint import file_sha256
+
+    return [{"file": path.name, "sha256": file_sha256(path) if path.is_file() else None}
+            for path in weight_files(spec.name, spec.checkpoint, **spec.kwargs)]
 
 
 def _progress(total: int, label: str, enabled: bool) -> Any:

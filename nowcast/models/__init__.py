@@ -10,7 +10,7 @@ from typing import Any
 
 from nowcast.models.base import FORECASTERS, Forecaster
 
-__all__ = ["FORECASTERS", "Forecaster", "load_forecaster", "import_all"]
+__all__ = ["FORECASTERS", "Forecaster", "load_forecaster", "import_all", "weight_files"]
 
 
 def import_all() -> None:
@@ -31,3 +31,11 @@ def load_forecaster(name: str, checkpoint: str | Path | None = None, **kwargs: A
     if checkpoint is not None:
         raise ValueError(f"forecaster {name!r} takes no checkpoint")
     return cls(**kwargs)
+
+
+def weight_files(name: str, checkpoint: str | Path | None = None, **kwargs: Any) -> list[Path]:
+    """The checkpoint files ``load_forecaster(name, checkpoint, **kwargs)`` would read ([] for
+    models without weights), found without loading them."""
+    import_all()
+    cls = FORECASTERS.get(name)
+    return cls.weight_files(checkpoint, **kwargs) if hasattr(cls, "weight_files") else []

@@ -55,6 +55,12 @@ class LearnedForecaster(Forecaster):
         return CHECKPOINT_DIR / f"{cls.name}.pt"
 
     @classmethod
+    def weight_files(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> list[Path]:
+        """The files ``from_checkpoint(checkpoint, **kwargs)`` reads weights from (without
+        loading them), so a stored result can tell whether the weights changed since."""
+        return [Path(checkpoint) if checkpoint else cls.default_checkpoint()]
+
+    @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kwargs: Any) -> LearnedForecaster:
         """Restore from ``path`` (None: the shipped checkpoint); ``kwargs`` go to ``__init__``."""
         path = Path(path) if path else cls.default_checkpoint()

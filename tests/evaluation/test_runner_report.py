@@ -4,6 +4,7 @@ subsets, resume, and the runner's scores against a direct computation."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,6 +159,47 @@ def test_resume_skips_finished_models(report, monkeypatch):
     again = runner.run(specs[:3] + specs[-1:], resume=True)
     assert calls == [ModelSpec.parse(specs[-1]).label]  # only the failed one is retried
     assert again["persistence"] == results["persistence"]
+
+
+def test_resume_scores_again_a_model_whose_weights_changed(dataset, tmp_path, monkeypatch):
+    from nowcast.models.checkpoint import file_sha256
+    from nowcast.training.diffusion_task import DiffusionTask
+
+    def train(seed: int) -> None:
+        torch.manual_seed(seed)
+        DiffusionTask(n_in=N_IN, n_out=N_OUT, dim=16, depth=1, heads=2, patch=4).export(ckpt)
+
+    ckpt = tmp_path / "diffusion.pt"
+    train(0)
+    spec = ModelSpec.parse(f"diffusion:checkpoint={ckpt},sampler=ddim,steps=1,max_windows=1,panels=false")
+    runner = EvaluationRunner(dataset, list(range(len(dataset))), tmp_path / "out", N_OUT, members=1,
+                              suite_kwargs={"perceptual": False}, n_cases=0, progress=False)
+    first = runner.run([spec])[spec.label]
+    assert first["weights"] == [{"file": "diffusion.pt", "sha256": file_sha256(ckpt)}]
+    calls = []
+    real = runner_mod.EvaluationRunner.run_model
+    monkeypatch.setattr(runner_mod.EvaluationRunner, "run_model",
+                        lambda self, s: calls.append(s.label) or real(self, s))
+    runner.run([spec], resume=True)
+    assert calls == []  # same weights: the stored result stands
+    train(1)  # the checkpoint is retrained in place
+    again = runner.run([spec], resume=True)[spec.label]
+    assert calls == [spec.label]
+    assert again["weights"][0]["sha256"] == file_sha256(ckpt) != first["weights"][0]["sha256"]
+
+
+def test_weight_files_name_every_checkpoint_a_model_reads():
+    from nowcast.models import weight_files
+    from nowcast.models.learned import CHECKPOINT_DIR
+
+    assert weight_files("persistence") == []
+    assert weight_files("convlstm", "elsewhere/convlstm.pt") == [Path("elsewhere/convlstm.pt")]
+    assert weight_files("simvp") == [CHECKPOINT_DIR / "simvp.pt"]
+    assert weight_files("diffusion", sampler="adversarial", steps=2) == [
+        CHECKPOINT_DIR / "diffusion.pt", CHECKPOINT_DIR / "diffusion-adversarial-2.pt"]
+    assert weight_files("diffusion", "mine.pt", sampler="adversarial", adversarial_checkpoint="gen.pt") == [
+        Path("mine.pt"), Path("gen.pt")]
+    assert weight_files("diffusion", "mine.pt", sampler="adversarial") == [Path("mine.pt")]  # no shipped pair
 
 
 def test_subsets_take_the_sample_cases_first_then_evenly_spaced_windows(dataset, tmp_path):

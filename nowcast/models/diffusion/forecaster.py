@@ -60,10 +60,7 @@ class DiffusionForecaster(LearnedForecaster):
         self.adversarial_checkpoint = adversarial_checkpoint
         self._model_fn: CondModelFn | None = None
         if sampler == "adversarial":
-            shipped_base = (checkpoint_path is not None
-                            and Path(checkpoint_path).resolve() == self.default_checkpoint().resolve())
-            if adversarial_checkpoint is None and shipped_base:  # the generator shipped beside it
-                adversarial_checkpoint = CHECKPOINT_DIR / f"diffusion-adversarial-{steps or 4}.pt"
+            adversarial_checkpoint = adversarial_checkpoint or self.shipped_generator(checkpoint_path, steps)
             if adversarial_checkpoint is None or not Path(adversarial_checkpoint).exists():
                 raise ValueError(f"sampler 'adversarial' needs adversarial_checkpoint, a trained generator "
                                  f"(got {adversarial_checkpoint}; see configs/train/adversarial.yaml)")
@@ -71,6 +68,22 @@ class DiffusionForecaster(LearnedForecaster):
             self.modules["generator"], trained_steps = self._load_generator(adversarial_checkpoint)
             self.steps = int(steps) if steps is not None else trained_steps
             self._model_fn = latent_model_fn(self.modules["generator"])
+
+    @classmethod
+    def shipped_generator(cls, checkpoint_path: str | Path | None, steps: int | None) -> Path | None:
+        """The adversarial generator shipped beside the shipped base checkpoint (None for another base)."""
+        shipped_base = (checkpoint_path is not None
+                        and Path(checkpoint_path).resolve() == cls.default_checkpoint().resolve())
+        return CHECKPOINT_DIR / f"diffusion-adversarial-{steps or 4}.pt" if shipped_base else None
+
+    @classmethod
+    def weight_files(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> list[Path]:
+        files = super().weight_files(checkpoint)
+        if kwargs.get("sampler") == "adversarial":
+            generator = (kwargs.get("adversarial_checkpoint")
+                         or cls.shipped_generator(files[0], kwargs.get("steps")))
+            files += [Path(generator)] if generator else []
+        return files
 
     def _load_generator(self, path: str | Path) -> tuple[SpatioTemporalTransformer, int]:
         """The adversarial generator: a nowcast checkpoint whose ``hparams["generator"]`` holds
