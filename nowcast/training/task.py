@@ -45,7 +45,8 @@ class ForecastTask(L.LightningModule):
     """Args: ``n_out`` frames predicted; ``val_members`` per validation window; ``lr`` and
     ``weight_decay`` of the optimiser; ``init_from``: a nowcast checkpoint of the same model
     and setup whose weights start the fit (fine-tuning, e.g. continuing a shipped model on
-    another machine); ``--ckpt_path`` resumption still wins over it."""
+    another machine) or are scored by ``nowcast train validate`` (the training-time metric of
+    a shipped file); ``--ckpt_path`` resumption still wins over it."""
 
     def __init__(self, n_out: int = 12, val_members: int = 1, lr: float = 2e-4,
                  weight_decay: float = 0.0, init_from: str | None = None) -> None:
@@ -77,7 +78,7 @@ class ForecastTask(L.LightningModule):
     # --- shared -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         # before Lightning restores a --ckpt_path, so a resumed run keeps its own weights
-        if stage == "fit" and self.init_from:
+        if stage in ("fit", "validate") and self.init_from:
             self.load_init_weights(self.init_from)
 
     def load_init_weights(self, path: str | Path) -> None:

@@ -55,6 +55,18 @@ def test_init_from_copies_every_module_and_records_it(name, tmp_path):
     assert record["path"] == str(path) and len(record["sha256"]) == 64
 
 
+def test_validate_scores_the_init_from_weights(tmp_path):
+    """``nowcast train validate --model.init_args.init_from F`` scores F, not fresh weights."""
+    source = BUILDERS["convlstm"]()
+    _scramble(source)
+    path = source.export(tmp_path / "source.pt")
+    task = BUILDERS["convlstm"](init_from=str(path))
+    task.setup("validate")
+    saved = load_checkpoint(path)["state_dict"]
+    for key, modules in task.init_targets().items():
+        _assert_holds(modules[0], saved[key])
+
+
 def test_init_from_refuses_another_size_window_or_model(tmp_path):
     path = DiffusionTask(**TINY_DIFFUSION).export(tmp_path / "diffusion.pt")
     with pytest.raises(CheckpointMismatchError, match="dim"):
