@@ -1,16 +1,8 @@
 #!/usr/bin/env bash
 # One GPU call: two diffusion variants + the three learned baselines concurrently, then the
 # adversarial stage (K = 4, 2, 1) on the better variant. Results and logs go to $OUT.
-set -u
-export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+source "$(dirname "$0")/common.sh"
 python3 -c "import torch, lightning, zarr; print('torch', torch.__version__, 'lightning', lightning.__version__, 'zarr', zarr.__version__)"
-mkdir -p /tmp/logs
-T0=$(date +%s)
-pack() { tar czf $OUT/logs.tar.gz -C /tmp logs runs_metrics 2>/dev/null; }
-train() { local name=$1; shift; python3 -m nowcast.cli train fit "$@" --data.store_root .gpu > /tmp/logs/$name.txt 2>&1; echo "$name rc=$? t=$(( $(date +%s)-T0 ))s"; }
 D="--data configs/data/radar-mix.yaml --config configs/train/diffusion.yaml --trainer.max_time 00:00:04:30"
 train diff_res $D --trainer.default_root_dir runs/diff_res & P1=$!
 train diff_dir $D --model.init_args.residual false --trainer.default_root_dir runs/diff_dir & P2=$!
@@ -35,7 +27,7 @@ PY
 )
 echo "winner: $WIN"
 cp runs/diff_$WIN/lightning_logs/version_0/export/diffusion-best.pt $OUT/diffusion.pt
-for v in res dir; do mkdir -p /tmp/runs_metrics/$v; cp -r runs/diff_$v/lightning_logs/version_0/metrics.csv /tmp/runs_metrics/$v/ 2>/dev/null; done
+for v in res dir; do metrics $v runs/diff_$v; done
 pack
 for k in 4 2 1; do
   train adv$k --data configs/data/radar-mix.yaml --config configs/train/adversarial.yaml \
@@ -44,7 +36,7 @@ for k in 4 2 1; do
 done
 wait
 for k in 4 2 1; do cp runs/adv$k/lightning_logs/version_0/export/diffusion-adversarial-best.pt $OUT/diffusion-adversarial-$k.pt; done
-for m in simvp convlstm cgan adv4 adv2 adv1; do mkdir -p /tmp/runs_metrics/$m; cp runs/$m/lightning_logs/version_0/metrics.csv /tmp/runs_metrics/$m/ 2>/dev/null; done
+for m in simvp convlstm cgan adv4 adv2 adv1; do metrics $m runs/$m; done
 pack
 ls -la $OUT
 echo "total $(( $(date +%s)-T0 ))s"

@@ -1,14 +1,8 @@
 #!/usr/bin/env bash
 # GPU call 2: the diffusion model alone on the GPU (in-memory loader), then the adversarial
 # stage K = 4, 2, 1, then the sampler benchmark on the validation windows.
-set -u
-export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
-mkdir -p /tmp/logs nowcast/checkpoints
-T0=$(date +%s)
-pack() { tar czf $OUT/logs.tar.gz -C /tmp logs 2>/dev/null; }
-train() { local name=$1; shift; python3 -m nowcast.cli train fit "$@" --data.store_root .gpu > /tmp/logs/$name.txt 2>&1; echo "$name rc=$? t=$(( $(date +%s)-T0 ))s"; }
+source "$(dirname "$0")/common.sh"
+mkdir -p nowcast/checkpoints
 train diff --data configs/data/radar-mix.yaml --config configs/train/diffusion.yaml --trainer.max_time 00:00:04:15 --trainer.default_root_dir runs/diff
 E=runs/diff/lightning_logs/version_0/export
 cp $E/diffusion-best.pt $OUT/diffusion.pt; cp $E/diffusion-last.pt /tmp/logs/ 2>/dev/null
