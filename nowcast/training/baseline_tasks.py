@@ -133,6 +133,13 @@ class NetTask(ForecastTask):
         }
 
 
+def rain_weight(rain: torch.Tensor) -> torch.Tensor:
+    """DGMR's grid-cell weights ``min(R + 1, 24)`` for observed rain ``R`` (mm/h), any shape:
+    an error under heavy rain costs up to 24x one under dry sky, so a blurring network cannot
+    buy a low loss by forecasting drizzle everywhere."""
+    return (rain + 1.0).clamp(max=24.0)
+
+
 def masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``err`` (B, T, H, W) over covered pixels; ``mask`` (B, 1, H, W) in {0, 1}."""
     m = mask.expand_as(err)
@@ -140,7 +147,10 @@ def masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class RegressionTask(NetTask):
-    """Deterministic baselines: minimise the masked MSE (or L1) in transform space."""
+    """Deterministic baselines: minimise the masked MSE (or L1) in transform space; with
+    ``rain_weighted`` each pixel's error is weighted by :func:`rain_weight` of the observed
+    rain (the remedy of the weighted/balanced losses of DGMR and TrajGRU for forecasts that
+    fade heavy rain)."""
 
     def __init__(
         self,
@@ -148,6 +158,7 @@ class RegressionTask(NetTask):
         size: str = "default",
         hparams: dict[str, Any] | None = None,
         loss: Literal["mse", "l1"] = "mse",
+        rain_weighted: bool = False,
         n_in: int = 4,
         n_out: int = 12,
         timestep_minutes: float = 5.0,
@@ -160,12 +171,14 @@ class RegressionTask(NetTask):
         super().__init__(model, size, hparams, n_in, n_out, timestep_minutes, pixel_size_m,
                          transform, val_members=1, lr=lr, weight_decay=weight_decay, init_from=init_from)
         self.save_hyperparameters()
-        self.loss = loss
+        self.loss, self.rain_weighted = loss, rain_weighted
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x, y, mask = self.model_space(batch)
         pred = self.net(x, self.n_out)
         err = (pred - y) ** 2 if self.loss == "mse" else (pred - y).abs()
+        if self.rain_weighted:
+            err = err * rain_weight(batch[FUTURE][:, : self.n_out])
         return masked_mean(err.float(), mask)
 
 
@@ -220,8 +233,7 @@ class CGANTask(NetTask):
 
     def grid_cell_loss(self, samples: torch.Tensor, y: torch.Tensor, rain: torch.Tensor,
                        mask: torch.Tensor) -> torch.Tensor:
-        weight = (rain + 1.0).clamp(max=24.0)
-        return masked_mean((samples.mean(dim=1) - y).abs() * weight, mask)
+        return masked_mean((samples.mean(dim=1) - y).abs() * rain_weight(rain), mask)
 
     def generator_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``g_loss`` = adversarial + ``reg_weight`` x grid-cell; also its parts, the model-space

@@ -75,3 +75,24 @@ def test_simvp_rolls_out_beyond_its_trained_horizon(batch: dict[str, torch.Tenso
     assert long.shape[2] == trained + 5
     torch.testing.assert_close(long[:, :, :trained], short)
     assert not torch.equal(long[:, :, trained:], long[:, :, trained - 5 : trained])
+
+
+def test_rain_weighted_loss_weights_each_error_by_the_observed_rain(batch: dict[str, torch.Tensor]) -> None:
+    """Closed form: with a network that forecasts 0 in transform space, the loss is the masked
+    mean of y² (plain) or of y² · min(R + 1, 24) (rain-weighted), R the observed mm/h."""
+    from nowcast.training.baseline_tasks import rain_weight
+    from nowcast.types import FUTURE, MASK
+
+    assert rain_weight(torch.tensor([0.0, 2.0, 23.0, 100.0])).tolist() == [1.0, 3.0, 24.0, 24.0]
+    plain = RegressionTask(model="convlstm", size="tiny", n_in=N_IN, n_out=N_OUT)
+    weighted = RegressionTask(model="convlstm", size="tiny", n_in=N_IN, n_out=N_OUT, rain_weighted=True)
+    for task in (plain, weighted):
+        task.nets["net"].forward = lambda x, n_out, **kw: torch.zeros(x.shape[0], n_out, *x.shape[-2:])
+    rain = batch[FUTURE][:, :N_OUT]
+    y = plain.rain_transform.forward(rain)
+    mask = batch[MASK][:, None].float().expand_as(y)
+    plain_expected = (y**2 * mask).sum() / mask.sum()
+    assert plain.training_loss(batch).item() == pytest.approx(plain_expected.item(), rel=1e-5)
+    expected = (y**2 * (rain + 1).clamp(max=24) * mask).sum() / mask.sum()
+    assert weighted.training_loss(batch).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert weighted.training_loss(batch) > plain.training_loss(batch)  # the batch has rain
