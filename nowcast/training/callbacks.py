@@ -12,6 +12,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from nowcast.training.task import ForecastTask
 
@@ -60,7 +61,9 @@ class ExportCheckpoint(L.Callback):
             self._export(trainer, module, "latest")
 
     def on_validation_end(self, trainer: L.Trainer, module: ForecastTask) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        # `nowcast train validate` scores a model; only a fit produces weights worth exporting
+        if (trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING
+                or self.monitor not in trainer.callback_metrics):
             return
         value = float(torch.as_tensor(trainer.callback_metrics[self.monitor]))
         better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
