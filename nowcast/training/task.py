@@ -104,9 +104,12 @@ class ForecastTask(L.LightningModule):
         for name, modules in targets.items():
             for module in modules:
                 module.load_state_dict(ckpt["state_dict"][name])
+        parent = ckpt.get("training") or {}
+        # the parent's whole record (device, steps, wall time, its own init_from): a continued
+        # file then carries the training budget of every stage that led to it
         self._init_record = {"path": str(path), "sha256": file_sha256(path),
-                             "global_step": (ckpt.get("training") or {}).get("global_step"),
-                             "metrics": ckpt.get("metrics", {})}
+                             "global_step": parent.get("global_step"),
+                             "metrics": ckpt.get("metrics", {}), "training": parent}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.training_loss(batch)

@@ -51,8 +51,15 @@ def test_init_from_copies_every_module_and_records_it(name, tmp_path):
     for key, modules in task.init_targets().items():
         for module in modules:  # ...until loaded (diffusion: the network and its average both)
             _assert_holds(module, saved[key])
-    record = load_checkpoint(task.export(tmp_path / "tuned.pt"))["training"]["init_from"]
+    tuned = task.export(tmp_path / "tuned.pt")
+    record = load_checkpoint(tuned)["training"]["init_from"]
     assert record["path"] == str(path) and len(record["sha256"]) == 64
+    assert record["training"] == load_checkpoint(path)["training"]
+    # a second continuation keeps the whole chain, so every stage's budget stays on file
+    again = BUILDERS[name](init_from=str(tuned))
+    again.setup("fit")
+    chain = load_checkpoint(again.export(tmp_path / "again.pt"))["training"]["init_from"]
+    assert chain["training"]["init_from"]["sha256"] == record["sha256"]
 
 
 def test_validate_scores_the_init_from_weights(tmp_path):
