@@ -19,9 +19,11 @@ for m in $MODELS; do
       --model.init_args.init_from nowcast/checkpoints/diffusion.pt --trainer.max_time "$BUDGET" \
       --data.num_workers 4 --trainer.default_root_dir runs/diffusion &
   else
+    # the shipped cGAN holds no discriminators: train fresh ones alone first (d_warmup)
+    extra=(); [ "$m" = cgan ] && extra=(--model.init_args.d_warmup 200)
     train $m --config configs/train/baselines.yaml --config configs/train/$m.yaml \
       --model.init_args.init_from nowcast/checkpoints/$m.pt --trainer.max_time "$BUDGET" \
-      --data.num_workers 3 --trainer.default_root_dir runs/$m &
+      --data.num_workers 3 --trainer.default_root_dir runs/$m "${extra[@]}" &
   fi
 done
 wait

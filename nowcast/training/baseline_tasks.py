@@ -9,7 +9,8 @@ MSE in mm/h) of :class:`~nowcast.training.task.ForecastTask`.
 - :class:`CGANTask`: DGMR-style training with manual optimisation; per batch one
   discriminator step (hinge loss, spatial + temporal discriminator) and one generator step
   (hinge adversarial loss on one sample + ``reg_weight`` x grid-cell regulariser on the mean
-  of ``n_samples`` samples).
+  of ``n_samples`` samples). ``d_warmup`` batches of discriminator-only steps come first
+  when a fit starts from a shipped file (``init_from``), which holds the generator alone.
 
 Network sizes are named presets of the forecaster class (``size: default | tiny``) with
 ``hparams`` overrides; the frame counts always come from ``n_in``/``n_out``.
@@ -208,6 +209,7 @@ class CGANTask(NetTask):
         val_members: int = 4,
         lr: float = 5e-5,
         lr_d: float = 2e-4,
+        d_warmup: int = 0,
         init_from: str | None = None,
     ) -> None:
         super().__init__("cgan", size, hparams, n_in, n_out, timestep_minutes, pixel_size_m,
@@ -217,6 +219,7 @@ class CGANTask(NetTask):
         self.d_spatial = SpatialDiscriminator(d_base, d_blocks, d_frames)
         self.d_temporal = TemporalDiscriminator(d_base, d_blocks, d_crop)
         self.n_samples, self.reg_weight, self.lr_d = n_samples, reg_weight, lr_d
+        self.d_warmup = d_warmup
 
     def generate(self, x: torch.Tensor, samples: int) -> torch.Tensor:
         """(B, n_in, H, W) -> (B, samples, n_out, H, W) in transform space, one noise draw each."""
@@ -249,12 +252,26 @@ class CGANTask(NetTask):
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.generator_losses(batch)["g_loss"]
 
+    def in_d_warmup(self) -> bool:
+        """Whether this batch trains the discriminators alone. A shipped file holds the
+        generator only, so a continuation starts with untrained discriminators; updating the
+        generator against them leaves the grid-cell term in charge, which pulls the ensemble
+        towards its blurred mean (the CPU continuation without warm-up lost its rain: validation
+        frequency bias at 1 mm/h 2.0 -> 0.1). Counted in global steps, which a warm-up batch
+        advances by one (the discriminator step), so a resumed run does not warm up again."""
+        return self.global_step < self.d_warmup
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         opt_g, opt_d = self.optimizers()
-        out = self.generator_losses(batch)
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(out["g_loss"])
-        opt_g.step()
+        if self.in_d_warmup():  # one sample per case to show the discriminators, no G step
+            with torch.no_grad():
+                x, y, mask = self.model_space(batch)
+                out = {"x": x, "y": y, "mask": mask, "fake": self.generate(x, 1)[:, 0] * mask}
+        else:
+            out = self.generator_losses(batch)
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(out["g_loss"])
+            opt_g.step()
 
         # the discriminator's grads from the generator step are discarded here
         d_real = self.discriminate(out["x"], out["y"] * out["mask"])
@@ -265,9 +282,11 @@ class CGANTask(NetTask):
         opt_d.step()
 
         b = out["x"].shape[0]
+        self.log("train/d_loss", d_loss, batch_size=b)
+        if "g_loss" not in out:
+            return d_loss.detach()
         self.log("train/loss", out["g_loss"], prog_bar=True, batch_size=b)
-        self.log_dict({"train/d_loss": d_loss, "train/g_adv": out["g_adv"],
-                       "train/grid_cell": out["grid_cell"]}, batch_size=b)
+        self.log_dict({"train/g_adv": out["g_adv"], "train/grid_cell": out["grid_cell"]}, batch_size=b)
         return out["g_loss"].detach()
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

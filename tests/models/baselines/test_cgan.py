@@ -65,3 +65,27 @@ def test_fits_one_batch_and_round_trips(batch: dict[str, torch.Tensor], tmp_path
         loaded.check_fits(WindowSpec(n_in=N_IN - 1, n_out=N_OUT))
     with pytest.raises(ValueError, match="future frames"):
         task.model_space({**batch, FUTURE: batch[FUTURE][:, :2]})
+
+
+def test_discriminator_warmup_leaves_the_generator_alone(batch: dict[str, torch.Tensor]) -> None:
+    """``d_warmup`` batches train the discriminators only; the generator learns after them."""
+    torch.manual_seed(0)
+    task = CGANTask(size="tiny", d_base=4, d_blocks=3, d_frames=2, d_crop=16, n_samples=2,
+                    n_in=N_IN, n_out=N_OUT, lr=3e-3, lr_d=3e-3, val_members=2, d_warmup=3)
+
+    def weights(module: torch.nn.Module) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in module.parameters()]
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    g0, d0 = weights(task.net), weights(task.d_spatial)
+    trainer = fit_one_batch(task, batch, batches=3)
+    assert trainer.global_step == 3  # one discriminator step per warm-up batch
+    assert same(weights(task.net), g0) and not same(weights(task.d_spatial), d0)
+    assert "train/g_adv" not in trainer.callback_metrics
+    fit_one_batch(task, batch, batches=1)  # a new fit restarts the count: still warm-up
+    assert same(weights(task.net), g0)
+    task.d_warmup = 0
+    fit_one_batch(task, batch, batches=1)
+    assert not same(weights(task.net), g0)
