@@ -1,13 +1,17 @@
 """Ingest raw radar files into a rain store: incremental, idempotent, streaming, fault tolerant.
 
-``ingest_files`` reads the frames' valid times from the file names (cheap), sorts the batch,
-drops times already stored (re-ingesting a file changes nothing) and duplicate times within the
-batch (the first file in sorted path order is kept), then reads and converts the remaining
-files one at a time, writing them in small groups. A file that cannot be read (corrupt,
-truncated, wrong unit) or that lies on another grid is logged and listed in the report's
-``skipped`` while the rest of the batch lands. Frames earlier than the store's last time are
-merged by a safe rewrite (see :mod:`data_pipelines.store`); the store is schema-valid after every
-write.
+``ingest_files`` holds the store's writer lock for the whole run (a second writer is refused at
+once with :class:`nowcast.fsutil.LockedError`, naming the holder) and first recovers what a
+killed run left (see :mod:`data_pipelines.store`: a killed ingest never costs a stored frame,
+and its frames are simply ingested again by the next run). It then reads the frames' valid
+times from the file names (cheap), skips times already stored without reading the files
+(re-ingesting a file changes nothing), and reads and converts the remaining files one at a time,
+writing them in small groups. Files sharing a valid time are all read (in sorted path order):
+unreadable ones are skipped, the first readable one is stored, every other one is reported as a
+duplicate naming the kept file and whether their data are identical. A file that cannot be read
+(corrupt, truncated, wrong unit) or that lies on another grid is logged and listed in the
+report's ``skipped`` while the rest of the batch lands. Frames earlier than the store's last
+time are merged by a safe rewrite; the store is schema-valid after every write.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import xarray as xr
 from data_pipelines import store as zstore
 from data_pipelines.importers import MARSHALL_PALMER, Frame, read_frame
 from data_pipelines.sources import SourceSpec, detect_source, find_files, get_source
-from nowcast.schema import StoreError, grid_signature
+from nowcast.schema import RAIN, StoreError, grid_signature
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ log = logging.getLogger(__name__)
 WRITE_GROUP = 16
 #: show a progress bar from this many files on (unless ``progress`` says otherwise)
 PROGRESS_FROM = 50
+#: the duplicate reason of a time that is already stored
+ALREADY_STORED = "already in the store"
 
 
 @dataclass
@@ -42,8 +48,9 @@ class IngestReport:
     """What one ingest call did.
 
     ingested: files whose frames were written; skipped: (file, reason) for files that were not
-    (unreadable, other grid, ...); duplicates: (file, reason) for frames already stored or
-    repeated within the batch; n_frames: frames in the store afterwards.
+    (unreadable, other grid, ...); duplicates: (file, reason) for frames already stored (not
+    read) or repeated within the batch (the reason names the kept file and says whether the
+    data differ); n_frames: frames in the store afterwards.
     """
 
     store: Path
@@ -65,6 +72,8 @@ class IngestReport:
                  f"{len(self.skipped)} skipped; {self.n_frames} frame(s) in store "
                  f"({self.seconds:.1f} s{', rewritten to merge earlier times' if self.rewritten else ''})"]
         lines += [f"  skipped {Path(f).name}: {why}" for f, why in self.skipped]
+        lines += [f"  duplicate {Path(f).name}: {why}" for f, why in self.duplicates
+                  if ALREADY_STORED not in why]
         return "\n".join(lines)
 
 
@@ -194,10 +203,11 @@ def _progress(items: list, enabled: bool | None, desc: str):
 
 def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | None = None, coarsen: int = 1,
                  zr: tuple[float, float] = MARSHALL_PALMER, progress: bool | None = None) -> IngestReport:
-    """Ingest raw radar files into the zarr store ``store`` (created if missing).
+    """Ingest raw radar files into the zarr store ``store`` (created if missing), holding its lock.
 
     Args:
-        paths: raw files, any order; duplicates and already stored times are skipped.
+        paths: raw files, any order; already stored times are skipped unread, files sharing a
+            time are resolved among the readable ones.
         store: zarr store directory (e.g. ``stores/radar-mix/knmi.zarr``).
         source: registered source name (``data_pipelines.sources.SOURCES``); None detects it per
             file from the file name.
@@ -206,53 +216,77 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
         progress: show a progress bar (None: from ``PROGRESS_FROM`` files on).
 
     Returns an :class:`IngestReport`. Raises :class:`StoreError` if ``store`` exists but is not a
-    valid rain store.
+    valid rain store and :class:`nowcast.fsutil.LockedError` if another process is writing it.
     """
     t0 = _time.perf_counter()
     store = Path(store)
     zr = (float(zr[0]), float(zr[1]))
     report = IngestReport(store=store)
-    writer = _Writer(store)
-
-    dated: list[tuple[np.datetime64, str, Path, SourceSpec]] = []
-    for p in map(Path, paths):
+    by_time: dict[np.datetime64, list[tuple[Path, SourceSpec]]] = {}
+    for p in sorted(set(map(Path, paths))):
         try:
             spec = _resolve(p, source)
-            dated.append((np.datetime64(spec.valid_time(p), "ns"), str(p), p, spec))
+            by_time.setdefault(np.datetime64(spec.valid_time(p), "ns"), []).append((p, spec))
         except Exception as exc:  # unreadable name/time: report, keep going
             log.warning("skipping %s: %s", p, exc)
             report.skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
-    dated.sort(key=lambda d: (d[0], d[1]))
 
-    seen: dict[np.datetime64, Path] = {}
-    todo = []
-    for t, _, p, spec in dated:
-        if t in writer.times:
-            report.duplicates.append((str(p), f"time {t} already in the store"))
-        elif t in seen:
-            log.warning("duplicate time %s: keeping %s, dropping %s", t, seen[t].name, p.name)
-            report.duplicates.append((str(p), f"time {t} duplicates {seen[t]}"))
-        else:
-            seen[t] = p
-            todo.append((p, spec))
-
-    for p, spec in _progress(todo, progress, f"ingest -> {store.name}"):
-        try:
-            frame = read_frame(p, spec, zr=zr, coarsen=coarsen)
-            attrs = _provenance(spec, frame, coarsen)
-            ds = _frame_dataset(frame, attrs)
-            writer.check(ds, p.name, attrs)
-        except Exception as exc:  # corrupt/truncated file or another grid: skip it, keep the batch
-            log.warning("skipping %s: %s", p, exc)
-            report.skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
-            continue
-        writer.add(ds)
-        report.ingested.append(str(p))
-    writer.close()
+    with zstore.locked_store(store):
+        writer = _Writer(store)
+        todo = []
+        for t in sorted(by_time):
+            if t in writer.times:
+                report.duplicates += [(str(p), f"time {_iso(t)} {ALREADY_STORED}") for p, _ in by_time[t]]
+            else:
+                todo.append(t)
+        for t in _progress(todo, progress, f"ingest -> {store.name}"):
+            kept: tuple[Path, xr.Dataset] | None = None
+            for p, spec in by_time[t]:
+                try:
+                    ds = _convert(p, spec, zr, coarsen, writer)
+                except Exception as exc:  # corrupt/truncated file or another grid: skip it, keep the batch
+                    log.warning("skipping %s: %s", p, exc)
+                    report.skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
+                    continue
+                if kept is None:
+                    kept = (p, ds)
+                    continue
+                why = f"time {_iso(t)}: kept {kept[0].name}, dropped {p.name} ({_compare(kept[1], ds)})"
+                log.warning("duplicate %s", why)
+                report.duplicates.append((str(p), why))
+            if kept is not None:
+                writer.add(kept[1])
+                report.ingested.append(str(kept[0]))
+        writer.close()
     report.n_frames, report.rewritten = writer.n_frames(), writer.rewritten
     report.seconds = _time.perf_counter() - t0
     log.info(report.summary().splitlines()[0])
     return report
+
+
+def _iso(t: np.datetime64) -> str:
+    return np.datetime_as_string(t, unit="s")
+
+
+def _convert(p: Path, spec: SourceSpec, zr: tuple[float, float], coarsen: int, writer: _Writer) -> xr.Dataset:
+    """One file as a one-frame dataset, checked against the store (grid, conversion, ...)."""
+    frame = read_frame(p, spec, zr=zr, coarsen=coarsen)
+    attrs = _provenance(spec, frame, coarsen)
+    ds = _frame_dataset(frame, attrs)
+    writer.check(ds, p.name, attrs)
+    return ds
+
+
+def _compare(kept: xr.Dataset, other: xr.Dataset) -> str:
+    """Whether two frames of one time hold the same rain rates, in words."""
+    a, b = kept[RAIN].values, other[RAIN].values
+    if np.array_equal(a, b, equal_nan=True):
+        return "identical data"
+    both = np.isfinite(a) & np.isfinite(b)
+    text = f"different data, max |diff| {np.abs(a[both] - b[both]).max():.3g} mm/h" if both.any() \
+        else "different data"
+    coverage = int((np.isfinite(a) != np.isfinite(b)).sum())
+    return text + (f", coverage differs at {coverage} px" if coverage else "")
 
 
 def ingest_folder(folder: str | Path, store: str | Path, source: str | None = None, coarsen: int = 1,
@@ -307,8 +341,10 @@ def build_preset(name: str = "radar-mix", out: str | Path = "stores/radar-mix",
 
     ``radar_root`` defaults to :func:`nowcast.types.radar_dir` (``../shared/radar``). Optional
     stores (BOM, 6-minute step, training only) are built only with ``include_bom``. Returns
-    {store stem (e.g. "knmi"): store path}. Raises ``FileNotFoundError`` if a folder is missing and
-    ``RuntimeError`` if any file of the preset could not be ingested.
+    {store stem (e.g. "knmi"): store path}. Raises ``FileNotFoundError`` if a folder is missing,
+    ``RuntimeError`` if any file of the preset could not be ingested, and
+    :class:`nowcast.fsutil.LockedError` if another process is writing one of the stores (each
+    store is written under its own lock, by :func:`ingest_files`).
     """
     from nowcast.types import radar_dir
 

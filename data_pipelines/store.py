@@ -4,32 +4,55 @@ Layout on disk: zarr format 2 with consolidated metadata (read by any zarr/xarra
 chunked ``(1, H, W)`` (one frame per chunk, so windows read only the frames they need), time
 encoded as int64 seconds since 1970-01-01 so 5- and 6-minute steps append exactly.
 
-Writes never leave a half-written store behind:
+Crash safety (a ``kill -9`` or a power cut at any moment leaves the store exactly as before the
+interrupted write, or exactly as after it):
 
-- new store: written to ``<store>.tmp-<pid>`` and renamed into place;
-- frames later than the last stored time: appended along ``time`` (zarr ``append_dim``);
+- one writer at a time: writers hold :func:`locked_store` (an exclusive lock on ``<store>.lock``,
+  see :class:`nowcast.fsutil.WriterLock`), which first runs :func:`recover_store`;
+- new store: written to ``<store>.tmp-<pid>``, fsynced, renamed into place;
+- frames later than the last stored time: appended along ``time`` in place, as a transaction. The
+  journal ``<store>/.nowcast-journal.json`` (written atomically before the append, removed after
+  it, once everything is fsynced) holds the committed frame count and verbatim copies of every
+  metadata file and of the coordinate chunks the append may rewrite; recovery puts them back and
+  deletes the chunks beyond the committed frames. Readers meanwhile see the committed frames:
+  the consolidated metadata they read is the last thing an append rewrites;
 - frames earlier than the last stored time (out of order): the stored and the new frames are
-  merged lazily (chunk by chunk) into a temporary store, which then replaces the old one
-  (old -> ``.bak``, temp -> store, ``.bak`` removed).
+  merged lazily (chunk by chunk) into ``<store>.tmp-<pid>``, which then replaces the store
+  (old -> ``<store>.bak-<pid>``, temp -> store, backup removed); recovery puts a backup back if
+  the store is missing and removes it otherwise;
+- recovery also removes the ``<store>.tmp-*`` folders and zarr's ``*.partial`` files of killed runs.
 """
 
 from __future__ import annotations
 
+import base64
+import glob
+import itertools
+import json
+import logging
+import math
 import os
 import shutil
+import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from nowcast.fsutil import WriterLock, atomic_write, fsync_dir, fsync_tree
 from nowcast.schema import CRS, RAIN, SOURCE_FILE, StoreError, make_rain_dataset, validate_rain_dataset
+
+log = logging.getLogger(__name__)
 
 TIME_ENCODING = {"units": "seconds since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian",
                  "dtype": "int64"}
 ZARR_FORMAT = 2
+#: the append journal inside a store; present only while an append is in progress (or was killed)
+JOURNAL = ".nowcast-journal.json"
 
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
@@ -81,7 +104,7 @@ def _to_zarr(ds: xr.Dataset, path: Path, **kw: Any) -> None:
 
 
 def create_store(ds: xr.Dataset, path: str | Path) -> None:
-    """Write ``ds`` (schema-valid) as a new zarr store at ``path``, atomically."""
+    """Write ``ds`` (schema-valid) as a new zarr store at ``path``, atomically (hold :func:`locked_store`)."""
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"store already exists: {path}")
@@ -91,21 +114,31 @@ def create_store(ds: xr.Dataset, path: str | Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     ds = _prepare(ds)
     _to_zarr(ds, tmp, mode="w-", encoding=_encoding(ds))
+    fsync_tree(tmp)
     tmp.rename(path)
+    fsync_dir(path.parent)
 
 
 def append_store(ds: xr.Dataset, path: str | Path) -> None:
-    """Append frames all later than the store's last time (caller checks grid and times)."""
+    """Append frames all later than the store's last time, as a transaction (see the module
+    docstring; the caller holds :func:`locked_store` and checks grid and times)."""
     path = Path(path)
     ds = _prepare(ds)
     # xarray rewrites the group attributes on append: keep the store's own provenance
     with _open(path) as old:
         ds.attrs = dict(old.attrs)
+    started = time.time()
+    _begin_append(path)
     _to_zarr(ds.drop_vars([CRS, "x", "y"]), path, mode="a", append_dim="time")
+    # 2 s: file time stamps may lag the clock by a tick
+    fsync_tree(path, newer_than=started - 2.0)
+    (path / JOURNAL).unlink()  # the commit
+    fsync_dir(path)
 
 
 def merge_store(ds: xr.Dataset, path: str | Path) -> None:
-    """Merge frames (times not in the store, any order) into the store by a safe full rewrite.
+    """Merge frames (times not in the store, any order) into the store by a safe full rewrite
+    (hold :func:`locked_store`).
 
     The stored frames are read lazily (dask, one frame per chunk), so this streams.
     """
@@ -119,10 +152,142 @@ def merge_store(ds: xr.Dataset, path: str | Path) -> None:
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         _to_zarr(merged.chunk({"time": 1}), tmp, mode="w-", encoding=_encoding(merged))
+    fsync_tree(tmp)
     bak = path.with_name(f"{path.name}.bak-{os.getpid()}")
     path.rename(bak)
-    tmp.rename(path)
+    tmp.rename(path)  # the commit; recovery handles a kill between the two renames
+    fsync_dir(path.parent)
     shutil.rmtree(bak)
+
+
+@contextmanager
+def locked_store(path: str | Path, command: str | None = None) -> Iterator[Path]:
+    """Hold the writer lock of the store at ``path`` (it need not exist yet) and recover what a
+    killed writer left (:func:`recover_store`) before anything else.
+
+    Raises :class:`nowcast.fsutil.LockedError` (one line naming the holder) if another live
+    process writes the store. ``command`` is what the lock file says this writer is doing.
+    """
+    path = Path(path)
+    with WriterLock(path, command=command):
+        recover_store(path)
+        yield path
+
+
+def recover_store(path: str | Path) -> list[str]:
+    """Undo what killed writers left at the store ``path``; returns what was done (each logged).
+
+    Rolls back an interrupted append (journal, or a torn append of a writer from before
+    journals: arrays longer than the consolidated metadata says), restores the store from a
+    merge's backup if a kill came between its renames, and removes the temporary folders and
+    files of killed runs. Call it holding the store's lock (:func:`locked_store` does).
+    """
+    path = Path(path)
+    done: list[str] = []
+    name = glob.escape(path.name)
+    baks = sorted(path.parent.glob(f"{name}.bak-*"), key=lambda p: p.stat().st_mtime)
+    if baks and not path.exists():
+        bak = baks.pop()
+        bak.rename(path)
+        fsync_dir(path.parent)
+        done.append(f"recovered {path}: put back the store from before an interrupted merge ({bak.name})")
+    leftovers = baks + sorted(path.parent.glob(f"{name}.tmp-*"))
+    if path.is_dir():
+        leftovers += sorted(path.glob("*.tmp-*"))
+    for p in leftovers:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+        done.append(f"removed {p}, left by a killed run")
+    if (path / ".zmetadata").is_file():
+        done += _rollback_append(path)
+    for line in done:
+        log.warning(line)
+    return done
+
+
+def _time_arrays(zmeta: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(array name, index of its time axis, its .zarray) for each array with a time dimension."""
+    for key, meta in zmeta.items():
+        if key.endswith("/.zarray"):
+            array = key[: -len("/.zarray")]
+            dims = zmeta.get(f"{array}/.zattrs", {}).get("_ARRAY_DIMENSIONS", [])
+            if "time" in dims:
+                yield array, dims.index("time"), meta
+
+
+def _consolidated(path: Path) -> dict[str, Any]:
+    if not (path / ".zmetadata").is_file():
+        raise StoreError(f"{path} has no consolidated metadata (.zmetadata); refusing to append to it")
+    return json.loads((path / ".zmetadata").read_text())["metadata"]
+
+
+def _begin_append(path: Path) -> None:
+    """Write the journal that lets :func:`recover_store` undo the append that follows."""
+    zmeta = _consolidated(path)
+    n = int(zmeta["time/.zarray"]["shape"][0])
+    metadata = {key: (path / key).read_text() for key in [".zmetadata", *zmeta] if (path / key).is_file()}
+    chunks: dict[str, str | None] = {}  # chunk key -> base64 bytes (None: no such file)
+    for array, axis, meta in _time_arrays(zmeta):
+        size, sep = meta["chunks"][axis], meta.get("dimension_separator") or "."
+        if n % size == 0:
+            continue  # no chunk holds both committed and new frames
+        # the chunks straddling frame n are rewritten by the append: keep their committed bytes
+        grid = [range(math.ceil(s / c)) if i != axis else [n // size]
+                for i, (s, c) in enumerate(zip(meta["shape"], meta["chunks"], strict=True))]
+        for index in itertools.product(*grid):
+            f = path / array / sep.join(map(str, index))
+            chunks[f"{array}/{sep.join(map(str, index))}"] = (
+                base64.b64encode(f.read_bytes()).decode() if f.is_file() else None)
+    atomic_write(path / JOURNAL, json.dumps({"frames": n, "pid": os.getpid(), "started": time.time(),
+                                             "metadata": metadata, "chunks": chunks}))
+
+
+def _rollback_append(path: Path) -> list[str]:
+    """Undo an interrupted append of the store ``path`` (nothing if there is none)."""
+    journal = path / JOURNAL
+    if journal.is_file():
+        saved = json.loads(journal.read_text())
+        n, files = int(saved["frames"]), dict(saved["metadata"])
+        zmeta = json.loads(files[".zmetadata"])["metadata"]
+        chunks = {k: None if v is None else base64.b64decode(v) for k, v in saved["chunks"].items()}
+    else:
+        # a torn append of a writer without journal: the consolidated metadata, rewritten last,
+        # still describes the committed frames
+        zmeta = _consolidated(path)
+        torn = [key for key, meta in zmeta.items() if key.endswith("/.zarray") and (path / key).is_file()
+                and json.loads((path / key).read_text())["shape"] != meta["shape"]]
+        if not torn:
+            return []
+        n = int(zmeta["time/.zarray"]["shape"][0])
+        files = {key: json.dumps(meta, indent=4, sort_keys=True) for key, meta in zmeta.items()}
+        chunks = {}
+    for key, text in files.items():
+        atomic_write(path / key, text)
+    for key, data in chunks.items():
+        if data is None:
+            (path / key).unlink(missing_ok=True)
+        else:
+            atomic_write(path / key, data)
+    for array, axis, meta in _time_arrays(zmeta):
+        first = math.ceil(n / meta["chunks"][axis])  # the first chunk wholly beyond frame n
+        sep, ndim, folder = meta.get("dimension_separator") or ".", len(meta["shape"]), path / array
+        for f in list(folder.rglob("*")):
+            index = f.relative_to(folder).as_posix().split(sep)
+            if f.is_file() and len(index) == ndim and all(i.isdigit() for i in index) \
+                    and int(index[axis]) >= first:
+                f.unlink()
+        if sep == "/":  # nested chunk folders emptied above
+            for d in sorted((d for d in folder.rglob("*") if d.is_dir()), reverse=True):
+                if not any(d.iterdir()):
+                    d.rmdir()
+        fsync_dir(folder)
+    for f in path.rglob("*.partial"):  # zarr's temporary files
+        f.unlink()
+    journal.unlink(missing_ok=True)
+    fsync_dir(path)
+    return [f"recovered {path}: rolled back an interrupted append ({n} frames kept)"]
 
 
 def stored_index(path: str | Path) -> tuple[np.ndarray, xr.Dataset]:

@@ -26,7 +26,9 @@ def build_parser() -> ArgumentParser:
         "Rain rate in mm/h (dBZ via Z = a R^b, accumulations divided by their accumulation time, "
         "< 0.1 mm/h -> 0, NaN outside coverage). Incremental and idempotent: only new times are "
         "added, re-ingesting a file changes nothing, unreadable files and files on another grid are "
-        "reported and skipped. Exit status 1 if any file was skipped."))
+        "reported and skipped. One writer per store: a store that another process is writing is "
+        "refused (exit status 2); a run killed at any moment leaves the store as it was before its "
+        "last write, and the next run recovers it. Exit status 1 if any file was skipped."))
     p.add_argument("--config", action=ActionConfigFile, help="YAML file with any of these options")
     p.add_argument("inputs", nargs="*", type=str, default=[],
                    help="raw radar files and/or folders (searched recursively for known file names)")
@@ -59,6 +61,7 @@ def main(argv: list[str]) -> int:
     from data_pipelines.ingest import PRESETS, build_preset, ingest_files
     from data_pipelines.sources import find_files, get_source
     from data_pipelines.store import export_netcdf
+    from nowcast.fsutil import LockedError
 
     if cfg.preset:
         if cfg.preset not in PRESETS:
@@ -68,6 +71,9 @@ def main(argv: list[str]) -> int:
         try:
             built = build_preset(cfg.preset, cfg.out, Path(cfg.radar_root) if cfg.radar_root else None,
                                  include_bom=cfg.include_bom, progress=cfg.progress)
+        except LockedError as exc:
+            print(f"nowcast ingest: {exc}", file=sys.stderr)
+            return 2
         except (FileNotFoundError, RuntimeError) as exc:
             print(f"nowcast ingest: {exc}", file=sys.stderr)
             return 1
@@ -92,8 +98,12 @@ def main(argv: list[str]) -> int:
     if not files:
         print(f"nowcast ingest: no radar files found in {cfg.inputs}", file=sys.stderr)
         return 2
-    report = ingest_files(files, cfg.store, source=cfg.source, coarsen=cfg.coarsen,
-                          zr=(cfg.zr_a, cfg.zr_b), progress=cfg.progress)
+    try:
+        report = ingest_files(files, cfg.store, source=cfg.source, coarsen=cfg.coarsen,
+                              zr=(cfg.zr_a, cfg.zr_b), progress=cfg.progress)
+    except LockedError as exc:
+        print(f"nowcast ingest: {exc}", file=sys.stderr)
+        return 2
     print(report.summary())
     if cfg.netcdf and report.n_frames:
         print(f"exported {export_netcdf(cfg.store, cfg.netcdf)}")

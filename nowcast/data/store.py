@@ -7,6 +7,7 @@ metres, one frame per zarr chunk.
 
 from __future__ import annotations
 
+import glob
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ def open_store(path: str | Path) -> xr.Dataset:
     """
     path = Path(path)
     if not path.exists():
+        if list(path.parent.glob(f"{glob.escape(path.name)}.bak-*")):
+            raise StoreError(f"rain store {path} is missing but its backup is there: a rewrite was "
+                             f"interrupted; `nowcast ingest` into it puts it back")
         raise FileNotFoundError(f"rain store not found: {path} (build one with `nowcast ingest`)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
