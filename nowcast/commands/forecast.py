@@ -134,9 +134,13 @@ def open_rain_store(path: str | Path) -> xr.Dataset:
 
 def ingest_into(folder: Path, store: Path, coarsen: int) -> Path:
     from data_pipelines.ingest import ingest_folder
+    from nowcast.fsutil import LockedError
 
     log.info("ingesting %s into %s (coarsen %d)", folder, store, coarsen)
-    ingest_folder(folder, store, source=None, coarsen=coarsen)
+    try:
+        ingest_folder(folder, store, source=None, coarsen=coarsen)
+    except LockedError as exc:  # another run is filling the same cache store: one line, exit 2
+        raise StoreError(str(exc)) from exc
     return store
 
 
