@@ -149,6 +149,16 @@ class NowcastDataModule(L.LightningDataModule):
             raise ValueError(f"split {split!r} has no windows (windows per split: {have})")
         return self.datasets[split]
 
+    def replace_dataset(self, split: str, dataset: Any) -> None:
+        """Serve ``dataset`` for ``split`` instead of the window crops (e.g. a model's precomputed
+        inputs). It must hold the same windows in the same order (its ``windows``), so that the
+        rain-weighted training sampler still applies."""
+        current = self.dataset(split)
+        if list(getattr(dataset, "windows", [])) != list(current.windows):
+            raise ValueError(f"the replacement {split} dataset must hold the same {len(current)} windows "
+                             "in the same order")
+        self.datasets[split] = dataset
+
     def train_weights(self) -> np.ndarray:
         """Sampling weight of each training window (rain fraction + ``dry_weight``)."""
         return window_weights(self._stores, self.dataset("train").windows, self.n_in + self.n_out,

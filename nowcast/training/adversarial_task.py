@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nowcast.models.checkpoint import file_sha256
-from nowcast.models.diffusion.denoiser import SpatioTemporalTransformer
 from nowcast.models.diffusion.discriminator import Discriminator
 from nowcast.models.diffusion.forecaster import WRAPPER_KEYS, DiffusionForecaster
+from nowcast.models.diffusion.networks import Denoiser, build_denoiser
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion, latent_model_fn
 from nowcast.samplers.adversarial import ADVERSARIAL_STEPS
 from nowcast.samplers.base import randn_like
@@ -38,13 +38,12 @@ from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
 ADVERSARIAL_FORECASTER = "diffusion-adversarial"
 
 
-def init_generator(denoiser: SpatioTemporalTransformer, net_hparams: dict[str, Any],
-                   z_dim: int) -> SpatioTemporalTransformer:
+def init_generator(denoiser: Denoiser, net_hparams: dict[str, Any], z_dim: int) -> Denoiser:
     """A copy of ``denoiser`` with a ``z_dim`` latent input whose projection is zero: at
     initialisation it computes exactly the denoiser's output for any ``z``."""
     if z_dim < 1:
         raise ValueError(f"the generator needs a latent (z_dim >= 1), got {z_dim}")
-    gen = SpatioTemporalTransformer(**{**net_hparams, "z_dim": z_dim})
+    gen = build_denoiser({**net_hparams, "z_dim": z_dim})
     missing, unexpected = gen.load_state_dict(denoiser.state_dict(), strict=False)
     if unexpected or set(missing) != {"z_proj.weight", "z_proj.bias"}:
         raise ValueError(f"denoiser does not fit the generator: missing {missing}, unexpected {unexpected}")

@@ -113,7 +113,7 @@ class ForecastTask(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.training_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch[PAST].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch[MASK].shape[0])
         return loss
 
     def forecast_batch(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

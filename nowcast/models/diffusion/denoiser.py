@@ -140,6 +140,11 @@ class SpatioTemporalTransformer(nn.Module):
     def cond_channels(self) -> int:
         return self.n_in + (self.n_out if self.extrapolation else 0)
 
+    @property
+    def size_multiple(self) -> int:
+        """H and W of every input must be multiples of this (the patch size)."""
+        return self.patch
+
     def _patchify(self, x: Tensor) -> Tensor:
         """(B, F, C, H, W) -> (B, F, (H/p)(W/p), C p p)."""
         b, f, c, h, w = x.shape

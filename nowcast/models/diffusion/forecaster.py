@@ -11,24 +11,25 @@ from torch import Tensor, nn
 from nowcast.data.transforms import RainTransform
 from nowcast.models.base import FORECASTERS
 from nowcast.models.checkpoint import CheckpointMismatchError, check_compatible, load_checkpoint
-from nowcast.models.diffusion.denoiser import SpatioTemporalTransformer
+from nowcast.models.diffusion.networks import Denoiser, build_denoiser
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion, CondModelFn, latent_model_fn
 from nowcast.models.learned import CHECKPOINT_DIR, LearnedForecaster
 from nowcast.types import GridSpec, WindowSpec
 
 #: checkpoint ``hparams`` keys that build the denoiser; the others configure the wrapper
-WRAPPER_KEYS = ("prediction_type", "residual", "n_train_steps", "loss_weighting", "min_snr_gamma")
+WRAPPER_KEYS = ("prediction_type", "residual", "n_train_steps", "loss_weighting", "min_snr_gamma", "coarsen",
+                "residual_scale")
 
 
 @FORECASTERS.register("diffusion")
 class DiffusionForecaster(LearnedForecaster):
     """Ensemble nowcasts from a conditional diffusion model.
 
-    ``hparams`` = the :class:`SpatioTemporalTransformer` arguments (``n_in``, ``n_out``,
-    ``extrapolation``, ``dim``, ``depth``, ``heads``, ``patch``, ``mlp_ratio``) plus the
-    wrapper's (:data:`WRAPPER_KEYS`). Motion for the extrapolation conditioning is
-    ``forecast(..., motion=...)``'s (e.g. a motion cache; needed where pysteps is missing),
-    else estimated with pysteps from ``past`` (CPU).
+    ``hparams`` = the denoiser's ``architecture`` ("transformer" when absent, or "hybrid"; see
+    :mod:`nowcast.models.diffusion.networks`) and constructor arguments (``n_in``, ``n_out``,
+    ``extrapolation``, sizes) plus the wrapper's (:data:`WRAPPER_KEYS`). Motion for the
+    extrapolation conditioning is ``forecast(..., motion=...)``'s (e.g. a motion cache; needed
+    where pysteps is missing), else estimated with pysteps from ``past`` (CPU).
 
     Args (besides the :class:`LearnedForecaster` ones):
         sampler: a registered sampler name ("ddim", "ddpm", "dpmpp_2m", "adversarial").
@@ -85,9 +86,9 @@ class DiffusionForecaster(LearnedForecaster):
             files += [Path(generator)] if generator else []
         return files
 
-    def _load_generator(self, path: str | Path) -> tuple[SpatioTemporalTransformer, int]:
+    def _load_generator(self, path: str | Path) -> tuple[Denoiser, int]:
         """The adversarial generator: a nowcast checkpoint whose ``hparams["generator"]`` holds
-        the :class:`SpatioTemporalTransformer` arguments (with ``z_dim``) and whose
+        the denoiser's arguments (with ``z_dim``) and whose
         ``state_dict["generator"]`` its weights, built for this model's window, grid and transform."""
         ckpt = load_checkpoint(path)
         check_compatible(ckpt, window=self.window, grid=self.grid, transform=self.transform.to_dict())
@@ -98,27 +99,28 @@ class DiffusionForecaster(LearnedForecaster):
         differs = [k for k in WRAPPER_KEYS if k in adv and adv[k] != self.hparams.get(k)]
         if differs:
             raise CheckpointMismatchError(f"{path} was trained on a base model with other {differs}")
-        net = SpatioTemporalTransformer(**ckpt["hparams"]["generator"])
+        net = build_denoiser(ckpt["hparams"]["generator"])
         net.load_state_dict(ckpt["state_dict"]["generator"])
         return net.eval().to(self.device), int(ckpt["hparams"].get("steps", 4))
 
     @classmethod
     def build_modules(cls, hparams: dict[str, Any]) -> dict[str, nn.Module]:
         args = {k: v for k, v in hparams.items() if k not in WRAPPER_KEYS}
-        return {"denoiser": SpatioTemporalTransformer(**args)}
+        return {"denoiser": build_denoiser(args)}
 
     @classmethod
     def tiny(cls, **kwargs: Any) -> DiffusionForecaster:
-        """A small untrained model (contract tests); runs on any frame size divisible by 4."""
-        hp = {"n_in": 4, "n_out": 12, "extrapolation": True, "dim": 32, "depth": 1, "heads": 2,
-              "patch": 4, "prediction_type": "v", "residual": True}
+        """A small untrained model of the shipped recipe (contract tests); runs on any frame size."""
+        hp = {"architecture": "hybrid", "n_in": 4, "n_out": 12, "extrapolation": True, "channels": [8, 16],
+              "dim": 32, "depth": 1, "heads": 2, "prediction_type": "x0", "residual": True, "coarsen": 2,
+              "residual_scale": 0.2}
         kwargs.setdefault("steps", 2)
         return cls(cls.build_modules(hp), hp, **kwargs)
 
     def _forecast(self, past: Tensor, n_out: int, members: int, generator: torch.Generator | None,
                   motion: Tensor | None) -> Tensor:
-        # any frame size: edge-replicate up to a multiple of the patch size, crop the result
-        p = self.diffusion.denoiser.patch
+        # any frame size: edge-replicate up to a multiple the model runs on, crop the result
+        p = self.diffusion.size_multiple
         h, w = past.shape[-2:]
         pad = (0, -w % p, 0, -h % p)
         if any(pad):

@@ -7,6 +7,18 @@ and, by default, on the semi-Lagrangian extrapolation of the last past frame alo
 have to learn from a few hundred windows. With ``residual=True`` it diffuses the difference
 between the future and that extrapolation (as DiffCast, Yu et al. CVPR 2024, and CasCast,
 Gong et al. ICML 2024, diffuse the residual of a deterministic forecast).
+
+Two settings make the residual cheap and safe to learn on a CPU:
+
+- ``coarsen=k`` diffuses the residual on a grid ``k`` times coarser (``k x k`` means of the
+  model-space fields; the past and extrapolation conditioning are averaged the same way) and
+  adds its bilinear upsampling to the full-resolution extrapolation: the growth, decay and
+  displacement errors extrapolation misses are mostly larger than the 2 km pixels, while the
+  fine detail comes from the extrapolation. ``k = 4`` cuts the pixels 16-fold.
+- ``residual_scale`` divides the residual so that the diffused quantity has about unit
+  standard deviation, the scale the noise schedule is designed for (CasCast scales its
+  latents by 1/std the same way); the residual of a 5-minute step is small and would otherwise
+  be swamped by the noise at every step but the last.
 """
 
 from __future__ import annotations
@@ -15,12 +27,14 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nowcast.data.motion import estimate_motion
 from nowcast.data.transforms import RainTransform, build_transform
 from nowcast.models.advection import advect
 from nowcast.models.diffusion.denoiser import SpatioTemporalTransformer
+from nowcast.models.diffusion.hybrid import SpaceTimeUNet
 from nowcast.samplers import SAMPLERS, NoiseSchedule, Sampler, sample
 from nowcast.samplers.base import randn_like
 from nowcast.types import FUTURE, MASK, MOTION, PAST
@@ -30,6 +44,10 @@ from nowcast.types import FUTURE, MASK, MOTION, PAST
 CondModelFn = Callable[[Tensor, Tensor, Tensor, "torch.Generator | None"], Tensor]
 
 LOSS_WEIGHTINGS = ("none", "min_snr")
+
+#: keys of a precomputed training batch (:meth:`ConditionalDiffusion.diffusion_inputs`): the
+#: conditioning (B, C, h, w) and the residual (B, n_out, h, w) before ``residual_scale``
+COND, RESIDUAL = "cond", "residual"
 
 
 def motion_of(past_mm_h: Tensor) -> Tensor:
@@ -61,16 +79,25 @@ class ConditionalDiffusion(nn.Module):
         loss_weighting: "none" (plain MSE on the target) or "min_snr" (Hang et al. 2023,
             weights clipped at SNR ``min_snr_gamma``, expressed for the chosen target).
         min_snr_gamma: the clipping SNR of "min_snr".
+        coarsen: diffuse on a grid this many times coarser (block means); 1 = full resolution.
+            Needs ``residual`` when > 1 (the full-resolution detail comes from the extrapolation).
+        residual_scale: the diffused residual is ``(future - extrapolation) / residual_scale``.
     """
 
-    def __init__(self, denoiser: SpatioTemporalTransformer, prediction_type: str = "v",
+    def __init__(self, denoiser: SpatioTemporalTransformer | SpaceTimeUNet, prediction_type: str = "v",
                  residual: bool = True, transform: RainTransform | str | dict = "dbz",
-                 n_train_steps: int = 1000, loss_weighting: str = "none", min_snr_gamma: float = 5.0) -> None:
+                 n_train_steps: int = 1000, loss_weighting: str = "none", min_snr_gamma: float = 5.0,
+                 coarsen: int = 1, residual_scale: float = 1.0) -> None:
         super().__init__()
         if prediction_type not in ("epsilon", "v", "x0"):
             raise ValueError(f"unknown prediction_type {prediction_type!r}; known: epsilon, v, x0")
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"unknown loss_weighting {loss_weighting!r}; known: {LOSS_WEIGHTINGS}")
+        if coarsen < 1 or (coarsen > 1 and not residual):
+            raise ValueError(f"coarsen must be >= 1 and needs residual=True when > 1, got {coarsen}")
+        if residual_scale <= 0:
+            raise ValueError(f"residual_scale must be > 0, got {residual_scale}")
+        self.coarsen, self.residual_scale = int(coarsen), float(residual_scale)
         self.denoiser = denoiser
         self.prediction_type = prediction_type
         self.residual = residual
@@ -108,9 +135,10 @@ class ConditionalDiffusion(nn.Module):
             motion: (B, 2, H, W) px/step, or None to estimate it with pysteps (CPU).
 
         Returns:
-            ``cond`` (B, n_in [+ n_out], H, W) model space: the past, then the extrapolation
-            frames if the denoiser uses them; ``base`` (B, n_out, H, W) model space: the
-            extrapolation when ``residual``, else None.
+            ``cond`` (B, n_in [+ n_out], H / coarsen, W / coarsen) model space on the diffusion
+            grid: the past, then the extrapolation frames if the denoiser uses them; ``base``
+            (B, n_out, H, W) model space at full resolution: the extrapolation when
+            ``residual``, else None.
         """
         if past_mm_h.ndim != 4 or past_mm_h.shape[1] != self.n_in:
             raise ValueError(f"past must be (B, {self.n_in}, H, W), got {tuple(past_mm_h.shape)}")
@@ -122,21 +150,63 @@ class ConditionalDiffusion(nn.Module):
         extrap = self.to_model(advect(past_mm_h[:, -1].float(), motion.to(past_mm_h.device), self.n_out))
         if self.use_extrapolation:
             cond = torch.cat([cond, extrap], dim=1)
-        return cond, (extrap if self.residual else None)
+        return self._pool(cond), (extrap if self.residual else None)
+
+    def _pool(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H / coarsen, W / coarsen) block means."""
+        return F.avg_pool2d(x, self.coarsen) if self.coarsen > 1 else x
+
+    def to_diffused(self, x0: Tensor, base: Tensor | None) -> Tensor:
+        """Model-space future (B, n_out, H, W) -> the diffused quantity on the diffusion grid."""
+        if base is None:
+            return x0
+        return self._pool(x0 - base) / self.residual_scale
+
+    def from_diffused(self, x: Tensor, base: Tensor | None) -> Tensor:
+        """Inverse of :meth:`to_diffused`: the diffused quantity -> model-space future at ``base``'s size."""
+        if base is None:
+            return x
+        x = x * self.residual_scale
+        if self.coarsen > 1:
+            x = F.interpolate(x, size=base.shape[-2:], mode="bilinear", align_corners=False)
+        return base + x
 
     # --- training -------------------------------------------------------------------------
-    def training_loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
-        """Denoising loss on a batch (keys past, future, mask, optional motion; mm/h).
+    def diffusion_inputs(self, past: Tensor, future: Tensor, mask: Tensor | None = None,
+                         motion: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """What the denoiser trains on, from a window in mm/h (the costly, data-only part).
 
-        The squared error is averaged over covered pixels only (``mask``).
+        Args:
+            past: (B, n_in, H, W), future: (B, >= n_out, H, W) mm/h; mask: (B, H, W) bool
+            coverage; motion: (B, 2, H, W) px/step or None (pysteps).
+
+        Returns:
+            ``cond`` (B, C, h, w) as :meth:`prepare`; ``residual`` (B, n_out, h, w), the
+            diffused quantity *before* division by ``residual_scale`` (so a stored copy stays
+            valid for any scale); ``covered`` (B, h, w) bool, cells whose every pixel is covered
+            (None without ``mask``). ``h, w`` = the diffusion grid (H, W over ``coarsen``).
         """
-        past, future = batch[PAST], batch[FUTURE][:, : self.n_out]
+        future = future[:, : self.n_out]
         if future.shape[1] != self.n_out:
-            raise ValueError(f"the model predicts {self.n_out} frames, batch has {batch[FUTURE].shape[1]}")
-        cond, base = self.prepare(past, batch.get(MOTION))
+            raise ValueError(f"the model predicts {self.n_out} frames, the window has {future.shape[1]}")
+        cond, base = self.prepare(past, motion)
         x0 = self.to_model(future)
-        if base is not None:
-            x0 = x0 - base
+        residual = x0 if base is None else self._pool(x0 - base)
+        covered = None if mask is None else self._pool(mask[:, None].float())[:, 0] > 0.999
+        return cond, residual, covered
+
+    def training_loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """Denoising loss on a batch: a window (keys past, future, mask, optional motion; mm/h)
+        or its precomputed :meth:`diffusion_inputs` (keys :data:`COND`, :data:`RESIDUAL`, mask on the
+        diffusion grid). The squared error is averaged over covered cells only.
+        """
+        if RESIDUAL in batch:
+            cond, x0, covered = batch[COND], batch[RESIDUAL], batch.get(MASK)
+        else:
+            cond, x0, covered = self.diffusion_inputs(batch[PAST], batch[FUTURE], batch.get(MASK),
+                                                      batch.get(MOTION))
+        if self.residual:
+            x0 = x0 / self.residual_scale
         b = x0.shape[0]
         device = generator.device if generator is not None else x0.device
         t = torch.randint(0, self.schedule.n_train_steps, (b,), generator=generator, device=device)
@@ -148,7 +218,7 @@ class ConditionalDiffusion(nn.Module):
             target = self.schedule.v_target(x0, noise, t)
         out = self.denoiser(x_t, t, cond).float()
         err = (out - target) ** 2 * self._loss_weight(t, x0)
-        mask = batch[MASK][:, None].to(err.dtype).expand_as(err) if MASK in batch else torch.ones_like(err)
+        mask = torch.ones_like(err) if covered is None else covered[:, None].to(err.dtype).expand_as(err)
         return (err * mask).sum() / mask.sum().clamp(min=1.0)
 
     def _loss_weight(self, t: Tensor, like: Tensor) -> Tensor | float:
@@ -165,8 +235,8 @@ class ConditionalDiffusion(nn.Module):
         """A registered sampler on this schedule and objective (``kwargs``: e.g. eta for DDIM)."""
         if isinstance(sampler, Sampler):
             return sampler
-        # the residual lies in [-2, 2], the future itself in [-1, 1]
-        kwargs.setdefault("clip_x0", 2.0 if self.residual else 1.0)
+        # the residual lies in [-2, 2] (divided by its scale), the future itself in [-1, 1]
+        kwargs.setdefault("clip_x0", 2.0 / self.residual_scale if self.residual else 1.0)
         return SAMPLERS.build(sampler, schedule=self.schedule, prediction_type=self.prediction_type, **kwargs)
 
     @torch.no_grad()
@@ -193,12 +263,19 @@ class ConditionalDiffusion(nn.Module):
         if not 1 <= n_out <= self.n_out:
             raise ValueError(f"the model forecasts up to {self.n_out} frames, asked for {n_out}")
         b, _, h, w = past.shape
+        if h % self.coarsen or w % self.coarsen:
+            raise ValueError(f"frame {h}x{w} is not a multiple of coarsen={self.coarsen}")
         cond, base = self.prepare(past, motion)
         cond = cond.repeat_interleave(members, dim=0)
         fn = model_fn or (lambda x, t, c, g: self.denoiser(x, t, c))
-        x_T = randn_like(torch.empty(b * members, self.n_out, h, w, device=past.device), generator)
+        shape = (b * members, self.n_out, *cond.shape[-2:])
+        x_T = randn_like(torch.empty(shape, device=past.device), generator)
         sampler = self.build_sampler(sampler, **sampler_kwargs)
         x0 = sample(lambda x, t: fn(x, t, cond, generator).float(), sampler, x_T, n_steps, generator)
-        if base is not None:
-            x0 = x0 + base.repeat_interleave(members, dim=0)
+        x0 = self.from_diffused(x0, None if base is None else base.repeat_interleave(members, dim=0))
         return self.to_rain(x0.clamp(-1.0, 1.0)).reshape(b, members, self.n_out, h, w)[:, :, :n_out]
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame sizes this model runs on are multiples of this (pad others, see the forecaster)."""
+        return self.coarsen * self.denoiser.size_multiple

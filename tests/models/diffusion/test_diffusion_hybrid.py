@@ -1,0 +1,122 @@
+"""SpaceTimeUNet and the coarse, scaled residual: shapes, zero-init safety, reach in space and time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nowcast.data.synthetic import synthetic_motion, synthetic_rain
+from nowcast.models.advection import advect
+from nowcast.models.diffusion import ConditionalDiffusion
+from nowcast.models.diffusion.hybrid import SpaceTimeUNet
+from nowcast.models.diffusion.networks import build_denoiser
+
+N_IN, N_OUT = 3, 4
+
+
+def make(init_zeros: bool = True, **kw) -> SpaceTimeUNet:
+    torch.manual_seed(0)
+    net = SpaceTimeUNet(**{"n_in": N_IN, "n_out": N_OUT, "channels": (8, 16), "dim": 32, "depth": 1,
+                           "heads": 2, **kw})
+    if init_zeros:  # give the zero-initialised layers weights so that inputs reach the output
+        for p in net.parameters():
+            if p.abs().sum() == 0 and p.ndim > 1:
+                torch.nn.init.normal_(p, std=0.05)
+    return net
+
+
+def inputs(b: int = 2, h: int = 16, w: int = 24, n_cond: int = N_IN + N_OUT):
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(b, N_OUT, h, w, generator=g), torch.tensor([10, 900][:b]),
+            torch.randn(b, n_cond, h, w, generator=g))
+
+
+def test_untrained_outputs_zero_on_any_multiple_of_its_size():
+    net = make(init_zeros=False)
+    assert net.size_multiple == 2
+    for h, w in [(16, 24), (8, 8)]:
+        x, t, c = inputs(h=h, w=w)
+        out = net(x, t, c)
+        assert out.shape == x.shape and torch.count_nonzero(out) == 0
+    with pytest.raises(ValueError, match="multiple of 2"):
+        net(*inputs(h=15))
+    with pytest.raises(ValueError, match="cond"):
+        net(x, t, c[:, :2])
+
+
+def test_future_sees_far_past_and_diffusion_time():
+    net = make().eval()
+    x, t, c = inputs(h=32, w=32)
+    base = net(x, t, c)
+    c2 = c.clone()
+    c2[:, 0, :2, :2] += 1.0  # the oldest past frame, one corner only
+    diff = (net(x, t, c2) - base).abs()
+    assert diff[:, :, :4, :4].sum() > 0  # across time, at the same place
+    assert diff[:, :, 24:, 24:].sum() > 0  # and across the frame, through attention on the coarse grid
+    assert not torch.equal(net(x, torch.tensor([500, 3]), c), base)
+
+
+def test_latent_starts_as_the_plain_denoiser():
+    plain = make()
+    with_z = build_denoiser({"architecture": "hybrid", "n_in": N_IN, "n_out": N_OUT, "channels": (8, 16),
+                             "dim": 32, "depth": 1, "heads": 2, "z_dim": 8})
+    missing, unexpected = with_z.load_state_dict(plain.state_dict(), strict=False)
+    assert set(missing) == {"z_proj.weight", "z_proj.bias"} and not unexpected
+    x, t, c = inputs()
+    torch.testing.assert_close(with_z(x, t, c, torch.randn(2, 8)), plain(x, t, c))
+    with pytest.raises(ValueError, match="unknown denoiser architecture"):
+        build_denoiser({"architecture": "mlp"})
+
+
+def rain_batch(size: int = 32) -> dict[str, torch.Tensor]:
+    rain = torch.from_numpy(np.stack([np.nan_to_num(synthetic_rain(N_IN + N_OUT, size, size, seed=s))
+                                      for s in range(2)]))
+    motion = torch.from_numpy(np.stack([synthetic_motion(size, size, seed=s) for s in range(2)]))
+    return {"past": rain[:, :N_IN], "future": rain[:, N_IN:], "motion": motion,
+            "mask": torch.ones(2, size, size, dtype=torch.bool)}
+
+
+def coarse_model(net: SpaceTimeUNet | None = None, **kw) -> ConditionalDiffusion:
+    return ConditionalDiffusion(net or make(init_zeros=False), prediction_type="x0", coarsen=4,
+                                residual_scale=0.25, **kw)
+
+
+def test_coarse_residual_round_trip_and_shapes():
+    b = rain_batch()
+    d = coarse_model()
+    cond, base = d.prepare(b["past"], b["motion"])
+    assert cond.shape == (2, N_IN + N_OUT, 8, 8) and base.shape == (2, N_OUT, 32, 32)
+    x0 = d.to_model(b["future"])
+    r = d.to_diffused(x0, base)
+    torch.testing.assert_close(r, torch.nn.functional.avg_pool2d(x0 - base, 4) / 0.25)
+    torch.testing.assert_close(d.from_diffused(torch.full_like(r, 0.5), base), base + 0.125)
+    assert d.size_multiple == 8
+    with pytest.raises(ValueError, match="needs residual"):
+        ConditionalDiffusion(make(), coarsen=2, residual=False)
+
+
+def test_untrained_model_forecasts_the_extrapolation_exactly():
+    """The safety property by construction: zero output = zero residual = the extrapolation."""
+    b = rain_batch()
+    d = coarse_model()
+    rain = d.sample(b["past"], N_OUT, members=3, sampler="ddim", n_steps=3,
+                    generator=torch.Generator().manual_seed(0), motion=b["motion"])
+    extrap = d.to_rain(d.to_model(advect(b["past"][:, -1], b["motion"], N_OUT)).clamp(-1, 1))
+    torch.testing.assert_close(rain, extrap[:, None].expand_as(rain))
+
+
+def test_coarse_model_learns_one_batch():
+    torch.manual_seed(0)
+    b = rain_batch()
+    d = coarse_model(make(init_zeros=False, channels=(16, 32), dim=32))
+    opt = torch.optim.Adam(d.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(60):
+        loss = d.training_loss(b, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
