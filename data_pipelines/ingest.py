@@ -10,8 +10,14 @@ writing them in small groups. Files sharing a valid time are all read (in sorted
 unreadable ones are skipped, the first readable one is stored, every other one is reported as a
 duplicate naming the kept file and whether their data are identical. A file that cannot be read
 (corrupt, truncated, wrong unit) or that lies on another grid is logged and listed in the
-report's ``skipped`` while the rest of the batch lands. Frames earlier than the store's last
-time are merged by a safe rewrite; the store is schema-valid after every write.
+report's ``skipped`` while the rest of the batch lands, and so is a frame whose rain values are
+impossible (non-finite, negative, above ``max_rain_mm_h``: a wrong conversion is never stored).
+Frames earlier than the store's last time are merged by a safe rewrite; the store is
+schema-valid after every write.
+
+The store's ``timestep_minutes`` is measured from its frames' times (the most common step, so a
+gap changes nothing), not taken from the source: a step that differs from what the source or the
+product declares is named in a warning, and the measured one is stored.
 """
 
 from __future__ import annotations
@@ -31,7 +37,15 @@ import xarray as xr
 from data_pipelines import store as zstore
 from data_pipelines.importers import MARSHALL_PALMER, Frame, read_frame
 from data_pipelines.sources import SourceSpec, detect_source, find_files, get_source
-from nowcast.schema import RAIN, StoreError, grid_signature
+from nowcast.fsutil import atomic_write
+from nowcast.schema import (
+    MAX_RAIN_ATTR,
+    MAX_RAIN_RATE_MM_H,
+    RAIN,
+    StoreError,
+    grid_signature,
+    measured_timestep,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +64,15 @@ class IngestReport:
     ingested: files whose frames were written; skipped: (file, reason) for files that were not
     (unreadable, other grid, ...); duplicates: (file, reason) for frames already stored (not
     read) or repeated within the batch (the reason names the kept file and says whether the
-    data differ); n_frames: frames in the store afterwards.
+    data differ); warnings: what was stored but deserves a look (a measured time step that
+    differs from the declared one); n_frames: frames in the store afterwards.
     """
 
     store: Path
     ingested: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     n_frames: int = 0
     rewritten: bool = False
     seconds: float = 0.0
@@ -71,6 +87,7 @@ class IngestReport:
                  f"{len(self.duplicates)} duplicate(s), "
                  f"{len(self.skipped)} skipped; {self.n_frames} frame(s) in store "
                  f"({self.seconds:.1f} s{', rewritten to merge earlier times' if self.rewritten else ''})"]
+        lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  skipped {Path(f).name}: {why}" for f, why in self.skipped]
         lines += [f"  duplicate {Path(f).name}: {why}" for f, why in self.duplicates
                   if ALREADY_STORED not in why]
@@ -85,17 +102,35 @@ def describe_grid(sig: tuple, crs_name: str = "") -> str:
     return f"[{name}{ny}x{nx} px of {dx:.0f} m, x {x0:.0f}..{x1:.0f} m, y {y0:.0f}..{y1:.0f} m]"
 
 
-def _provenance(spec: SourceSpec, frame: Frame, coarsen: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Options:
+    """How files are converted: Z-R (a, b), coarsen factor, rain-rate ceiling (mm/h), and the
+    time step (min) measured from the times at hand (None: fewer than two, use the declared)."""
+
+    zr: tuple[float, float]
+    coarsen: int
+    max_rain_mm_h: float
+    step_minutes: float | None
+
+
+def _minutes(step: np.timedelta64 | None) -> float | None:
+    return None if step is None else float(step / np.timedelta64(1, "s")) / 60.0
+
+
+def _provenance(spec: SourceSpec, frame: Frame, opts: _Options) -> dict[str, Any]:
+    step = opts.step_minutes if opts.step_minutes is not None else frame.declared_step_minutes
     return {
         "source": spec.producer,
         "institution": frame.institution,
-        "product": spec.product,
+        "product": frame.product,
         "conversion": frame.conversion,
-        "coarsen_factor": int(coarsen),
-        "timestep_minutes": float(spec.timestep_minutes),
+        "coarsen_factor": int(opts.coarsen),
+        "timestep_minutes": float(step),
+        "timestep_declared_minutes": float(frame.declared_step_minutes),
+        MAX_RAIN_ATTR: float(opts.max_rain_mm_h),
         "source_name": spec.name,
         "pysteps_importer": spec.importer,
-        "pysteps_importer_kwargs": json.dumps(spec.importer_kwargs, sort_keys=True),
+        "pysteps_importer_kwargs": json.dumps(frame.importer_kwargs, sort_keys=True),
         "projection_proj4": frame.projection,
         "orientation": "row 0 = north edge; y decreases along rows, x increases along columns",
         "title": f"{spec.producer} radar rain rate",
@@ -202,7 +237,8 @@ def _progress(items: list, enabled: bool | None, desc: str):
 
 
 def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | None = None, coarsen: int = 1,
-                 zr: tuple[float, float] = MARSHALL_PALMER, progress: bool | None = None) -> IngestReport:
+                 zr: tuple[float, float] = MARSHALL_PALMER, progress: bool | None = None,
+                 max_rain_mm_h: float = MAX_RAIN_RATE_MM_H) -> IngestReport:
     """Ingest raw radar files into the zarr store ``store`` (created if missing), holding its lock.
 
     Args:
@@ -214,6 +250,8 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
         coarsen: integer block size for averaging rain rates (2: 1 km -> 2 km).
         zr: (a, b) of ``Z = a R^b`` for reflectivity sources.
         progress: show a progress bar (None: from ``PROGRESS_FROM`` files on).
+        max_rain_mm_h: ceiling of a believable rain rate (mm/h); a frame above it is skipped
+            (recorded in the store as ``max_rain_rate_mm_h``, the ceiling evaluation checks).
 
     Returns an :class:`IngestReport`. Raises :class:`StoreError` if ``store`` exists but is not a
     valid rain store and :class:`nowcast.fsutil.LockedError` if another process is writing it.
@@ -234,6 +272,9 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
     with zstore.locked_store(store):
         writer = _Writer(store)
         todo = []
+        opts = _Options(zr, coarsen, float(max_rain_mm_h),
+                        _minutes(measured_timestep([*writer.times, *by_time])))
+        declared: set[tuple[float, str]] = set()  # (step in min, who declares it)
         for t in sorted(by_time):
             if t in writer.times:
                 report.duplicates += [(str(p), f"time {_iso(t)} {ALREADY_STORED}") for p, _ in by_time[t]]
@@ -243,7 +284,7 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
             kept: tuple[Path, xr.Dataset] | None = None
             for p, spec in by_time[t]:
                 try:
-                    ds = _convert(p, spec, zr, coarsen, writer)
+                    ds = _convert(p, spec, opts, writer)
                 except Exception as exc:  # corrupt/truncated file or another grid: skip it, keep the batch
                     log.warning("skipping %s: %s", p, exc)
                     report.skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
@@ -257,7 +298,10 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
             if kept is not None:
                 writer.add(kept[1])
                 report.ingested.append(str(kept[0]))
+                declared.add((float(kept[1].attrs["timestep_declared_minutes"]), _declared_by(kept[1])))
         writer.close()
+        report.warnings = _record_step_and_ceiling(writer, declared,
+                                                   opts.max_rain_mm_h if report.ingested else None)
     report.n_frames, report.rewritten = writer.n_frames(), writer.rewritten
     report.seconds = _time.perf_counter() - t0
     log.info(report.summary().splitlines()[0])
@@ -268,13 +312,55 @@ def _iso(t: np.datetime64) -> str:
     return np.datetime_as_string(t, unit="s")
 
 
-def _convert(p: Path, spec: SourceSpec, zr: tuple[float, float], coarsen: int, writer: _Writer) -> xr.Dataset:
+def _convert(p: Path, spec: SourceSpec, opts: _Options, writer: _Writer) -> xr.Dataset:
     """One file as a one-frame dataset, checked against the store (grid, conversion, ...)."""
-    frame = read_frame(p, spec, zr=zr, coarsen=coarsen)
-    attrs = _provenance(spec, frame, coarsen)
+    frame = read_frame(p, spec, zr=opts.zr, coarsen=opts.coarsen, max_rain_mm_h=opts.max_rain_mm_h)
+    attrs = _provenance(spec, frame, opts)
     ds = _frame_dataset(frame, attrs)
     writer.check(ds, p.name, attrs)
     return ds
+
+
+def _declared_by(ds: xr.Dataset) -> str:
+    """Who declares a frame's time step, in words: the source and its product."""
+    return f"source {ds.attrs['source_name']}, {ds.attrs['product']}"
+
+
+def _record_step_and_ceiling(writer: _Writer, declared: set[tuple[float, str]],
+                             ceiling: float | None) -> list[str]:
+    """Record in the store its time step measured from all its frame times (with one frame the
+    declared step stays) and, when frames were added under ``ceiling`` (mm/h), the widest
+    ceiling any stored frame was admitted under; returns a warning for each declared step
+    (min, who declares it) that differs from the measured one."""
+    stored = writer.attrs or {}
+    updates: dict[str, float] = {}
+    minutes = _minutes(measured_timestep(list(writer.times)))
+    warnings_ = []
+    if minutes is not None:
+        updates["timestep_minutes"] = minutes
+        warnings_ = [f"{writer.path.name}: frames are {minutes:g} min apart, but {who} declares {d:g} min; "
+                     f"stored the measured {minutes:g} min" for d, who in sorted(declared)
+                     if not np.isclose(d, minutes)]
+    if ceiling is not None:
+        updates[MAX_RAIN_ATTR] = max(ceiling, float(stored.get(MAX_RAIN_ATTR, 0.0)))
+    changed = {k: v for k, v in updates.items() if k not in stored or not np.isclose(float(stored[k]), v)}
+    if changed and zstore.is_zarr_store(writer.path):
+        _set_store_attrs(writer.path, changed)
+        log.info("%s: recorded %s (was %s)", writer.path.name, changed, {k: stored.get(k) for k in changed})
+    for w in warnings_:
+        log.warning(w)
+    return warnings_
+
+
+def _set_store_attrs(path: Path, attrs: dict[str, Any]) -> None:
+    """Update global attributes of the zarr v2 store ``path`` (hold its lock): ``.zattrs`` then the
+    consolidated ``.zmetadata`` that readers use, each replaced atomically, so a reader sees the
+    old or the new attributes and a kill in between leaves the old ones in force."""
+    consolidated = json.loads((path / ".zmetadata").read_text())
+    merged = {**consolidated["metadata"].get(".zattrs", {}), **attrs}
+    consolidated["metadata"][".zattrs"] = merged
+    atomic_write(path / ".zattrs", json.dumps(merged, indent=4, sort_keys=True))
+    atomic_write(path / ".zmetadata", json.dumps(consolidated, indent=4, sort_keys=True))
 
 
 def _compare(kept: xr.Dataset, other: xr.Dataset) -> str:
@@ -290,14 +376,16 @@ def _compare(kept: xr.Dataset, other: xr.Dataset) -> str:
 
 
 def ingest_folder(folder: str | Path, store: str | Path, source: str | None = None, coarsen: int = 1,
-                  zr: tuple[float, float] = MARSHALL_PALMER, progress: bool | None = None) -> IngestReport:
+                  zr: tuple[float, float] = MARSHALL_PALMER, progress: bool | None = None,
+                  max_rain_mm_h: float = MAX_RAIN_RATE_MM_H) -> IngestReport:
     """Ingest every file under ``folder`` (recursively) that ``source`` (or any known source) reads."""
     spec = get_source(source) if source else None
     files = find_files(folder, spec)
     if not files:
         raise FileNotFoundError(f"no radar files found under {folder}"
                                 + (f" for source {source!r}" if source else ""))
-    return ingest_files(files, store, source=source, coarsen=coarsen, zr=zr, progress=progress)
+    return ingest_files(files, store, source=source, coarsen=coarsen, zr=zr, progress=progress,
+                        max_rain_mm_h=max_rain_mm_h)
 
 
 @dataclass(frozen=True)
@@ -316,6 +404,7 @@ class Preset:
     coarsen: int = 1
     zr: tuple[float, float] = MARSHALL_PALMER
     description: str = ""
+    max_rain_mm_h: float = MAX_RAIN_RATE_MM_H
 
 
 #: Named sets of stores built by one command (``nowcast ingest --preset NAME``).
@@ -365,7 +454,7 @@ def build_preset(name: str = "radar-mix", out: str | Path = "stores/radar-mix",
         if not files:
             raise FileNotFoundError(f"preset {name}: no {item.source} files under {root} / {item.folders}")
         report = ingest_files(files, out / item.store, source=item.source, coarsen=preset.coarsen,
-                              zr=preset.zr, progress=progress)
+                              zr=preset.zr, progress=progress, max_rain_mm_h=preset.max_rain_mm_h)
         problems += [f"{item.store}: {Path(f).name}: {why}" for f, why in report.skipped]
         built[Path(item.store).stem] = out / item.store
     if problems:

@@ -14,7 +14,13 @@ Every store that ``nowcast ingest`` (or the synthetic-event generator) writes lo
         source_file     (time)   <U                 provenance: raw file the frame came from
         rain_fraction   (time)   float32            fraction of covered pixels >= 0.5 mm/h
     Attributes: Conventions, title, source, product, conversion, pixel_size_m,
-                timestep_minutes, history
+                timestep_minutes (measured from the frames' times), max_rain_rate_mm_h, history
+
+Values are checked on the way in (ingest refuses a frame) and on the way out (evaluation refuses
+a store) by one function, :func:`rain_value_problems` / :func:`check_rain_values`: NaN marks pixels
+outside radar coverage; anything else non-finite, a negative rate, a rate above the ceiling
+(``max_rain_rate_mm_h``, default :data:`MAX_RAIN_RATE_MM_H`) or a ``rain_fraction`` outside
+[0, 1] is physically impossible and means a wrong conversion.
 
 Reading and writing stores goes through this module so the names live in one place.
 """
@@ -22,6 +28,7 @@ Reading and writing stores goes through this module so the names live in one pla
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,10 +42,18 @@ RAIN_FRACTION = "rain_fraction"
 #: threshold (mm/h) used for the per-frame ``rain_fraction`` summary
 RAIN_FRACTION_THRESHOLD_MM_H = 0.5
 CONVENTIONS = "CF-1.10"
+#: default ceiling of a believable rain rate (mm/h); above it a frame is a wrong conversion
+MAX_RAIN_RATE_MM_H = 500.0
+#: the store attribute recording the ceiling its frames were checked against at ingest
+MAX_RAIN_ATTR = "max_rain_rate_mm_h"
 
 
 class StoreError(ValueError):
     """A store or a frame that does not follow the schema (wrong grid, bad times, ...)."""
+
+
+class RainValueError(StoreError):
+    """Rain values that cannot be real (non-finite, negative, above the ceiling, bad fraction)."""
 
 
 def crs_attributes(crs: Any) -> dict[str, Any]:
@@ -157,12 +172,84 @@ def validate_rain_dataset(ds: xr.Dataset) -> None:
         raise StoreError("; ".join(problems))
 
 
+def measured_timestep(times: np.ndarray | Sequence[np.datetime64]) -> np.timedelta64 | None:
+    """The most common difference (s) between consecutive distinct frame times; None below two.
+
+    A missing frame (a gap) or a stray extra frame does not change it; a tie goes to the shorter
+    step.
+    """
+    t = np.unique(np.asarray(times, dtype="datetime64[s]"))
+    if len(t) < 2:
+        return None
+    vals, counts = np.unique(np.diff(t), return_counts=True)
+    return vals[np.argmax(counts)]
+
+
 def timestep(ds: xr.Dataset) -> np.timedelta64:
-    """The store's nominal time step: the most common difference between frame times."""
+    """The store's time step (s): its ``timestep_minutes``, else measured from the frame times."""
     if "timestep_minutes" in ds.attrs:
         return np.timedelta64(int(round(float(ds.attrs["timestep_minutes"]) * 60)), "s")
-    d = np.diff(ds.time.values)
-    if len(d) == 0:
+    step = measured_timestep(ds.time.values)
+    if step is None:
         raise StoreError("cannot infer the time step of a store with one frame")
-    vals, counts = np.unique(d, return_counts=True)
-    return vals[np.argmax(counts)].astype("timedelta64[s]")
+    return step
+
+
+def frame_value_problems(rain: np.ndarray | xr.DataArray, fraction: np.ndarray | None = None,
+                         ceiling: float = MAX_RAIN_RATE_MM_H) -> list[tuple[int, str]]:
+    """(frame index, what is impossible) for each frame of ``rain`` that cannot be real.
+
+    Args:
+        rain: (T, H, W) rain rate in mm/h, NaN outside coverage (numpy, or a lazy DataArray
+            with dims (time, y, x), read once frame by frame).
+        fraction: (T,) ``rain_fraction`` (fraction of covered pixels, must lie in [0, 1]).
+        ceiling: largest believable rain rate in mm/h.
+
+    NaN is allowed (no coverage); +-inf, a negative rate, a rate above ``ceiling`` or a
+    fraction outside [0, 1] is reported.
+    """
+    lo, hi = _frame_extremes(rain)
+    frac = np.full(len(lo), np.nan) if fraction is None else np.asarray(fraction, dtype=np.float64)
+    problems = []
+    for i, (a, b, f) in enumerate(zip(lo, hi, frac, strict=True)):
+        why = []
+        if np.isinf(a) or np.isinf(b):
+            why.append("non-finite rain rate (inf)")
+        elif a < 0:
+            why.append(f"negative rain rate (min {a:.3g} mm/h)")
+        if np.isfinite(b) and b > ceiling:
+            why.append(f"rain rate {b:.4g} mm/h above the ceiling of {ceiling:g} mm/h")
+        if fraction is not None and not 0.0 <= f <= 1.0:
+            why.append(f"rain_fraction {f:.3g} outside [0, 1]")
+        if why:
+            problems.append((i, ", ".join(why)))
+    return problems
+
+
+def _frame_extremes(rain: np.ndarray | xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame (min, max) over covered pixels of (T, H, W) rain; NaN for a frame without any."""
+    with warnings.catch_warnings():  # all-NaN frames (no coverage) are allowed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if isinstance(rain, xr.DataArray):
+            stats = xr.Dataset({"lo": rain.min(("y", "x")), "hi": rain.max(("y", "x"))}).compute()
+            return stats["lo"].values.astype(np.float64), stats["hi"].values.astype(np.float64)
+        rain = np.asarray(rain, dtype=np.float64)
+        return np.nanmin(rain, axis=(-2, -1)), np.nanmax(rain, axis=(-2, -1))
+
+
+def check_rain_values(ds: xr.Dataset, ceiling: float | None = None) -> None:
+    """Raise :class:`RainValueError` (one line) if any frame of ``ds`` holds impossible values.
+
+    ``ceiling`` (mm/h) defaults to the store's ``max_rain_rate_mm_h``, else
+    :data:`MAX_RAIN_RATE_MM_H`. Reads every frame once (lazily, frame by frame).
+    """
+    if ceiling is None:
+        ceiling = float(ds.attrs.get(MAX_RAIN_ATTR, MAX_RAIN_RATE_MM_H))
+    fraction = ds[RAIN_FRACTION].values if RAIN_FRACTION in ds.variables else None
+    problems = frame_value_problems(ds[RAIN], fraction, ceiling)
+    if problems:
+        i, why = problems[0]
+        t = np.datetime_as_string(ds.time.values[i], unit="s")
+        name = f" ({ds[SOURCE_FILE].values[i]})" if SOURCE_FILE in ds.variables else ""
+        raise RainValueError(f"{len(problems)} of {ds.sizes['time']} frames hold impossible rain values, "
+                             f"first {t}{name}: {why}")

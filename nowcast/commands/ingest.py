@@ -24,11 +24,14 @@ log = logging.getLogger(__name__)
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="nowcast ingest", description=HELP + ". " + (
         "Rain rate in mm/h (dBZ via Z = a R^b, accumulations divided by their accumulation time, "
-        "< 0.1 mm/h -> 0, NaN outside coverage). Incremental and idempotent: only new times are "
-        "added, re-ingesting a file changes nothing, unreadable files and files on another grid are "
-        "reported and skipped. One writer per store: a store that another process is writing is "
-        "refused (exit status 2); a run killed at any moment leaves the store as it was before its "
-        "last write, and the next run recovers it. Exit status 1 if any file was skipped."))
+        "< 0.1 mm/h -> 0, NaN outside coverage; KNMI files are converted by their own metadata, grids "
+        "in km are stored in metres, the time step is measured from the frames' times). Incremental and "
+        "idempotent: only new times are added, re-ingesting a file changes nothing, unreadable files, "
+        "files on another grid and frames with impossible rain values (inf, negative, above "
+        "--max_rain_rate) are reported and skipped. One writer per store: a store that another "
+        "process is writing is refused (exit status 2); a run killed at any moment leaves the store "
+        "as it was before its last write, and the next run recovers it. Exit status 1 if any file "
+        "was skipped."))
     p.add_argument("--config", action=ActionConfigFile, help="YAML file with any of these options")
     p.add_argument("inputs", nargs="*", type=str, default=[],
                    help="raw radar files and/or folders (searched recursively for known file names)")
@@ -41,6 +44,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--zr_a", type=float, default=200.0,
                    help="Z-R relation Z = a R^b: a (Marshall-Palmer 200)")
     p.add_argument("--zr_b", type=float, default=1.6, help="Z-R relation Z = a R^b: b (Marshall-Palmer 1.6)")
+    p.add_argument("--max_rain_rate", type=float, default=500.0,
+                   help="ceiling of a believable rain rate in mm/h: a frame above it is a wrong conversion "
+                        "and is skipped (evaluation checks stores against it too)")
     p.add_argument("--preset", type=str | None, default=None,
                    help="build a named set of stores instead (radar-mix: knmi/fmi/mch/rmi[/bom].zarr at 2 km "
                         "from --radar_root)")
@@ -100,7 +106,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         report = ingest_files(files, cfg.store, source=cfg.source, coarsen=cfg.coarsen,
-                              zr=(cfg.zr_a, cfg.zr_b), progress=cfg.progress)
+                              zr=(cfg.zr_a, cfg.zr_b), progress=cfg.progress, max_rain_mm_h=cfg.max_rain_rate)
     except LockedError as exc:
         print(f"nowcast ingest: {exc}", file=sys.stderr)
         return 2

@@ -16,16 +16,19 @@ import numpy as np
 import xarray as xr
 
 from data_pipelines.store import crs_name, plain_strings
-from nowcast.schema import StoreError, validate_rain_dataset
+from nowcast.schema import RainValueError, StoreError, check_rain_values, validate_rain_dataset
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 
 
-def open_store(path: str | Path) -> xr.Dataset:
+def open_store(path: str | Path, check_values: bool = False) -> xr.Dataset:
     """Open the store at ``path`` lazily (dask, one frame per chunk) and validate it.
 
     A directory (``*.zarr``) opens as zarr; ``.nc``/``.nc4`` as netCDF4. Raises
     ``FileNotFoundError`` if nothing is there and :class:`StoreError` if it is not a rain store.
+    With ``check_values`` (for evaluation: reads every frame once) also
+    :class:`nowcast.schema.RainValueError` if a frame holds impossible rain values (the check
+    ingest applies, :func:`nowcast.schema.check_rain_values`).
     """
     path = Path(path)
     if not path.exists():
@@ -52,7 +55,15 @@ def open_store(path: str | Path) -> xr.Dataset:
     except StoreError as exc:
         ds.close()
         raise StoreError(f"{path} is not a valid rain store: {exc}") from exc
-    return plain_strings(ds)
+    ds = plain_strings(ds)
+    if check_values:
+        try:
+            check_rain_values(ds)
+        except RainValueError as exc:
+            ds.close()
+            raise RainValueError(f"rain store {path}: {exc}; it cannot be evaluated (rebuild it with "
+                                 "`nowcast ingest`, which refuses such frames)") from exc
+    return ds
 
 
 def describe_store(ds: xr.Dataset) -> dict[str, Any]:
