@@ -25,13 +25,15 @@ def common(store, out, max_windows: int = 3) -> list[str]:
 
 def test_evaluate_writes_report_and_resumes(store, tmp_path, capsys):
     out = tmp_path / "rep"
-    argv = ["evaluate", *common(store, out),
-            "--models", "persistence", "extrapolation", "persistence:checkpoint=/missing.pt,label=broken"]
+    # a model argument that cannot work is refused before any model runs, leaving no folder
+    broken = ["evaluate", *common(store, out),
+              "--models", "persistence", "extrapolation", "persistence:checkpoint=/missing.pt,label=broken"]
+    assert cli_main(broken) == 2
+    assert "takes no checkpoint" in capsys.readouterr().err and not out.exists()
+    argv = ["evaluate", *common(store, out), "--models", "persistence", "extrapolation"]
     assert cli_main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics["models"]) == ["persistence", "extrapolation", "broken"]
-    assert metrics["models"]["broken"]["status"] == "failed"
-    assert "takes no checkpoint" in metrics["models"]["broken"]["error"]
+    assert list(metrics["models"]) == ["persistence", "extrapolation"]
     run = metrics["run"]
     assert run["n_windows"] == 3 and run["n_out"] == 3 and run["crop"] == 40
     assert run["git"]["commit"] and run["data"]["stores"]["syn"]["grid_shape"] == [48, 48]

@@ -12,6 +12,11 @@ ingest`` with a time range. Models are specs ``name[:key=value,...]`` (see
 :class:`nowcast.evaluation.runner.ModelSpec`). Each model's result is written when it finishes;
 a failing model is reported with its error and the others go on; ``--resume`` skips models
 whose results are already in the output folder.
+
+Exit codes: 0 every model scored; 2 refused before anything ran (bad option, data config,
+split, store, model name or argument: one line on stderr, no output folder written) or a model
+refused as not fitting the data (e.g. trained at another time step; the others are scored);
+1 a model failed while running (its error is in the report).
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
+from nowcast.cli import EXIT_REFUSED, fail
 from nowcast.types import repo_root
+
+#: exit code of a run in which a model failed while running (the report holds its error)
+EXIT_MODEL_FAILED = 1
 
 HELP = "score forecasters on a store split and write a report (tables, plots, metrics.json, CSV)"
 
@@ -105,6 +114,7 @@ def _git() -> dict[str, Any]:
 def build_data(args: Any) -> tuple[Any, dict[str, Any]]:
     """The split's dataset (fixed centred crop) and a description: stores, events, window count."""
     from nowcast.data.datamodule import NowcastDataModule, load_config, store_range_config
+    from nowcast.models.base import refuse_unknown_arguments
 
     overrides: dict[str, Any] = {k: v for k, v in (("n_in", args.n_in), ("n_out", args.n_out),
                                                    ("stride", args.stride)) if v is not None}
@@ -123,11 +133,25 @@ def build_data(args: Any) -> tuple[Any, dict[str, Any]]:
         cfg, split = load_config(args.data), args.split
         where = f"split {split!r} of {args.data}"
     cached = args.motion == "cache"
-    cfg = {**cfg, **overrides, "num_workers": 0, "with_motion": cached, "cached_motion_only": False}
-    dm = NowcastDataModule(**cfg)
+    source = f"data config {args.data}" if not args.store else f"--store {args.store}"
+    try:
+        refuse_unknown_arguments(NowcastDataModule, cfg, what=source, noun="key")
+    except ValueError as err:
+        raise EvaluateInputError(str(err)) from err
+    try:
+        dm = NowcastDataModule(**{**cfg, **overrides, "num_workers": 0, "with_motion": cached,
+                                  "cached_motion_only": False})
+    except (ValueError, KeyError) as err:  # overlapping splits, unknown stores, bad times
+        raise EvaluateInputError(f"{source}: {err.args[0] if isinstance(err, KeyError) else err}") from err
     if split not in dm.events:
         raise EvaluateInputError(f"split {split!r} not in the data config; it has {sorted(dm.events)}")
     dm.setup("test")
+    if not len(dm.datasets.get(split, ())):
+        have = {k: len(v) for k, v in dm.datasets.items()}
+        raise EvaluateInputError(
+            f"{where} has no windows of {dm.n_in} + {dm.n_out} frames every {dm.stride} step(s) "
+            f"(windows per split: {have}); check its times against the stores' frames, "
+            "or lower --n-in/--n-out")
     dataset = dm.dataset(split)
     missing = dm.without_cached_motion(dataset.windows) if cached else []
     if missing:
@@ -143,14 +167,36 @@ def build_data(args: Any) -> tuple[Any, dict[str, Any]]:
 
 
 def describe_stores(paths: dict[str, str]) -> dict[str, Any]:
+    import numpy as np
+
     from nowcast.data.store import describe_store, open_store
+    from nowcast.schema import RainValueError, timestep
 
     out = {}
     for name, path in paths.items():
-        ds = open_store(path)
+        try:
+            ds = open_store(path, check_values=True)
+        except RainValueError as err:  # a wrong conversion is not scored: one line, exit 2
+            raise EvaluateInputError(str(err)) from err
         out[name] = {"path": path, **describe_store(ds)}
+        if out[name]["timestep_minutes"] is None:  # a store without the attribute: its frames' step
+            out[name]["timestep_minutes"] = timestep(ds) / np.timedelta64(1, "m")
         ds.close()
     return out
+
+
+def check_one_grid(stores: dict[str, dict[str, Any]]) -> None:
+    """Refuse stores of different time steps or pixel sizes in one run: scores per lead time, the
+    spectra and the models' binding (:func:`nowcast.models.base.bind_to_store`) assume one of each."""
+    def differ(key: str) -> bool:
+        values = [float(s[key]) for s in stores.values()]
+        return any(abs(v - values[0]) > 0.01 * abs(values[0]) for v in values)
+
+    if differ("timestep_minutes") or differ("pixel_size_m"):
+        each = "; ".join(f"{name} {s['timestep_minutes']:g} min, {s['pixel_size_m']:g} m"
+                         for name, s in stores.items())
+        raise EvaluateInputError(f"the stores of this run differ in time step or pixel size ({each}); "
+                                 "evaluate each kind in its own run")
 
 
 def merge_runs(old: dict[str, Any], new: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -174,27 +220,44 @@ def merge_runs(old: dict[str, Any], new: dict[str, Any], out: Path) -> dict[str,
     return {**new, "models": list(models.values()), "parts": [*parts, *new["parts"]]}
 
 
-def run(args: Any, argv: list[str]) -> Path:
+def check_models(texts: list[str]) -> list[Any]:
+    """The model specs of ``--models``, each refused (one line) before anything runs if its text,
+    name or arguments are bad, or its checkpoint is missing, unreadable or another model's."""
+    from nowcast.evaluation.runner import parse_specs
+    from nowcast.models.base import check_model
+
+    if not texts:
+        raise EvaluateInputError("no models given (--models)")
+    try:
+        specs = parse_specs(texts)
+        for spec in specs:
+            check_model(spec.name, spec.checkpoint, **spec.kwargs)
+    except ValueError as err:
+        raise EvaluateInputError(f"--models: {err}") from err
+    return specs
+
+
+def run(args: Any, argv: list[str]) -> dict[str, dict[str, Any]]:
+    """Score the models and write the report; returns each model's result by label."""
     import torch
 
     from nowcast.evaluation.report import write_report
-    from nowcast.evaluation.runner import EvaluationRunner, ModelSpec, device_name, evenly_spaced, write_json
+    from nowcast.evaluation.runner import EvaluationRunner, device_name, evenly_spaced, write_json
 
     out = Path(args.output)
     if args.report_only:
         if not (out / "run.json").exists():
             raise EvaluateInputError(f"--report-only: no run.json in {out}")
         write_report(out, focus=args.focus)
-        return out
+        return {}
     if args.threads:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    specs = [ModelSpec.parse(s) for s in args.models]
-    if not specs:
-        raise EvaluateInputError("no models given (--models)")
+    specs = check_models(args.models)
     t0 = time.perf_counter()
     dataset, data = build_data(args)
     data["stores"] = describe_stores({k: data["store_paths"][k] for k in data["stores_used"]})
+    check_one_grid(data["stores"])
     first = next(iter(data["stores"].values()))
     positions = evenly_spaced(len(dataset), args.max_windows)
     n_out = data["n_out"]
@@ -225,7 +288,9 @@ def run(args: Any, argv: list[str]) -> Path:
     runner = EvaluationRunner(dataset, positions, out, n_out, members=args.members,
                               batch_size=args.batch_size, num_workers=args.num_workers, device=device,
                               seed=args.seed,
-                              suite_kwargs=suite_kwargs, n_cases=args.n_cases, progress=args.progress)
+                              suite_kwargs=suite_kwargs, n_cases=args.n_cases, progress=args.progress,
+                              stores=list(data["stores"].values()), n_in=data["n_in"],
+                              shape=(data["crop"], data["crop"]) if data["crop"] else None)
     log.info("%d windows (%s), %d model(s) -> %s", len(positions), data["where"], len(specs), out)
     runner.prepare()
 
@@ -246,16 +311,23 @@ def run(args: Any, argv: list[str]) -> Path:
     n_ok = sum(r["status"] == "ok" for r in results.values())
     log.info("report in %s (%d/%d models ok, %.0f s)", out / "report.html", n_ok, len(results),
              meta["wall_s"])
-    return out
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.getLogger("nowcast").setLevel(logging.INFO)
+    from nowcast.schema import StoreError
+
     try:
-        run(args, argv)
-    except (EvaluateInputError, FileNotFoundError, KeyError) as err:
-        print(f"nowcast evaluate: error: {err}", file=sys.stderr, flush=True)
-        return 2
-    return 0
+        results = run(args, argv)
+    except (EvaluateInputError, FileNotFoundError, KeyError, StoreError) as err:
+        return fail("evaluate", err)
+    code = 0
+    for label, result in results.items():  # the report has them too; the exit code and stderr say so
+        if result["status"] != "ok":
+            verb, exit_code = (("refused", EXIT_REFUSED) if result["status"] == "refused"
+                               else ("failed", EXIT_MODEL_FAILED))
+            code = max(code, fail("evaluate", f"model {label} {verb}: {result['error']}", exit_code))
+    return code

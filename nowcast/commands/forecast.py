@@ -14,27 +14,32 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
+from nowcast.cli import fail
 from nowcast.io.cf import (
     FORMATS,
     ForecastExistsError,
+    OutputPathError,
     Provenance,
+    check_output_folder,
     forecast_dataset,
     forecast_filename,
     write_forecast,
 )
 from nowcast.models import Forecaster, load_forecaster
+from nowcast.models.base import DoesNotFitError, ModelArgumentError, bind_to_store, check_model
+from nowcast.models.checkpoint import CheckpointError
 from nowcast.schema import RAIN, SOURCE_FILE, StoreError, timestep
 from nowcast.types import radar_dir, repo_root
 
@@ -88,7 +93,8 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--checkpoint", type=str | None, default=None,
                    help="checkpoint of a learned model (default: the model's shipped checkpoint)")
     m.add_argument("--model-args", type=dict, default={},
-                   help="extra constructor arguments, e.g. '{\"kmperpixel\": 1.0}' for steps on a 1 km grid")
+                   help="extra constructor arguments, e.g. '{\"ar_order\": 1}' for steps (pixel size "
+                        "and time step come from the store)")
     m.add_argument("--model-defaults", type=dict, default={},
                    help="per-model constructor defaults, {name: {arg: value}}; --model-args override them "
                         "(configs/forecast.yaml gives the diffusion model its 4-step adversarial sampler)")
@@ -207,6 +213,18 @@ def missing_inputs(
     return [f"{t}Z" for t in need if t.tolist() not in have]
 
 
+def frames_without_data(ds: xr.Dataset, times: set[Any], rows: slice, cols: slice) -> set[Any]:
+    """Those of ``times`` (``datetime`` of frames in the store) that hold no radar data at all in the
+    forecast window (all NaN): the forecast's coverage is where every input frame has data, so one
+    such frame makes the whole forecast NaN."""
+    if not times:
+        return set()
+    ordered = sorted(times)
+    frames = ds[RAIN].sel(time=np.array(ordered, dtype="datetime64[ns]")).isel(y=rows, x=cols)
+    empty = frames.isnull().all(("y", "x")).values
+    return {t for t, e in zip(ordered, empty, strict=True) if e}
+
+
 def select_issue_times(
     store_times: np.ndarray, step: np.timedelta64, n_in: int, issue_time: str,
     start: str | None, end: str | None, every: int,
@@ -231,11 +249,16 @@ def select_issue_times(
 # ----------------------------------------------------------------------------- outputs
 
 
+def is_file_output(output: str) -> bool:
+    """True if ``--output`` names one forecast file (.nc/.zarr), False if a folder."""
+    return Path(output).suffix.lower() in FORMATS
+
+
 def output_paths(
     output: str, fmt: str, model: str, issues: Sequence[np.datetime64], batch: bool
 ) -> list[Path]:
     out = Path(output)
-    if out.suffix.lower() in FORMATS:
+    if is_file_output(output):
         if batch or len(issues) != 1:
             raise ForecastInputError(f"--output {output} is a file; a batch of issue times needs a folder")
         return [out]
@@ -259,19 +282,6 @@ class Job:
     checkpoint: str | None
     #: what the store was made from, for provenance (the store itself, a raw folder, the default)
     origin: str
-
-
-def _check_fits(forecaster: Forecaster, ds: xr.Dataset, step: np.timedelta64) -> None:
-    """Learned models expose what they were built for (``window``, ``grid``); refuse a mismatch."""
-    window, grid = getattr(forecaster, "window", None), getattr(forecaster, "grid", None)
-    minutes = step / np.timedelta64(1, "m")
-    if window is not None and abs(window.timestep_minutes - minutes) > 1e-6:
-        raise ForecastInputError(f"{forecaster.name} was built for a {window.timestep_minutes} min step; "
-                                 f"the store has {minutes} min")
-    pixel = float(abs(ds.x.values[1] - ds.x.values[0])) if ds.sizes["x"] > 1 else None
-    if grid is not None and pixel is not None and abs(grid.pixel_size_m - pixel) > 1e-3:
-        raise ForecastInputError(f"{forecaster.name} was built for {grid.pixel_size_m} m pixels; "
-                                 f"the store has {pixel} m")
 
 
 def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], n_out: int,
@@ -322,6 +332,10 @@ def run(args) -> list[Path]:
     t_start = time.perf_counter()
     if args.store and args.input_dir:
         raise ForecastInputError("give --store or --input-dir, not both")
+    # refusals that need neither data nor model come first: an ingest or a forecast takes minutes
+    check_output_folder(Path(args.output).parent if is_file_output(args.output) else Path(args.output))
+    model_args = {**args.model_defaults.get(args.model, {}), **args.model_args}
+    check_model(args.model, args.checkpoint, **model_args)
     with tempfile.TemporaryDirectory(prefix="nowcast-ingest-") as tmp:
         if args.store:
             store_path, origin = Path(args.store), "store"
@@ -337,30 +351,44 @@ def run(args) -> list[Path]:
         ds = open_rain_store(store_path)
         step = timestep(ds)
         rows, cols = parse_crop(args.crop, ds.sizes["y"], ds.sizes["x"])
-        model_args = {**args.model_defaults.get(args.model, {}), **args.model_args}
         forecaster = load_forecaster(args.model, args.checkpoint, **model_args).to(args.device)
-        _check_fits(forecaster, ds, step)
-        issues, batch = select_issue_times(ds.time.values, step, forecaster.n_in, args.issue_time,
+        bind_to_store(forecaster, store_description(ds, store_path, step), args.n_out,
+                      shape=(rows.stop - rows.start, cols.stop - cols.start))
+        n_in = forecaster.n_in
+        issues, batch = select_issue_times(ds.time.values, step, n_in, args.issue_time,
                                            args.start, args.end, args.every)
         store_times = ds.time.values
-        gaps = {t: missing_inputs(store_times, t, forecaster.n_in, step) for t in issues}
+        gaps = {t: missing_inputs(store_times, t, n_in, step) for t in issues}
+        stored = {x for t in issues if not gaps[t] for x in input_times(t, n_in, step).tolist()}
+        empty = frames_without_data(ds, stored, rows, cols)
+        blank = {t: [f"{np.datetime64(x, 's')}Z" for x in input_times(t, n_in, step).tolist() if x in empty]
+                 for t in issues if not gaps[t]}
+        where = "the --crop window" if args.crop else "the store"
         if not batch and gaps[issues[0]]:
             raise ForecastInputError(
-                f"cannot issue at {issues[0]}Z with {forecaster.name} (needs {forecaster.n_in} frames every "
+                f"cannot issue at {issues[0]}Z with {forecaster.name} (needs {n_in} frames every "
                 f"{step / np.timedelta64(1, 'm'):g} min): missing input frames "
                 f"{', '.join(gaps[issues[0]])} in {store_path}")
+        if not batch and blank[issues[0]]:
+            raise ForecastInputError(
+                f"cannot issue at {issues[0]}Z with {forecaster.name}: input frame(s) "
+                f"{', '.join(blank[issues[0]])} hold no radar data in {where} (all NaN), so the whole "
+                "forecast would be NaN; choose another --issue-time or re-ingest those frames")
         for t in issues:
             if gaps[t]:
                 log.warning("skipping issue time %sZ: missing input frames %s", t, ", ".join(gaps[t]))
-        issues = [t for t in issues if not gaps[t]]
+            elif blank[t]:
+                log.warning("skipping issue time %sZ: input frame(s) %s hold no radar data in %s (all NaN)",
+                            t, ", ".join(blank[t]), where)
+        issues = [t for t in issues if not gaps[t] and not blank[t]]
         if not issues:
-            raise ForecastInputError(f"no issue time in the range has its {forecaster.n_in} input frames "
-                                     f"in {store_path}")
+            raise ForecastInputError(f"no issue time in the range has its {n_in} input frames "
+                                     f"with radar data in {store_path}")
         paths = output_paths(args.output, args.format, forecaster.name, issues, batch)
         kinds = QUICKLOOKS[args.quicklook]
-        existing = [p for p in paths if p.exists()]
+        existing = [q for p in paths for q in (p, *quicklook_paths(p, kinds)) if q.exists()]
         if existing and not args.overwrite:
-            raise ForecastExistsError(f"{len(existing)} forecast(s) exist, e.g. {existing[0]}; "
+            raise ForecastExistsError(f"{len(existing)} output file(s) exist, e.g. {existing[0]}; "
                                       "use --overwrite to replace them")
         log.info("store %s (%d frames, step %g min, grid %dx%d, crop %s); model %s; "
                  "%d issue time(s) %sZ .. %sZ", store_path, ds.sizes["time"], step / np.timedelta64(1, "m"),
@@ -374,11 +402,19 @@ def run(args) -> list[Path]:
     return written
 
 
+def store_description(ds: xr.Dataset, path: Path, step: np.timedelta64) -> dict[str, Any]:
+    """``describe_store`` of the opened store, with its path and the step :func:`timestep` found
+    (a store without a ``timestep_minutes`` attribute gets it from its frames' times)."""
+    from nowcast.data.store import describe_store
+
+    return {**describe_store(ds), "path": str(path), "timestep_minutes": step / np.timedelta64(1, "m")}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ForecastInputError, ForecastExistsError, StoreError) as err:
-        print(f"nowcast forecast: error: {err}", file=sys.stderr, flush=True)
-        return 2
+    except (ForecastInputError, ForecastExistsError, StoreError, OutputPathError, ModelArgumentError,
+            CheckpointError, DoesNotFitError) as err:
+        return fail("forecast", err)
     return 0

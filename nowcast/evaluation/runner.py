@@ -5,6 +5,11 @@ The runner never looks at what a model is: it builds each one with
 ``Forecaster.forecast(past, n_out, members, generator, motion)`` (``motion`` only when the
 dataset yields one, e.g. from motion caches: then every model that advects uses the same).
 
+Each model is bound to the data before its first forecast (:func:`nowcast.models.base.bind_to_store`,
+once per store of the run): one that does not fit (e.g. a learned model trained at another time
+step or pixel size) gets the status "refused" with the reason, one that breaks "failed"; the
+others go on either way.
+
 Output folder layout (written as each model finishes, so a crash or a Ctrl-C loses at most the
 model that was running, and ``resume=True`` skips models already done)::
 
@@ -26,7 +31,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from nowcast.evaluation.inputs import reduce_ensemble
 from nowcast.evaluation.suite import ScoreSuite
+from nowcast.models.base import DoesNotFitError, bind_to_store
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 log = logging.getLogger("nowcast.evaluate")
@@ -131,6 +137,16 @@ class ModelSpec:
         return asdict(self)
 
 
+def parse_specs(specs: Sequence[ModelSpec | str]) -> list[ModelSpec]:
+    """The specs of one run; ``ValueError`` for a malformed one or two with one label."""
+    parsed = [ModelSpec.parse(s) for s in specs]
+    labels = [s.label for s in parsed]
+    dup = {x for x in labels if labels.count(x) > 1}
+    if dup:
+        raise ValueError(f"two models share the label(s) {sorted(dup)}; give one a label=...")
+    return parsed
+
+
 def evenly_spaced(n: int, k: int | None) -> list[int]:
     """``k`` indices spread evenly over ``range(n)`` (all of them when ``k`` is None or >= n)."""
     if k is None or k >= n:
@@ -202,14 +218,21 @@ class EvaluationRunner:
         suite_kwargs: passed to :class:`ScoreSuite` (thresholds, perceptual, weights_dir, ...).
         n_cases: sample cases kept for the panels and the GIF.
         progress: show a progress bar per model (tqdm, on stderr).
+        stores: ``describe_store`` of each store the windows come from (with its ``path``): every
+            model is bound to each before it runs; none: models run unbound.
+        n_in: past frames per window (for the binding; None: as many as each model needs).
+        shape: (H, W) of the windows' frames (the scoring crop; None: each store's grid).
     """
 
     def __init__(self, dataset: Dataset, indices: Sequence[int], output_dir: str | Path, n_out: int,
                  members: int = 8, batch_size: int = 4, num_workers: int = 0,
                  device: str | torch.device = "cpu", seed: int = 0,
-                 suite_kwargs: dict[str, Any] | None = None, n_cases: int = 2, progress: bool = True) -> None:
+                 suite_kwargs: dict[str, Any] | None = None, n_cases: int = 2, progress: bool = True,
+                 stores: Sequence[Mapping[str, Any]] = (), n_in: int | None = None,
+                 shape: tuple[int, int] | None = None) -> None:
         if not len(indices):
             raise ValueError("no windows to evaluate")
+        self.stores, self.n_in, self.shape = list(stores), n_in, shape
         self.dataset, self.indices = dataset, list(indices)
         self.out = Path(output_dir)
         self.n_out, self.members, self.batch_size = int(n_out), int(members), max(1, int(batch_size))
@@ -286,11 +309,7 @@ class EvaluationRunner:
     def run(self, specs: Sequence[ModelSpec | str], resume: bool = False,
             on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
         """Evaluate every model (failures are recorded, never raised); returns label -> result."""
-        specs = [ModelSpec.parse(s) for s in specs]
-        labels = [s.label for s in specs]
-        dup = {x for x in labels if labels.count(x) > 1}
-        if dup:
-            raise ValueError(f"two models share the label(s) {sorted(dup)}; give one a label=...")
+        specs = parse_specs(specs)
         if not self.cases and self.n_cases:
             self.prepare()
         results = {}
@@ -319,6 +338,9 @@ class EvaluationRunner:
         try:
             result.update(self._score(spec, positions, folder))
             result["status"] = "ok"
+        except DoesNotFitError as err:  # not the data it was built for: said, not a traceback
+            log.error("%s refused: %s", spec.label, err)
+            result["status"], result["error"] = "refused", str(err)
         except Exception as err:  # one broken model must not cost the others' results
             log.error("%s failed: %s: %s", spec.label, type(err).__name__, err)
             result["error"] = f"{type(err).__name__}: {err}"
@@ -332,6 +354,9 @@ class EvaluationRunner:
 
         t_load = time.perf_counter()
         forecaster = load_forecaster(spec.name, spec.checkpoint, **spec.kwargs).to(self.device)
+        for store in self.stores:
+            bind_to_store(forecaster, store, self.n_out, n_in=self.n_in,
+                          shape=self.shape or tuple(store["grid_shape"]))
         load_s = time.perf_counter() - t_load
         members = spec.members or self.members
         generator = torch.Generator(device=forecaster.device).manual_seed(self.seed)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from nowcast.io.cf import (
     ForecastExistsError,
+    OutputPathError,
     Provenance,
+    check_output_folder,
     forecast_dataset,
     forecast_filename,
     open_forecast,
@@ -14,7 +16,9 @@ from nowcast.io.cf import (
 
 __all__ = [
     "ForecastExistsError",
+    "OutputPathError",
     "Provenance",
+    "check_output_folder",
     "forecast_dataset",
     "forecast_filename",
     "open_forecast",

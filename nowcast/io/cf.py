@@ -28,6 +28,7 @@ only replaced when ``overwrite=True``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -49,6 +50,34 @@ FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
 
 class ForecastExistsError(FileExistsError):
     """The target forecast file exists and overwriting was not asked for."""
+
+
+class OutputPathError(ValueError):
+    """Forecast files cannot be written where they were asked for."""
+
+
+def check_output_folder(folder: str | Path) -> None:
+    """Refuse a folder that forecast files cannot be written into, before any forecast is computed:
+    creates it and the folders above it as ``write_forecast`` would, writes and removes a probe
+    file, then removes the folders it created (a refused run elsewhere leaves nothing behind)."""
+    folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputPathError(f"cannot write forecasts into {folder}: {blocker} is a file, not a folder; "
+                              "choose another --output")
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe.tmp-{uuid.uuid4().hex[:8]}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise OutputPathError(f"cannot create or write the output folder {folder} ({err.strerror or err}); "
+                              "choose another --output") from err
+    finally:
+        for p in created:  # innermost first; one another process filled meanwhile stays
+            with contextlib.suppress(OSError):
+                p.rmdir()
 
 
 @dataclass

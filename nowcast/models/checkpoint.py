@@ -20,6 +20,9 @@ A checkpoint is a plain dict (only tensors, numbers, strings, lists and dicts, s
 from __future__ import annotations
 
 import hashlib
+import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,15 @@ from nowcast.types import GridSpec, WindowSpec
 FORMAT = "nowcast-checkpoint/1"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file, the problem and the fix."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No file at the checkpoint's path."""
+
+
+class CheckpointMismatchError(CheckpointError):
     """A checkpoint built for another frame count, time step, grid, transform or model."""
 
 
@@ -48,21 +59,43 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path, forecaster: str | None = None) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; check its format and forecaster name."""
+    """Read a checkpoint with ``weights_only=True``; check its format and forecaster name.
+
+    Raises :class:`CheckpointNotFoundError`, :class:`CheckpointError` (unreadable, or pickled
+    code, which ``weights_only`` refuses to run) or :class:`CheckpointMismatchError` (another model).
+    """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"checkpoint not found: {path} (give the path of a nowcast checkpoint, "
+                                      "or none for the model's shipped one)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated files, foreign formats
-        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {err}") from err
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: the error says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower():  # a broken pickle, not a refused one
+            raise _unreadable(path, err) from err
+        code = re.search(r"GLOBAL (\S+)", str(err))
+        what = f"code ({code.group(1)})" if code else "objects other than plain weights"
+        raise CheckpointError(f"checkpoint {path} holds pickled {what}, refused: unpickling it could run "
+                              "code; use a checkpoint written by nowcast (nowcast train)") from err
+    except Exception as err:  # truncated or foreign files: zip, EOF and unpickler errors of all kinds
+        raise _unreadable(path, err) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointMismatchError(f"{path} is not a nowcast checkpoint ({FORMAT})")
+        raise CheckpointMismatchError(f"{path} is not a nowcast checkpoint ({FORMAT}); "
+                                      "use a checkpoint written by nowcast (nowcast train)")
     if forecaster is not None and ckpt["forecaster"] != forecaster:
         raise CheckpointMismatchError(
-            f"{path} holds a {ckpt['forecaster']!r} model, not {forecaster!r}"
+            f"{path} holds a {ckpt['forecaster']!r} model, not {forecaster!r}; "
+            f"load it as {ckpt['forecaster']!r} or give a {forecaster!r} checkpoint"
         )
     return ckpt
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    reason = str(err).split(". ")[0].strip() or f"{type(err).__name__}: the file ends early"
+    return CheckpointError(f"checkpoint {path} cannot be read, it is truncated or not a torch file "
+                           f"({reason}); copy it again or re-export it")
 
 
 def check_compatible(
@@ -81,9 +114,8 @@ def check_compatible(
         if window.n_out > built.n_out:
             problems.append(f"built for up to {built.n_out} lead times, asked for {window.n_out}")
         if abs(window.timestep_minutes - built.timestep_minutes) > 1e-6:
-            problems.append(
-                f"built for a {built.timestep_minutes}-min time step, data has {window.timestep_minutes}"
-            )
+            problems.append(f"built for a {built.timestep_minutes:g}-min time step, "
+                            f"data has a {window.timestep_minutes:g}-min one")
     if grid is not None:
         built_g = GridSpec(**ckpt["grid"])
         if abs(grid.pixel_size_m - built_g.pixel_size_m) > rel_tol * built_g.pixel_size_m:

@@ -15,11 +15,19 @@ import torch
 from torch import nn
 
 from nowcast.data.transforms import RainTransform, build_transform
-from nowcast.models.base import Forecaster
-from nowcast.models.checkpoint import check_compatible, file_sha256, load_checkpoint
+from nowcast.models.base import Forecaster, refuse_unknown_arguments
+from nowcast.models.checkpoint import (
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    check_compatible,
+    file_sha256,
+    load_checkpoint,
+)
 from nowcast.types import GridSpec, WindowSpec
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+#: ``__init__`` arguments that ``from_checkpoint`` fills from the checkpoint, not the user
+FROM_CHECKPOINT = ("modules", "hparams", "transform", "window", "grid", "checkpoint", "checkpoint_path")
 
 
 class LearnedForecaster(Forecaster):
@@ -81,10 +89,31 @@ class LearnedForecaster(Forecaster):
             **kwargs,
         )
 
+    @classmethod
+    def check_arguments(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> None:
+        """Refuse unknown arguments, missing weight files, and a main checkpoint that is unreadable
+        or holds another model (it is read once here, so a run with several models fails early)."""
+        refuse_unknown_arguments(cls, kwargs, internal=FROM_CHECKPOINT)
+        files = cls.weight_files(checkpoint, **kwargs)
+        for path in files[1:]:
+            if not path.exists():
+                raise CheckpointNotFoundError(f"{cls.name}: weight file not found: {path}")
+        load_checkpoint(files[0], forecaster=cls.name)
+
+    def bind(self, window: WindowSpec | None = None, grid: GridSpec | None = None) -> LearnedForecaster:
+        """Refuse data this model was not built for (frame count, lead times, time step, pixel size,
+        frame size), naming what it was built for and what the data has."""
+        try:
+            check_compatible({"window": self.window.to_dict(), "grid": self.grid.to_dict(),
+                              "transform": self.transform.to_dict()}, window=window, grid=grid)
+        except CheckpointMismatchError as err:
+            raise CheckpointMismatchError(f"{err}; use data like its training data, or a model trained "
+                                          "on data like this") from err
+        return self
+
     def check_fits(self, window: WindowSpec | None = None, grid: GridSpec | None = None) -> None:
-        """Refuse data this model was not built for (frame count, time step, pixel size)."""
-        check_compatible({"window": self.window.to_dict(), "grid": self.grid.to_dict(),
-                          "transform": self.transform.to_dict()}, window=window, grid=grid)
+        """:meth:`bind` without the result (the name older callers use)."""
+        self.bind(window, grid)
 
     def to(self, device: str | torch.device) -> LearnedForecaster:
         super().to(device)

@@ -15,6 +15,8 @@ import torch
 
 from nowcast.data.synthetic import synthetic_rain
 from nowcast.models import FORECASTERS, Forecaster, import_all, load_forecaster
+from nowcast.models.base import DoesNotFitError, bind_to_store
+from nowcast.types import GridSpec, WindowSpec
 
 import_all()
 NAMES = FORECASTERS.names()
@@ -117,6 +119,35 @@ class TestForecasterContract:
         last = torch.nan_to_num(past[:, -1]).mean()
         first_lead = rain[:, :, 0].mean()
         assert 0.5 < float(first_lead / last) < 2.0
+
+
+    def test_binds_to_its_data_and_refuses_another_time_step_if_learned(self, model):
+        fresh = _build(model.name)  # binding may change a model: keep the shared one as built
+        assert fresh.bind(WindowSpec(fresh.n_in, N_OUT, 5.0), GridSpec(2000.0, H, W)) is fresh
+        store = {"timestep_minutes": 10.0, "pixel_size_m": 2000.0, "path": "ten.zarr"}
+        if _is_learned(model.name):
+            with pytest.raises(DoesNotFitError, match=f"{model.name} cannot run on ten.zarr: .*"
+                                                      "built for a 5-min time step, data has a 10-min one"):
+                bind_to_store(fresh, store, N_OUT)
+        else:  # physical models work in pixels per step, or take the step from the store
+            assert bind_to_store(fresh, store, N_OUT) is fresh
+        with pytest.raises(DoesNotFitError, match="past frames"):
+            bind_to_store(_build(model.name), store, N_OUT, n_in=model.n_in - 1)
+
+    def test_an_unknown_argument_is_refused_before_building(self, model):
+        with pytest.raises(ValueError, match=f"{model.name}: unknown argument 'bogus'"):
+            type(model).check_arguments(bogus=1)
+
+
+def test_steps_takes_pixel_size_and_time_step_from_the_store():
+    steps = bind_to_store(load_forecaster("steps"), {"timestep_minutes": 10.0, "pixel_size_m": 1000.0}, N_OUT)
+    assert (steps.kmperpixel, steps.timestep) == (1.0, 10.0)
+    assert steps.describe()["kmperpixel"] == 1.0
+    agreeing = load_forecaster("steps", kmperpixel=1.0)
+    one_km = {"timestep_minutes": 5.0, "pixel_size_m": 1000.0}
+    assert bind_to_store(agreeing, one_km, N_OUT).kmperpixel == 1.0
+    with pytest.raises(DoesNotFitError, match="kmperpixel=2 was given but the data has 1 km pixels"):
+        bind_to_store(load_forecaster("steps", kmperpixel=2.0), one_km, N_OUT)
 
 
 def test_persistence_returns_the_last_field():

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from nowcast.data.motion import rain_to_flow_input
-from nowcast.models.base import FORECASTERS
+from nowcast.models.base import FORECASTERS, DoesNotFitError
 from nowcast.models.baselines.extrapolation import PerSampleForecaster
-from nowcast.types import RAIN_THRESHOLD_MM_H
+from nowcast.types import RAIN_THRESHOLD_MM_H, GridSpec, WindowSpec
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 _DB_THRESHOLD = 10.0 * math.log10(RAIN_THRESHOLD_MM_H)
 #: fewer rainy pixels than this fraction in the last frame: no structure for STEPS to evolve
 _MIN_RAIN_FRACTION = 1e-3
+#: pixel size (km) and time step (min) of a model never bound to a store (the radar-mix grid)
+_UNBOUND_KM, _UNBOUND_MINUTES = 2.0, 5.0
 
 
 def default_cascade_levels(height: int, width: int) -> int:
@@ -44,8 +46,8 @@ class Steps(PerSampleForecaster):
 
     Args:
         n_in: past frames (>= ar_order + 1; the motion field uses all of them).
-        kmperpixel: grid spacing in km (2 km for the radar-mix benchmark).
-        timestep: minutes between frames.
+        kmperpixel: grid spacing in km; None: the store's (see :meth:`bind`), 2 km before binding.
+        timestep: minutes between frames; None: the store's, 5 min before binding.
         n_cascade_levels: cascade levels; None chooses from the frame size.
         ar_order: order of the AR model of each cascade level.
         noise_method, vel_pert_method, mask_method, probmatching_method: pysteps options.
@@ -59,8 +61,8 @@ class Steps(PerSampleForecaster):
     def __init__(
         self,
         n_in: int = 4,
-        kmperpixel: float = 2.0,
-        timestep: float = 5.0,
+        kmperpixel: float | None = None,
+        timestep: float | None = None,
         n_cascade_levels: int | None = None,
         ar_order: int = 2,
         noise_method: str = "nonparametric",
@@ -75,8 +77,10 @@ class Steps(PerSampleForecaster):
         if n_in < ar_order + 1:
             raise ValueError(f"steps with ar_order={ar_order} needs n_in >= {ar_order + 1}")
         self.n_in = n_in
-        self.kmperpixel = kmperpixel
-        self.timestep = timestep
+        #: what was given (None: the store's); bind() fills in the store's values
+        self._given = {"kmperpixel": kmperpixel, "timestep": timestep}
+        self.kmperpixel = _UNBOUND_KM if kmperpixel is None else float(kmperpixel)
+        self.timestep = _UNBOUND_MINUTES if timestep is None else float(timestep)
         self.n_cascade_levels = n_cascade_levels
         self.ar_order = ar_order
         self.noise_method = noise_method
@@ -86,6 +90,23 @@ class Steps(PerSampleForecaster):
         self.motion_method = motion_method
         self.fft_method = fft_method
         self.num_workers = num_workers
+
+    def bind(self, window: WindowSpec | None = None, grid: GridSpec | None = None) -> Steps:
+        """Take the pixel size and time step of the data (STEPS' scale filters and its AR
+        parameters depend on both); a value given to ``__init__`` must agree with the data."""
+        super().bind(window, grid)
+        found = {"kmperpixel": grid.pixel_size_m / 1000.0 if grid is not None else None,
+                 "timestep": window.timestep_minutes if window is not None else None}
+        units = {"kmperpixel": "km pixels", "timestep": "min time step"}
+        for key, value in found.items():
+            given = self._given[key]
+            if value is None:
+                continue
+            if given is not None and abs(given - value) > 0.01 * value:
+                raise DoesNotFitError(f"{key}={given:g} was given but the data has {value:g} {units[key]}; "
+                                      f"drop {key}, the data's is used")
+            setattr(self, key, float(value))
+        return self
 
     def _forecast_one(self, past: np.ndarray, n_out: int, members: int, seed: int,
                       motion: np.ndarray | None) -> np.ndarray:

@@ -1,0 +1,243 @@
+"""Bad input to `nowcast forecast` and `nowcast evaluate`: one line on stderr naming the problem and
+the fix, exit code 2, nothing computed or written; a model that fails or does not fit makes
+`evaluate` exit non-zero. In-process, on tiny synthetic stores; no learned model forecasts."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import nowcast.commands.forecast as forecast_cmd
+from nowcast.cli import main
+from nowcast.data.synthetic import synthetic_event, write_synthetic_store
+from nowcast.models.baselines.persistence import Persistence
+from nowcast.models.learned import CHECKPOINT_DIR
+from nowcast.schema import make_rain_dataset
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_synthetic_store(tmp_path_factory.mktemp("store") / "s5.zarr", n_frames=8, height=SIZE,
+                                 width=SIZE)
+
+
+def one_error_line(capsys, command: str) -> str:
+    """The stderr of a refused command: exactly one line, no traceback."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith(f"nowcast {command}: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def forecast(*args: object) -> int:
+    return main(["forecast", "--quicklook", "none", "--n-out", "3", *map(str, args)])
+
+
+# ------------------------------------------------------------------ forecast: checkpoints
+
+
+def _truncated(tmp_path):
+    path = tmp_path / "truncated.pt"
+    path.write_bytes((CHECKPOINT_DIR / "simvp.pt").read_bytes()[:100_000])
+    return path
+
+
+class _Code:
+    """Pickles as a call of os.system: what a hostile checkpoint would hold."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("other model", "holds a 'cgan' model, not 'simvp'; load it as 'cgan' or give a 'simvp' checkpoint"),
+    ("truncated", "is truncated or not a torch file"),
+    ("missing", "checkpoint not found"),
+    ("code", "holds pickled code (posix.system), refused"),
+])
+def test_bad_checkpoints_are_one_line(case, expected, store, tmp_path, capsys):
+    marker = tmp_path / "code-ran"
+    if case == "code":
+        torch.save({"format": "nowcast-checkpoint/1", "forecaster": "simvp", "x": _Code(marker)},
+                   tmp_path / "code.pt")
+    checkpoint = {"other model": CHECKPOINT_DIR / "cgan.pt", "truncated": _truncated(tmp_path),
+                  "missing": tmp_path / "missing.pt", "code": tmp_path / "code.pt"}[case]
+    out = tmp_path / "out" / "f.nc"
+    assert forecast("--store", store, "--model", "simvp", "--checkpoint", checkpoint, "--output", out) == 2
+    line = one_error_line(capsys, "forecast")
+    assert expected in line and str(checkpoint) in line
+    assert not marker.exists() and not out.parent.exists()
+
+
+def test_unknown_model_and_argument_are_one_line(store, tmp_path, capsys):
+    assert forecast("--store", store, "--model", "nonesuch", "--output", tmp_path / "f.nc") == 2
+    assert "unknown forecaster 'nonesuch'; known:" in one_error_line(capsys, "forecast")
+    assert forecast("--store", store, "--model", "persistence", "--model-args", '{"bogus": 1}',
+                    "--output", tmp_path / "f.nc") == 2
+    assert "persistence: unknown argument 'bogus'" in one_error_line(capsys, "forecast")
+
+
+# ------------------------------------------------------------------ forecast: outputs
+
+
+@pytest.mark.parametrize("output", ["/proc/x/f.nc", "{tmp}/file/f.nc", "{tmp}/file/folder"])
+def test_unwritable_output_is_refused_before_anything_runs(output, store, tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the output was checked")
+
+    monkeypatch.setattr(forecast_cmd, "load_forecaster", no_model)
+    args = ("--start", "first") if output.endswith("folder") else ()
+    assert forecast("--store", store, "--model", "persistence", *args,
+                    "--output", output.format(tmp=tmp_path)) == 2
+    line = one_error_line(capsys, "forecast")
+    assert "choose another --output" in line
+    assert ("is a file, not a folder" in line) if "{tmp}" in output else ("/proc/x" in line)
+
+
+def test_an_existing_quicklook_is_not_overwritten(store, tmp_path, capsys):
+    png = tmp_path / "q.png"
+    png.write_bytes(b"an older quicklook")
+    args = ("--store", store, "--model", "persistence", "--output", tmp_path / "q.nc")
+    assert main(["forecast", "--n-out", "2", "--quicklook", "png", *map(str, args)]) == 2
+    line = one_error_line(capsys, "forecast")
+    assert "q.png" in line and "use --overwrite to replace them" in line
+    assert png.read_bytes() == b"an older quicklook" and not (tmp_path / "q.nc").exists()
+    assert main(["forecast", "--n-out", "2", "--quicklook", "png", "--overwrite", *map(str, args)]) == 0
+    assert png.read_bytes() != b"an older quicklook"
+
+
+# ------------------------------------------------------------------ forecast: inputs
+
+
+@pytest.fixture(scope="module")
+def blank_last_store(tmp_path_factory):
+    """Eight frames whose last (12:35) holds no radar data at all."""
+    ev = synthetic_event(n_frames=8, height=SIZE, width=SIZE)
+    rain = ev.rain_rate.values.copy()
+    rain[-1] = np.nan
+    ds = make_rain_dataset(rain, ev.time.values, ev.x.values, ev.y.values, ev.crs.attrs["crs_wkt"],
+                           ev.source_file.values.tolist(), {"timestep_minutes": 5.0})
+    path = tmp_path_factory.mktemp("blank") / "blank.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+def test_an_input_frame_without_data_is_refused_or_skipped(blank_last_store, tmp_path, capsys, caplog):
+    assert forecast("--store", blank_last_store, "--model", "persistence", "--output", tmp_path / "f.nc") == 2
+    line = one_error_line(capsys, "forecast")
+    assert "2024-06-01T12:35:00Z hold no radar data" in line and "--issue-time" in line
+    assert not (tmp_path / "f.nc").exists()
+    out = tmp_path / "batch"
+    assert forecast("--store", blank_last_store, "--model", "persistence", "--start", "first",
+                    "--output", out) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 7 and "persistence_20240601T1235Z.nc" not in names
+    assert "skipping issue time 2024-06-01T12:35:00Z" in caplog.text and "no radar data" in caplog.text
+
+
+@pytest.mark.parametrize("minutes", [10.0, 2.0])
+def test_a_learned_model_refuses_another_time_step(minutes, tmp_path, capsys):
+    store = write_synthetic_store(tmp_path / "s.zarr", n_frames=6, height=SIZE, width=SIZE,
+                                  timestep_minutes=minutes)
+    assert forecast("--store", store, "--model", "simvp", "--output", tmp_path / "f.nc") == 2
+    line = one_error_line(capsys, "forecast")
+    assert f"simvp cannot run on {store}" in line
+    assert f"built for a 5-min time step, data has a {minutes:g}-min one" in line
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def evaluate(store, out, *models: str, extra: tuple[str, ...] = ()) -> int:
+    return main(["evaluate", "--store", str(store), "--crop", "16", "--n-out", "3", "--max-windows", "2",
+                 "--members", "1", "--perceptual", "false", "--n-cases", "1", "--no_progress",
+                 "--output", str(out), *extra, "--models", *models])
+
+
+@pytest.mark.parametrize("models, expected", [
+    (["persistence:bogus=1"], "--models: persistence: unknown argument 'bogus'; known: none"),
+    (["persistence", "nonesuch"], "--models: unknown forecaster 'nonesuch'; known: cgan,"),
+    (["persistence:checkpoint=x.pt"], "persistence has no weights and takes no checkpoint"),
+    (["extrapolation:n_in=1"], "extrapolation(n_in=1): extrapolation needs n_in >= 2"),
+    (["simvp:checkpoint=" + str(CHECKPOINT_DIR / "cgan.pt")], "holds a 'cgan' model, not 'simvp'"),
+])
+def test_evaluate_refuses_bad_models_before_any_runs(models, expected, store, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert evaluate(store, out, *models) == 2
+    assert expected in one_error_line(capsys, "evaluate")
+    assert not out.exists()
+
+
+def test_evaluate_with_a_failing_model_exits_non_zero(store, tmp_path, capsys, monkeypatch):
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(Persistence, "_forecast", broken)
+    out = tmp_path / "report"
+    assert evaluate(store, out, "persistence", "extrapolation") == 1
+    assert "model persistence failed: RuntimeError: out of memory" in one_error_line(capsys, "evaluate")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["models"]["extrapolation"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("minutes", [10.0, 2.0])
+def test_evaluate_refuses_a_learned_model_on_another_time_step_and_goes_on(minutes, tmp_path, capsys):
+    store = write_synthetic_store(tmp_path / "s.zarr", n_frames=10, height=SIZE, width=SIZE,
+                                  timestep_minutes=minutes)
+    out = tmp_path / "report"
+    assert evaluate(store, out, "persistence", "simvp") == 2
+    line = one_error_line(capsys, "evaluate")
+    assert f"model simvp refused: simvp cannot run on {store}" in line
+    assert f"built for a 5-min time step, data has a {minutes:g}-min one" in line
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["models"]["persistence"]["status"] == "ok"
+    assert metrics["models"]["simvp"]["status"] == "refused"
+
+
+def test_evaluate_split_without_windows(store, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert evaluate(store, out, "persistence", extra=("--end", "2024-06-01T12:10")) == 2
+    line = one_error_line(capsys, "evaluate")
+    assert "has no windows of 4 + 3 frames" in line and "lower --n-in/--n-out" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("config, expected", [
+    ("splits:\n  test: [{store: syn}]\nevl_crop_size: 16\n",
+     "unknown key 'evl_crop_size' (did you mean 'eval_crop_size'?)"),
+    ("splits:\n  test: [{store: syn}]\n  val: [{store: syn, start: '2024-06-01T12:10'}]\n",
+     "splits 'test' and 'val' overlap"),
+    ("splits:\n  test: [{store: other}]\n", "splits name stores not in `stores`: ['other']"),
+])
+def test_evaluate_bad_data_config(config, expected, store, tmp_path, capsys):
+    path = tmp_path / "data.yaml"
+    path.write_text(f"stores: {{syn: {store}}}\n{config}")
+    out = tmp_path / "report"
+    assert main(["evaluate", "--data", str(path), "--output", str(out), "--models", "persistence"]) == 2
+    line = one_error_line(capsys, "evaluate")
+    assert expected in line and str(path) in line
+    assert not out.exists()
+
+
+def test_evaluate_refuses_stores_of_different_steps(tmp_path, capsys):
+    paths = {m: write_synthetic_store(tmp_path / f"s{m}.zarr", n_frames=10, height=SIZE, width=SIZE,
+                                      timestep_minutes=float(m)) for m in (5, 10)}
+    path = tmp_path / "data.yaml"
+    path.write_text(f"stores: {{a: {paths[5]}, b: {paths[10]}}}\n"
+                    "splits:\n  test: [{store: a}, {store: b}]\neval_crop_size: 16\nn_out: 3\n")
+    out = tmp_path / "report"
+    assert main(["evaluate", "--data", str(path), "--output", str(out), "--models", "persistence"]) == 2
+    assert "differ in time step or pixel size (a 5 min, 2000 m; b 10 min, 2000 m)" in one_error_line(
+        capsys, "evaluate")
+    assert not out.exists()
