@@ -120,3 +120,37 @@ def test_coarse_model_learns_one_batch():
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
+
+
+@pytest.mark.realdata
+def test_untrained_recipe_stays_on_the_extrapolation_of_a_real_event(shared_radar):
+    """The safety property on MeteoSwiss 2016-07-11: the shipped recipe's network, untrained,
+    forecasts +5 min as pysteps' extrapolation does (same motion), not noise."""
+    import yaml
+
+    from data_pipelines.importers import read_frame
+    from data_pipelines.sources import get_source
+    from nowcast.evaluation.categorical import CategoricalScores
+    from nowcast.models import load_forecaster
+    from nowcast.models.diffusion.wrapper import motion_of
+    from nowcast.training.diffusion_task import DiffusionTask
+    from nowcast.types import repo_root
+
+    files = sorted((shared_radar / "pysteps/mch/20160711").iterdir())[20:24]
+    frames = np.stack([read_frame(f, get_source("mch"), coarsen=2).rain for f in files])
+    y0, x0 = 96, 112  # a 128 px (256 km) box of the convective line
+    past = torch.from_numpy(np.nan_to_num(frames[:, y0:y0 + 128, x0:x0 + 128]))[None].float()
+    assert (past[0, -1] >= 1.0).float().mean() > 0.02  # the box holds rain
+    motion = motion_of(past)
+
+    recipe = yaml.safe_load((repo_root() / "configs/train/diffusion.yaml").read_text())["model"]["init_args"]
+    torch.manual_seed(0)
+    model = DiffusionTask(**{**recipe, "val_steps": 2}).to_forecaster()
+    ours = model.forecast(past, 3, members=2, generator=torch.Generator().manual_seed(0), motion=motion)
+    extrap = load_forecaster("extrapolation").forecast(past, 3, members=1, motion=motion)
+
+    scores = CategoricalScores(n_lead=1, thresholds=(1.0,))
+    for m in range(2):
+        scores.update(ours[:, m, :1], extrap[:, 0, :1], torch.ones(1, 128, 128, dtype=torch.bool))
+    assert float(scores.compute()["csi"].reshape(-1)[0]) > 0.95
+    assert (ours[:, :, 0] - extrap[:, :, 0]).abs().mean() < 0.05 * extrap[:, 0, 0].mean()
