@@ -86,7 +86,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--perceptual", type=str, default="auto", choices=["auto", "true", "false"],
                    help="LPIPS/FID: auto = when the offline weights are there (else marked skipped)")
     s.add_argument("--weights-dir", type=str | None, default=None, help="LPIPS/FID weights folder")
-    s.add_argument("--point", type=str, default="mean", choices=["mean", "member0"],
+    s.add_argument("--point", type=str, default="mean", choices=["mean", "pm_mean", "member0"],
                    help="field of an ensemble for MSE/PSNR/SSIM/CSI/FSS")
     s.add_argument("--n-cases", type=int, default=2, help="sample cases drawn in the report")
     s.add_argument("--focus", type=str, default="diffusion",

@@ -7,7 +7,8 @@ undefined lead times; None if all are undefined).
 
 Which field each score sees (deterministic models, M = 1, see the same field everywhere):
 
-- ``point`` ("mean", default, or "member0"): the ensemble mean in mm/h, or member 0, for MSE,
+- ``point`` ("mean", default, "pm_mean" or "member0"): the ensemble mean in mm/h, the
+  probability-matched mean (:func:`~nowcast.evaluation.inputs.probability_matched_mean`) or member 0, for MSE,
   PSNR, SSIM, CSI/POD/FAR/bias (plain and max-pooled) and FSS;
 - ``sample`` ("member0", default, or "mean"): one realistic member, or the mean, for the realism
   scores LPIPS, FID and the power spectra / RALSD (an ensemble mean is smooth by construction);
@@ -88,8 +89,8 @@ class ScoreSuite(torch.nn.Module):
         if perceptual not in (True, False, "auto"):
             raise ValueError(f"perceptual must be True, False or 'auto', got {perceptual!r}")
         for name, how in (("point", point), ("sample", sample)):
-            if how not in ("mean", "member0"):
-                raise ValueError(f"{name} must be 'mean' or 'member0', got {how!r}")
+            if how not in ("mean", "pm_mean", "member0"):
+                raise ValueError(f"{name} must be 'mean', 'pm_mean' or 'member0', got {how!r}")
         self.n_lead, self.point, self.sample = int(n_lead), point, sample
         self.thresholds = tuple(float(t) for t in thresholds)
         self.pools = tuple(int(p) for p in pools)
