@@ -33,7 +33,7 @@ from nowcast.models.diffusion.wrapper import ConditionalDiffusion, latent_model_
 from nowcast.samplers.adversarial import ADVERSARIAL_STEPS
 from nowcast.samplers.base import randn_like
 from nowcast.training.task import ForecastTask
-from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
+from nowcast.types import MOTION, PAST, GridSpec, WindowSpec
 
 ADVERSARIAL_FORECASTER = "diffusion-adversarial"
 
@@ -115,15 +115,12 @@ class AdversarialTask(ForecastTask):
 
     def _real_pair(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
         with torch.no_grad():
-            cond, base = self.diffusion.prepare(batch[PAST], batch.get(MOTION))
-            x0 = self.diffusion.to_model(batch[FUTURE][:, : self.n_out])
-            if base is not None:
-                x0 = x0 - base
+            cond, x0, covered = self.diffusion.training_inputs(batch)
             k = torch.randint(0, len(self.sampler.timesteps), (x0.shape[0],), device=x0.device)
             t, s = self.step_pairs(k)
             x_s = self.diffusion.schedule.q_sample(x0, s, torch.randn_like(x0))
             x_t = self.diffusion.schedule.q_step(x_s, s, t, torch.randn_like(x0))
-        return x0, x_s, x_t, t, s, cond
+        return x0, x_s, x_t, t, s, cond, covered
 
     def _fake_prev(self, x0_fake: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> Tensor:
         mean, var = self.diffusion.schedule.posterior(x0_fake, x_t, t, s)
@@ -131,7 +128,7 @@ class AdversarialTask(ForecastTask):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         opt_g, opt_d = self.optimizers()
-        x0, x_s, x_t, t, s, cond = self._real_pair(batch)
+        x0, x_s, x_t, t, s, cond, covered = self._real_pair(batch)
         b = x0.shape[0]
 
         # discriminator: non-saturating loss + R1 on the real samples
@@ -157,7 +154,7 @@ class AdversarialTask(ForecastTask):
         loss_g = loss_adv
         rec = torch.zeros((), device=x0.device)
         if self.hparams.lambda_rec > 0:
-            mask = batch[MASK][:, None].to(x0.dtype).expand_as(x0) if MASK in batch else torch.ones_like(x0)
+            mask = torch.ones_like(x0) if covered is None else covered[:, None].to(x0.dtype).expand_as(x0)
             rec = (((x0_fake - x0) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
             loss_g = loss_g + self.hparams.lambda_rec * rec
         opt_g.zero_grad(set_to_none=True)
@@ -175,7 +172,7 @@ class AdversarialTask(ForecastTask):
 
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
         """The generator's loss on a batch with the current discriminator (no update)."""
-        _, _, x_t, t, s, cond = self._real_pair(batch)
+        _, _, x_t, t, s, cond, _ = self._real_pair(batch)
         x_fake = self._fake_prev(self.generate_x0(x_t, t, cond), x_t, t, s)
         return F.softplus(-self.discriminator(x_fake, x_t, t, cond).float()).mean()
 

@@ -20,11 +20,18 @@ from nowcast.types import FUTURE, MASK, MOTION, PAST
 N_IN, N_OUT, SIZE = 4, 3, 16
 
 
-@pytest.fixture(scope="module")
-def diffusion_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+#: the patch Transformer on the full-resolution residual, and the CPU recipe's hybrid network on
+#: a coarse, scaled residual with the x0 objective
+BASES = {"transformer": {"patch": 4},
+         "hybrid": {"architecture": "hybrid", "channels": [8, 16], "coarsen": 2, "residual_scale": 0.2,
+                    "prediction_type": "x0"}}
+
+
+@pytest.fixture(scope="module", params=list(BASES))
+def diffusion_ckpt(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny exported diffusion model whose weights are all non-trivial (not the zero init)."""
     torch.manual_seed(0)
-    task = DiffusionTask(n_in=N_IN, n_out=N_OUT, dim=16, depth=1, heads=2, patch=4)
+    task = DiffusionTask(n_in=N_IN, n_out=N_OUT, dim=16, depth=1, heads=2, **BASES[request.param])
     with torch.no_grad():
         for p in task.ema.parameters():
             p.add_(0.05 * torch.randn_like(p))

@@ -195,18 +195,21 @@ class ConditionalDiffusion(nn.Module):
         covered = None if mask is None else self._pool(mask[:, None].float())[:, 0] > 0.999
         return cond, residual, covered
 
-    def training_loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
-        """Denoising loss on a batch: a window (keys past, future, mask, optional motion; mm/h)
-        or its precomputed :meth:`diffusion_inputs` (keys :data:`COND`, :data:`RESIDUAL`, mask on the
-        diffusion grid). The squared error is averaged over covered cells only.
-        """
+    def training_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(cond, x0, covered)`` of a training batch on the diffusion grid, ``x0`` being the
+        diffused quantity itself (divided by ``residual_scale``). The batch is a window (keys past,
+        future, mask, optional motion; mm/h) or its precomputed :meth:`diffusion_inputs` (keys
+        :data:`COND`, :data:`RESIDUAL`, mask on the diffusion grid)."""
         if RESIDUAL in batch:
             cond, x0, covered = batch[COND], batch[RESIDUAL], batch.get(MASK)
         else:
             cond, x0, covered = self.diffusion_inputs(batch[PAST], batch[FUTURE], batch.get(MASK),
                                                       batch.get(MOTION))
-        if self.residual:
-            x0 = x0 / self.residual_scale
+        return cond, (x0 / self.residual_scale if self.residual else x0), covered
+
+    def training_loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """Denoising loss on a batch (see :meth:`training_inputs`), averaged over covered cells."""
+        cond, x0, covered = self.training_inputs(batch)
         b = x0.shape[0]
         device = generator.device if generator is not None else x0.device
         t = torch.randint(0, self.schedule.n_train_steps, (b,), generator=generator, device=device)
