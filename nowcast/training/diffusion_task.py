@@ -44,7 +44,8 @@ class DiffusionTask(ForecastTask):
         coarsen: diffuse the residual on a grid this many times coarser (see
             :class:`~nowcast.models.diffusion.wrapper.ConditionalDiffusion`).
         residual_scale: the diffused residual is divided by this (about its standard deviation).
-        loss_weighting: "none" or "min_snr".
+        loss_weighting: "none", "min_snr" or "v_min_snr" (see
+            :class:`~nowcast.models.diffusion.wrapper.ConditionalDiffusion`).
         lr, weight_decay: AdamW.
         warmup_steps: linear learning-rate warm-up.
         ema_decay: decay of the weight average used for validation and export.

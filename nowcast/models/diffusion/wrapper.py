@@ -43,7 +43,7 @@ from nowcast.types import FUTURE, MASK, MOTION, PAST
 #: latent noise it draws (an adversarial generator's z)
 CondModelFn = Callable[[Tensor, Tensor, Tensor, "torch.Generator | None"], Tensor]
 
-LOSS_WEIGHTINGS = ("none", "min_snr")
+LOSS_WEIGHTINGS = ("none", "min_snr", "v_min_snr")
 
 #: keys of a precomputed training batch (:meth:`ConditionalDiffusion.diffusion_inputs`): the
 #: conditioning (B, C, h, w) and the residual (B, n_out, h, w) before ``residual_scale``
@@ -76,9 +76,12 @@ class ConditionalDiffusion(nn.Module):
         residual: diffuse ``future - extrapolation`` (model space) instead of the future.
         transform: rain transform (name, dict or instance) defining model space.
         n_train_steps: length of the cosine noise schedule.
-        loss_weighting: "none" (plain MSE on the target) or "min_snr" (Hang et al. 2023,
-            weights clipped at SNR ``min_snr_gamma``, expressed for the chosen target).
-        min_snr_gamma: the clipping SNR of "min_snr".
+        loss_weighting: "none" (plain MSE on the target), "min_snr" (Hang et al. 2023: the x0
+            error weighted by the SNR clipped at ``min_snr_gamma``) or "v_min_snr" (the v error,
+            i.e. the x0 error weighted by 1 + SNR, with the SNR clipped the same way: every noise
+            level keeps at least the plain x0 weight, the low-noise levels that shape a sample's
+            detail get up to 1 + gamma); all expressed for the chosen target.
+        min_snr_gamma: the clipping SNR of "min_snr" and "v_min_snr".
         coarsen: diffuse on a grid this many times coarser (block means); 1 = full resolution.
             Needs ``residual`` when > 1 (the full-resolution detail comes from the extrapolation).
         residual_scale: the diffused residual is ``(future - extrapolation) / residual_scale``.
@@ -230,7 +233,9 @@ class ConditionalDiffusion(nn.Module):
         abar = self.schedule.alpha_bar(t, like)
         snr = abar / (1.0 - abar).clamp(min=1e-12)
         clipped = snr.clamp(max=self.min_snr_gamma)
-        # min(SNR, gamma) weights the x0 error; the same weight expressed for each target
+        if self.loss_weighting == "v_min_snr":
+            clipped = clipped + 1.0
+        # ``clipped`` weights the x0 error; the same weight expressed for each target
         return {"x0": clipped, "epsilon": clipped / snr, "v": clipped / (snr + 1.0)}[self.prediction_type]
 
     # --- sampling -------------------------------------------------------------------------

@@ -91,6 +91,14 @@ def test_min_snr_weighting_and_bad_options():
     b = batch(1)
     d = model(loss_weighting="min_snr", prediction_type="epsilon")
     assert torch.isfinite(d.training_loss(b, generator=torch.Generator().manual_seed(0)))
+    # v_min_snr: the x0 error weighted by 1 + min(SNR, gamma), the same for every objective
+    t = torch.tensor([50, 500, 990])
+    d = {p: model(loss_weighting="v_min_snr", prediction_type=p) for p in ("x0", "epsilon", "v")}
+    abar = d["x0"].schedule.alpha_bar(t, torch.zeros(3))
+    snr = abar / (1 - abar)
+    torch.testing.assert_close(d["x0"]._loss_weight(t, torch.zeros(3)), 1 + snr.clamp(max=5.0))
+    torch.testing.assert_close(d["v"]._loss_weight(t, torch.zeros(3)) * (1 + snr), 1 + snr.clamp(max=5.0))
+    torch.testing.assert_close(d["epsilon"]._loss_weight(t, torch.zeros(3)) * snr, 1 + snr.clamp(max=5.0))
     with pytest.raises(ValueError, match="prediction_type"):
         model(prediction_type="score")
     with pytest.raises(ValueError, match="loss_weighting"):
