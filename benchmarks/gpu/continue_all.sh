@@ -16,7 +16,7 @@ MODELS=${*:-diffusion convlstm simvp cgan}
 for m in $MODELS; do
   if [ "$m" = diffusion ]; then
     train diffusion --data configs/data/radar-mix.yaml --config configs/train/diffusion.yaml \
-      --model.init_args.init_from nowcast/checkpoints/diffusion.pt --trainer.max_time "$BUDGET" \
+      --config configs/train/gpu.yaml --model.init_args.init_from nowcast/checkpoints/diffusion.pt --trainer.max_time "$BUDGET" \
       --data.num_workers 4 --trainer.default_root_dir runs/diffusion &
   else
     # the shipped cGAN holds no discriminators: train fresh ones alone first (d_warmup)

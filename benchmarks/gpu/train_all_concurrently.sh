@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One GPU call: two diffusion variants + the three learned baselines concurrently, then the
-# adversarial stage (K = 4, 2, 1) on the better variant. Results and logs go to $OUT.
+# adversarial stage (K = 4, 2, 1) on the better variant. Results and logs go to $OUT. (The first
+# GPU call, with the patch-Transformer recipe; configs/train/diffusion.yaml is the CPU recipe.)
 source "$(dirname "$0")/common.sh"
 python3 -c "import torch, lightning, zarr; print('torch', torch.__version__, 'lightning', lightning.__version__, 'zarr', zarr.__version__)"
-D="--data configs/data/radar-mix.yaml --config configs/train/diffusion.yaml --trainer.max_time 00:00:04:30"
+D="--data configs/data/radar-mix.yaml --config configs/train/diffusion-transformer.yaml --trainer.max_time 00:00:04:30"
 train diff_res $D --trainer.default_root_dir runs/diff_res & P1=$!
 train diff_dir $D --model.init_args.residual false --trainer.default_root_dir runs/diff_dir & P2=$!
 ( for m in simvp convlstm cgan; do

@@ -3,7 +3,7 @@
 # stage K = 4, 2, 1, then the sampler benchmark on the validation windows.
 source "$(dirname "$0")/common.sh"
 mkdir -p nowcast/checkpoints
-train diff --data configs/data/radar-mix.yaml --config configs/train/diffusion.yaml --trainer.max_time 00:00:04:15 --trainer.default_root_dir runs/diff
+train diff --data configs/data/radar-mix.yaml --config configs/train/diffusion.yaml --config configs/train/gpu.yaml --trainer.max_time 00:00:04:15 --trainer.default_root_dir runs/diff
 E=runs/diff/lightning_logs/version_0/export
 cp $E/diffusion-best.pt $OUT/diffusion.pt; cp $E/diffusion-last.pt /tmp/logs/ 2>/dev/null
 python3 -c "
