@@ -62,4 +62,6 @@ def test_default_forecast_model_loads():
     cfg = yaml.safe_load((repo_root() / "configs" / "forecast.yaml").read_text())
     args = {**cfg["model_defaults"].get(cfg["model"], {}), **cfg["model_args"]}
     model = load_forecaster(cfg["model"], cfg["checkpoint"], **args)
-    assert model.name == "diffusion" and model.sampler == "adversarial"
+    assert model.name == cfg["model"]
+    for name, defaults in cfg["model_defaults"].items():  # every model's defaults load too
+        assert load_forecaster(name, None, **defaults).name == name
