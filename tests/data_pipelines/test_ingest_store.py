@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from tree_digest import tree_digest
 
 from data_pipelines.ingest import ingest_files, ingest_folder
 from data_pipelines.store import export_netcdf
@@ -17,15 +16,6 @@ from nowcast.data.store import describe_store, open_store
 from nowcast.schema import StoreError
 
 pytestmark = pytest.mark.realdata
-
-
-def tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(path)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def test_idempotent_incremental_append(mch_files, tmp_path):

@@ -4,7 +4,6 @@ duplicate valid times resolved among readable files only."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from tree_digest import tree_digest
 
 from data_pipelines import store as zstore
 from data_pipelines.ingest import ingest_files
@@ -67,15 +67,6 @@ CHILD = textwrap.dedent("""
     ingest_files(files, store, coarsen=4, progress=False)
     sys.exit(3)  # never killed: the test's moment did not happen
 """)
-
-
-def tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(path)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def _ingest_and_die(tmp_path: Path, point: str, store: Path, files: list[Path]) -> None:
