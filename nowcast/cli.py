@@ -26,6 +26,7 @@ COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
     "motion": "motion",
+    "operate": "operate",
 }
 
 

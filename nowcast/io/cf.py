@@ -21,8 +21,9 @@ A batch of issue times is written as one file per issue time (see :func:`forecas
 files stay small, appear as soon as each forecast is done and can be archived or deleted
 independently, as operational nowcast products are.
 
-Writing is atomic: the file is written under a temporary name beside the target and renamed
-into place, so a failed write never leaves a partial forecast, and an existing forecast is
+Writing is atomic and durable: the file is written under a temporary name beside the target,
+fsynced and renamed into place (the folder fsynced too), so a failed or killed write never leaves
+a partial forecast at the final name, even after a power cut, and an existing forecast is
 only replaced when ``overwrite=True``.
 """
 
@@ -43,6 +44,7 @@ import numpy as np
 import xarray as xr
 
 import nowcast
+from nowcast.fsutil import fsync_dir, fsync_tree
 from nowcast.schema import CONVENTIONS, CRS, RAIN
 
 FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
@@ -229,7 +231,12 @@ def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) ->
             ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, fmt))
         else:
             ds.to_zarr(tmp, mode="w-", encoding=_encoding(ds, fmt), consolidated=False)
+        if tmp.is_dir():  # on disk before it gets the final name
+            fsync_tree(tmp)
+        else:
+            _fsync_file(tmp)
         _replace(tmp, path)
+        fsync_dir(path.parent)  # the rename itself survives a power cut
     finally:
         _remove(tmp)
     return path
@@ -244,6 +251,14 @@ def _replace(tmp: Path, path: Path) -> None:
         _remove(old)
     else:
         os.replace(tmp, path)
+
+
+def _fsync_file(p: Path) -> None:
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(p: Path) -> None:

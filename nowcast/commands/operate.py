@@ -1,0 +1,168 @@
+"""``nowcast operate``: the scheduled operational nowcast job (cron, a systemd timer or a service).
+
+Each cycle ingests the new raw scans of an incoming folder into the operational store, forecasts
+from the scan the cycle is due for with the first model of a fallback chain that succeeds within
+the latency budget, writes one CF forecast file (atomically) and records what it did: one JSON
+line in ``<state>/cycles.jsonl`` and ``<state>/status.json`` for monitoring.
+
+Examples::
+
+    nowcast operate --config configs/operate.yaml --once          # one cycle (cron, systemd timer)
+    nowcast operate --config configs/operate.yaml                 # a service: one cycle per scan
+    nowcast operate --config configs/operate.yaml --once --now 2016-07-11T16:06   # replay an archive
+
+Exit status of ``--once``: 0 a forecast was written (or already was), 3 skipped (the scan is late or
+missing, a gap: the reason is logged), 1 failed (every model of the chain failed), 2 refused (another
+cycle of this job is running, a bad configuration).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import time
+from pathlib import Path
+
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
+
+from nowcast.cli import fail
+
+HELP = "run the operational nowcast job: ingest new scans, forecast with a fallback chain, every cycle"
+
+log = logging.getLogger("nowcast.operate")
+
+#: exit codes of one cycle (``--once``) by outcome
+EXIT_CODES = {"written": 0, "up_to_date": 0, "skipped": 3, "failed": 1}
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="nowcast operate", description=__doc__)
+    p.add_argument("--config", action=ActionConfigFile, help="YAML file of the job (configs/operate.yaml)")
+    p.add_argument("--once", action=ActionYesNo, default=False,
+                   help="run one cycle and exit (for cron or a systemd timer)")
+    p.add_argument("--now", type=str | None, default=None,
+                   help="run as if the clock said this UTC time (ISO): replays an archive, one cycle")
+    f = p.add_argument_group("Folders")
+    f.add_argument("--incoming", type=str, default="ops/incoming", help="raw radar files arrive here")
+    f.add_argument("--store", type=str, default="ops/store.zarr", help="the operational rain store (zarr)")
+    f.add_argument("--output", type=str, default="ops/forecasts", help="forecast files are written here")
+    f.add_argument("--state", type=str, default="ops/state", help="cycle lock, cycles.jsonl, status.json")
+    f.add_argument("--quarantine", type=str, default="ops/quarantine",
+                   help="unreadable, foreign or impossible input files are moved here with their reason")
+    f.add_argument("--processed", type=str | None, default="ops/processed",
+                   help="ingested raw files are moved here (null: deleted once stored)")
+    i = p.add_argument_group("Ingest")
+    i.add_argument("--source", type=str | None, default=None,
+                   help="radar source name (knmi, fmi, mch, rmi, bom, odim); null: detect from file names")
+    i.add_argument("--coarsen", type=int, default=1, help="average NxN pixels on ingest (2: 1 km -> 2 km)")
+    i.add_argument("--max-rain-rate", type=float, default=500.0,
+                   help="mm/h above which a frame is impossible and its file quarantined")
+    m = p.add_argument_group("Forecast")
+    m.add_argument("--models", type=list[str], default=["extrapolation", "persistence"],
+                   help="the fallback chain, first choice first")
+    m.add_argument("--model-args", type=dict, default={},
+                   help="per-model constructor arguments {name: {arg: value}} (may include checkpoint)")
+    m.add_argument("--members", type=int, default=8, help="ensemble members (deterministic models give 1)")
+    m.add_argument("--n-out", type=int, default=12, help="lead times (store time steps)")
+    m.add_argument("--crop", type=str | None, default=None,
+                   help="forecast a sub-window: 'y0,x0,h,w' or 'size'")
+    m.add_argument("--seed", type=int, default=0, help="seed of stochastic models")
+    o = p.add_argument_group("Output")
+    o.add_argument("--product", type=str, default="nowcast",
+                   help="file name prefix: <product>_<YYYYmmddTHHMM>Z.<format>, whichever model made it")
+    o.add_argument("--format", type=str, default="nc", choices=["nc", "zarr"], help="forecast file format")
+    o.add_argument("--quicklook", type=str, default="none", choices=["none", "png", "gif", "both"],
+                   help="quicklooks beside each forecast")
+    t = p.add_argument_group("Timing")
+    t.add_argument("--interval-minutes", type=float, default=5.0, help="the radar cycle (scan interval)")
+    t.add_argument("--offset-seconds", type=float, default=60.0,
+                   help="a cycle starts this long after its scan's nominal time")
+    t.add_argument("--grace-seconds", type=float, default=120.0,
+                   help="how long a cycle waits for a late scan")
+    t.add_argument("--poll-seconds", type=float, default=5.0, help="how often a waiting cycle looks again")
+    t.add_argument("--settle-seconds", type=float, default=5.0,
+                   help="an incoming file is read once unchanged this long (a file being copied is not)")
+    t.add_argument("--latency-budget-seconds", type=float, default=240.0,
+                   help="a cycle's forecast must be written within this; a model that would overrun "
+                        "hands over")
+    t.add_argument("--retention-hours", type=float, default=24.0,
+                   help="forecasts, quarantined and processed files older than this are deleted "
+                        "(0: keep all)")
+    return p
+
+
+def settings_of(cfg) -> object:
+    from nowcast.ops.settings import OperateSettings
+
+    keys = ("incoming", "store", "output", "state", "quarantine", "processed", "source", "coarsen",
+            "max_rain_rate", "models", "model_args", "members", "n_out", "crop", "product", "format",
+            "quicklook", "seed", "interval_minutes", "offset_seconds", "grace_seconds", "poll_seconds",
+            "settle_seconds", "latency_budget_seconds", "retention_hours")
+    return OperateSettings(**{k: cfg[k] for k in keys})
+
+
+class _Stop:
+    """Set by SIGTERM/SIGINT: a service finishes its cycle, then exits."""
+
+    requested = False
+
+    @classmethod
+    def install(cls) -> None:
+        def handler(signum: int, frame: object) -> None:
+            log.info("signal %d: stopping after the current cycle", signum)
+            cls.requested = True
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def serve(operator) -> int:
+    """Run a cycle at every scan time + offset until stopped (SIGTERM, Ctrl-C)."""
+    from nowcast.fsutil import LockedError
+    from nowcast.ops.schedule import next_cycle_start, utc_now
+
+    _Stop.install()
+    s = operator.s
+    log.info("operating: a cycle every %g min, %g s after each scan; models %s", s.interval_minutes,
+             s.offset_seconds, " -> ".join(s.models))
+    while not _Stop.requested:
+        start = next_cycle_start(utc_now(), s.interval, s.offset)
+        while not _Stop.requested and utc_now() < start:
+            time.sleep(min(1.0, (start - utc_now()).total_seconds()))
+        if _Stop.requested:
+            break
+        try:
+            operator.run_cycle(wait=True)
+        except LockedError as exc:  # a cron-started cycle of the same job holds it: skip this one
+            log.warning("cycle not run: %s", exc)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = build_parser().parse_args(argv)
+    from nowcast.fsutil import LockedError
+    from nowcast.ops.inputs import parse_time
+
+    try:
+        settings = settings_of(cfg)
+        now = None
+        if cfg.now:
+            now = parse_time(cfg.now).astype(dt.datetime)
+        for folder in (settings.incoming,):
+            if not Path(folder).is_dir():
+                raise FileNotFoundError(f"incoming folder {folder} does not exist; "
+                                        "create it or fix --incoming")
+    except (ValueError, FileNotFoundError) as exc:
+        return fail("operate", exc)
+    from nowcast.ops.cycle import Operator
+
+    operator = Operator(settings)
+    if not (cfg.once or now is not None):
+        return serve(operator)
+    try:
+        record = operator.run_cycle(now=now, wait=True)
+    except LockedError as exc:
+        return fail("operate", exc)
+    print(record.to_json())
+    return EXIT_CODES[record.outcome]
