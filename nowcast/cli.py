@@ -12,9 +12,13 @@ subcommand may use 1 for a run that went ahead but did not all succeed (``evalua
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import logging
+import os
 import sys
+from pathlib import Path
 
 #: exit code of a refused input
 EXIT_REFUSED = 2
@@ -27,19 +31,53 @@ COMMANDS = {
     "evaluate": "evaluate",
     "motion": "motion",
     "operate": "operate",
+    "models": "models",
 }
 
 
+def help_line(module: str) -> str:
+    """The ``HELP`` string of ``nowcast.commands.<module>``, read from its source without importing
+    it (the commands import torch, xarray or lightning: ``nowcast --help`` must not wait for them)."""
+    spec = importlib.util.find_spec(f"nowcast.commands.{module}")
+    if spec is None or spec.origin is None:
+        return ""
+    tree = ast.parse(Path(spec.origin).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "HELP" for t in node.targets):
+            return str(ast.literal_eval(node.value))
+    return ""
+
+
 def _usage() -> str:
-    lines = ["usage: nowcast <command> [options]   (nowcast <command> --help for its options)", "",
-             "commands:"]
-    for name, module in COMMANDS.items():
-        try:
-            help_line = importlib.import_module(f"nowcast.commands.{module}").HELP
-        except ModuleNotFoundError:
-            continue
-        lines.append(f"  {name:<10} {help_line}")
+    lines = ["usage: nowcast <command> [options]   (nowcast <command> --help for its options)",
+             "       nowcast --version", "", "commands:"]
+    lines += [f"  {name:<10} {help_line(module)}" for name, module in COMMANDS.items()]
     return "\n".join(lines)
+
+
+def quiet_pysteps() -> None:
+    """Stop pysteps printing "Pysteps configuration file found at ..." on stdout at its import: point
+    ``PYSTEPSRC`` at a copy of pysteps' own default configuration with ``silent_import`` on (kept in
+    the nowcast cache folder). A ``PYSTEPSRC`` the user set, or a ``pystepsrc`` in the working
+    folder, is left alone."""
+    if "PYSTEPSRC" in os.environ or Path("pystepsrc").exists():
+        return
+    spec = importlib.util.find_spec("pysteps")
+    default = Path(spec.origin).parent / "pystepsrc" if spec and spec.origin else None
+    if default is None or not default.is_file():
+        return
+    text = default.read_text().replace('"silent_import": false', '"silent_import": true')
+    cache = Path(os.environ.get("NOWCAST_CACHE") or Path.home() / ".cache" / "nowcast")
+    quiet = cache / "pystepsrc"
+    try:
+        if not quiet.is_file() or quiet.read_text() != text:
+            from nowcast.fsutil import atomic_write
+
+            cache.mkdir(parents=True, exist_ok=True)
+            atomic_write(quiet, text)
+    except OSError:  # a read-only home: the message stays, nothing else changes
+        return
+    os.environ["PYSTEPSRC"] = str(quiet)
 
 
 def fail(command: str, problem: BaseException | str, code: int = EXIT_REFUSED) -> int:
@@ -56,10 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
+    if argv[0] in ("-V", "--version"):
+        from nowcast import __version__
+
+        print(f"nowcast {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"nowcast: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return EXIT_REFUSED
+    quiet_pysteps()
     module = importlib.import_module(f"nowcast.commands.{COMMANDS[name]}")
     return int(module.main(rest) or 0)
 

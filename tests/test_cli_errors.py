@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import nowcast.commands.forecast as forecast_cmd
 from nowcast.cli import main
 from nowcast.data.synthetic import synthetic_event, write_synthetic_store
 from nowcast.models.baselines.persistence import Persistence
@@ -96,7 +95,7 @@ def test_unwritable_output_is_refused_before_anything_runs(output, store, tmp_pa
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the output was checked")
 
-    monkeypatch.setattr(forecast_cmd, "load_forecaster", no_model)
+    monkeypatch.setattr("nowcast.models.load_forecaster", no_model)
     args = ("--start", "first") if output.endswith("folder") else ()
     assert forecast("--store", store, "--model", "persistence", *args,
                     "--output", output.format(tmp=tmp_path)) == 2

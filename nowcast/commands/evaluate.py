@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
@@ -77,16 +77,16 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--batch-size", type=int, default=4, help="windows per forecast call")
     m.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
     m.add_argument("--device", type=str, default="cpu", help="torch device (cpu, cuda, cuda:1, auto)")
-    m.add_argument("--motion", type=str, default="estimate", choices=["estimate", "cache"],
+    m.add_argument("--motion", type=Literal["estimate", "cache"], default="estimate",
                    help="motion of the models that advect: 'estimate' (each model runs pysteps on the "
                         "scoring window) or 'cache' (the stores' motion caches, see `nowcast motion`: "
                         "one full-field motion shared by every model; needs no pysteps, e.g. on a GPU)")
     m.add_argument("--threads", type=int | None, default=None, help="torch CPU threads (default: torch's)")
     s = p.add_argument_group("Scores and report")
-    s.add_argument("--perceptual", type=str, default="auto", choices=["auto", "true", "false"],
+    s.add_argument("--perceptual", type=Literal["auto", "true", "false"], default="auto",
                    help="LPIPS/FID: auto = when the offline weights are there (else marked skipped)")
     s.add_argument("--weights-dir", type=str | None, default=None, help="LPIPS/FID weights folder")
-    s.add_argument("--point", type=str, default="mean", choices=["mean", "pm_mean", "member0"],
+    s.add_argument("--point", type=Literal["mean", "pm_mean", "member0"], default="mean",
                    help="field of an ensemble for MSE/PSNR/SSIM/CSI/FSS")
     s.add_argument("--n-cases", type=int, default=2, help="sample cases drawn in the report")
     s.add_argument("--focus", type=str, default="diffusion",

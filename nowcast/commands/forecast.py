@@ -19,26 +19,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import xarray as xr
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
 from nowcast.cli import fail
-from nowcast.io.cf import (
-    FORMATS,
-    ForecastExistsError,
-    OutputPathError,
-    Provenance,
-    check_output_folder,
-    forecast_dataset,
-    forecast_filename,
-    write_forecast,
-)
-from nowcast.models import Forecaster, load_forecaster
-from nowcast.models.base import DoesNotFitError, ModelArgumentError, bind_to_store, check_model
-from nowcast.models.checkpoint import CheckpointError
 from nowcast.ops.inputs import (
     ForecastInputError,
     frames_without_data,
@@ -49,8 +35,12 @@ from nowcast.ops.inputs import (
     parse_time,
     store_description,
 )
-from nowcast.schema import RAIN, SOURCE_FILE, StoreError, timestep
 from nowcast.types import radar_dir, repo_root
+
+if TYPE_CHECKING:  # torch, xarray and the models load when a forecast runs: `--help` stays fast
+    import xarray as xr
+
+    from nowcast.models import Forecaster
 
 HELP = "run a forecaster from a rain store (or raw files) and write CF netCDF/zarr forecasts"
 
@@ -113,9 +103,9 @@ def build_parser() -> ArgumentParser:
     o = p.add_argument_group("Output")
     o.add_argument("--output", type=str, default="outputs/forecasts",
                    help="a .nc/.zarr file (single issue time) or a folder receiving one file per issue time")
-    o.add_argument("--format", type=str, default="nc", choices=["nc", "zarr"],
+    o.add_argument("--format", type=Literal["nc", "zarr"], default="nc",
                    help="file format of the files written into an --output folder")
-    o.add_argument("--quicklook", type=str, default="png", choices=list(QUICKLOOKS),
+    o.add_argument("--quicklook", type=Literal["none", "png", "gif", "both"], default="png",
                    help="quicklooks beside each forecast file: png panel, animated gif, both or none")
     o.add_argument("--quicklook-field", type=str, default="mean",
                    help="what quicklooks show: 'mean' (ensemble mean) or 'member<i>'")
@@ -139,6 +129,7 @@ def cache_dir(path: str | None = None) -> Path:
 def ingest_into(folder: Path, store: Path, coarsen: int) -> Path:
     from data_pipelines.ingest import ingest_folder
     from nowcast.fsutil import LockedError
+    from nowcast.schema import StoreError
 
     log.info("ingesting %s into %s (coarsen %d)", folder, store, coarsen)
     try:
@@ -204,12 +195,16 @@ def select_issue_times(
 
 def is_file_output(output: str) -> bool:
     """True if ``--output`` names one forecast file (.nc/.zarr), False if a folder."""
+    from nowcast.io.cf import FORMATS
+
     return Path(output).suffix.lower() in FORMATS
 
 
 def output_paths(
     output: str, fmt: str, model: str, issues: Sequence[np.datetime64], batch: bool
 ) -> list[Path]:
+    from nowcast.io.cf import forecast_filename
+
     out = Path(output)
     if is_file_output(output):
         if batch or len(issues) != 1:
@@ -241,7 +236,11 @@ def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], 
               members: int, seed: int, batch_size: int, quicklooks: Sequence[str], field: str,
               overwrite: bool) -> list[Path]:
     """Forecast every issue time (in groups of ``batch_size``) and write its file and quicklooks."""
+    import torch
+
+    from nowcast.io.cf import Provenance, forecast_dataset, write_forecast
     from nowcast.io.quicklook import write_gif, write_png
+    from nowcast.schema import RAIN, SOURCE_FILE
 
     f = job.forecaster
     generator = torch.Generator(device=f.device).manual_seed(seed)
@@ -282,6 +281,11 @@ def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], 
 
 def run(args) -> list[Path]:
     """Resolve inputs and outputs, then forecast; returns the forecast files written."""
+    from nowcast.io.cf import ForecastExistsError, check_output_folder
+    from nowcast.models import load_forecaster
+    from nowcast.models.base import bind_to_store, check_model
+    from nowcast.schema import timestep
+
     t_start = time.perf_counter()
     if args.store and args.input_dir:
         raise ForecastInputError("give --store or --input-dir, not both")
@@ -355,10 +359,13 @@ def run(args) -> list[Path]:
     return written
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from nowcast.io.cf import ForecastExistsError, OutputPathError
+    from nowcast.models.base import DoesNotFitError, ModelArgumentError
+    from nowcast.models.checkpoint import CheckpointError
+    from nowcast.schema import StoreError
+
     try:
         run(args)
     except (ForecastInputError, ForecastExistsError, StoreError, OutputPathError, ModelArgumentError,

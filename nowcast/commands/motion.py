@@ -66,12 +66,12 @@ def anchors_by_store(args: Any) -> tuple[dict[str, Path], dict[str, set[Any]], i
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
     import numpy as np
 
     from nowcast.data.motion_cache import build_motion_cache
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
     logging.getLogger("nowcast").setLevel(logging.INFO)
     try:
         paths, anchors, n_in = anchors_by_store(args)

@@ -23,6 +23,7 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import Literal
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
@@ -71,8 +72,8 @@ def build_parser() -> ArgumentParser:
     o = p.add_argument_group("Output")
     o.add_argument("--product", type=str, default="nowcast",
                    help="file name prefix: <product>_<YYYYmmddTHHMM>Z.<format>, whichever model made it")
-    o.add_argument("--format", type=str, default="nc", choices=["nc", "zarr"], help="forecast file format")
-    o.add_argument("--quicklook", type=str, default="none", choices=["none", "png", "gif", "both"],
+    o.add_argument("--format", type=Literal["nc", "zarr"], default="nc", help="forecast file format")
+    o.add_argument("--quicklook", type=Literal["none", "png", "gif", "both"], default="none",
                    help="quicklooks beside each forecast")
     t = p.add_argument_group("Timing")
     t.add_argument("--interval-minutes", type=float, default=5.0, help="the radar cycle (scan interval)")

@@ -91,7 +91,8 @@ class Provenance:
         input_store: path of the store the input frames were read from.
         input_times: valid times of the input frames, oldest first.
         input_files: raw file of each input frame (the store's ``source_file``), if known.
-        checkpoint: checkpoint path for learned models (its sha256 is computed on write).
+        checkpoint: checkpoint path for learned models (its sha256 is computed on write); default:
+            the forecaster's own (``forecaster["checkpoint"]``).
         extra: further attributes (strings or numbers).
     """
 
@@ -105,9 +106,11 @@ class Provenance:
     def attributes(self) -> dict[str, Any]:
         from nowcast.models.checkpoint import file_sha256
 
-        ckpt = self.checkpoint
+        ckpt = self.checkpoint or self.forecaster.get("checkpoint")
+        notice = self.forecaster.get("skill_notice")
         return {
             "model": str(self.forecaster.get("model", "unknown")),
+            **({"skill_notice": str(notice)} if notice else {}),
             "forecaster": json.dumps(self.forecaster, default=str, sort_keys=True),
             "checkpoint": str(ckpt) if ckpt else "none",
             "checkpoint_sha256": file_sha256(ckpt) if ckpt and Path(ckpt).is_file() else "none",

@@ -66,6 +66,8 @@ def check_model(name: str, checkpoint: str | Path | None = None, **kwargs: Any) 
 class Forecaster(ABC):
     #: registry name, set by subclasses
     name: str = ""
+    #: one line for ``nowcast models``
+    summary: str = ""
     #: True if the model always returns one member
     deterministic: bool = True
     #: number of past frames needed (the minimum; extra leading frames are ignored)

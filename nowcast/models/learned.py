@@ -16,6 +16,7 @@ from torch import nn
 
 from nowcast.data.transforms import RainTransform, build_transform
 from nowcast.models.base import Forecaster, refuse_unknown_arguments
+from nowcast.models.cards import CHECKPOINT_DIR, skill_notice
 from nowcast.models.checkpoint import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
@@ -25,7 +26,6 @@ from nowcast.models.checkpoint import (
 )
 from nowcast.types import GridSpec, WindowSpec
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 #: ``__init__`` arguments that ``from_checkpoint`` fills from the checkpoint, not the user
 FROM_CHECKPOINT = ("modules", "hparams", "transform", "window", "grid", "checkpoint", "checkpoint_path")
 
@@ -50,6 +50,7 @@ class LearnedForecaster(Forecaster):
         self.n_in = self.window.n_in
         self.checkpoint = checkpoint or {}
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        skill_notice(self.checkpoint_path)  # a shipped model below extrapolation says so, once
 
     # --- to implement -------------------------------------------------------------------
     @classmethod
@@ -130,4 +131,7 @@ class LearnedForecaster(Forecaster):
                 info["checkpoint_sha256"] = file_sha256(self.checkpoint_path)
         if "metrics" in self.checkpoint:
             info["checkpoint_metrics"] = self.checkpoint["metrics"]
+        notice = skill_notice(self.checkpoint_path)
+        if notice:
+            info["skill_notice"] = notice
         return info

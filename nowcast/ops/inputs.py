@@ -8,12 +8,12 @@ store's time step, each holding some radar data in the forecast window.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
-from nowcast.schema import RAIN, StoreError
+if TYPE_CHECKING:  # xarray is imported by the functions that need it: `--help` stays fast
+    import xarray as xr
 
 
 class ForecastInputError(ValueError):
@@ -23,6 +23,7 @@ class ForecastInputError(ValueError):
 def open_rain_store(path: str | Path) -> xr.Dataset:
     """Open a rain store (zarr folder or netCDF file) lazily."""
     from nowcast.data.store import open_store
+    from nowcast.schema import StoreError
 
     path = Path(path)
     if not path.exists():
@@ -81,6 +82,8 @@ def frames_without_data(ds: xr.Dataset, times: set[Any], rows: slice, cols: slic
     if not times:
         return set()
     ordered = sorted(times)
+    from nowcast.schema import RAIN
+
     frames = ds[RAIN].sel(time=np.array(ordered, dtype="datetime64[ns]")).isel(y=rows, x=cols)
     empty = frames.isnull().all(("y", "x")).values
     return {t for t, e in zip(ordered, empty, strict=True) if e}

@@ -25,6 +25,8 @@ class AdversarialSampler(DDPMSampler):
     """The posterior step of :class:`DDPMSampler` over ``n in ADVERSARIAL_STEPS`` large steps, with
     "trailing" spacing: ``n`` steps of ``T/n`` training steps each (4 steps: 999, 749, 499, 249)."""
 
+    summary = "Denoising-Diffusion-GAN large steps (1, 2 or 4) with an adversarially trained generator"
+
     def __init__(self, schedule: NoiseSchedule, prediction_type: str = "v", clip_x0: float | None = None,
                  timestep_spacing: str = "trailing", max_steps: int = max(ADVERSARIAL_STEPS)) -> None:
         super().__init__(schedule, prediction_type, clip_x0, timestep_spacing)

@@ -59,6 +59,8 @@ class Sampler(ABC):
 
     #: whether ``step`` draws noise (deterministic samplers ignore the generator)
     stochastic: bool = True
+    #: one line for ``nowcast models``
+    summary: str = ""
 
     def __init__(
         self, schedule: NoiseSchedule, prediction_type: str = "v", clip_x0: float | None = None,

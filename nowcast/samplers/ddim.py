@@ -16,6 +16,8 @@ class DDIMSampler(Sampler):
     ``sigma^2 = eta^2 (1 - abar_s)/(1 - abar_t) (1 - abar_t/abar_s)`` (eq. 12/16 of the paper).
     ``eta = 0``: deterministic (probability-flow); ``eta = 1``: the DDPM posterior."""
 
+    summary = "DDIM: deterministic (eta=0) or stochastic large steps"
+
     def __init__(self, schedule: NoiseSchedule, prediction_type: str = "v", eta: float = 0.0,
                  clip_x0: float | None = None, timestep_spacing: str = "trailing") -> None:
         super().__init__(schedule, prediction_type, clip_x0, timestep_spacing)

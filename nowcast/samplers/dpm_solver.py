@@ -19,6 +19,8 @@ class DPMSolverPP2MSampler(Sampler):
     final jump to the clean sample (``sigma = 0``, infinite ``h``) returns ``x0_t``.
     """
 
+    summary = "DPM-Solver++ 2M: second-order multistep solver of the probability-flow ODE"
+
     stochastic = False
 
     def reset(self) -> None:

@@ -119,6 +119,8 @@ class CGANForecaster(NetForecaster):
     so a seeded CPU generator gives the same noise whatever device the model is on.
     """
 
+    summary = "conditional GAN baseline in the spirit of DGMR (ensemble)"
+
     name = "cgan"
     deterministic = False
     net_class = ConvLSTMNet

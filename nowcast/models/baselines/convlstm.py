@@ -77,6 +77,8 @@ class ConvLSTMNet(nn.Module):
 class ConvLSTMForecaster(NetForecaster):
     """Deterministic ConvLSTM encoder-forecaster; one member, any lead time count."""
 
+    summary = "ConvLSTM encoder-forecaster baseline (deterministic)"
+
     name = "convlstm"
     deterministic = True
     net_class = ConvLSTMNet

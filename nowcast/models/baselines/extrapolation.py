@@ -60,6 +60,8 @@ class Extrapolation(PerSampleForecaster):
         interp_order: spline order of the semi-Lagrangian interpolation (1 = bilinear).
     """
 
+    summary = "pysteps semi-Lagrangian extrapolation of the last scan along the optical flow (the default)"
+
     name = "extrapolation"
     deterministic = True
 

@@ -13,6 +13,8 @@ from nowcast.models.base import FORECASTERS, Forecaster
 class Persistence(Forecaster):
     """Deterministic: ``rain[b, 0, t] = past[b, -1]`` for every lead time ``t``."""
 
+    summary = "the last scan repeated at every lead time (needs only that scan; the last resort)"
+
     name = "persistence"
     deterministic = True
     n_in = 1

@@ -118,6 +118,8 @@ class SimVPNet(nn.Module):
 class SimVPForecaster(NetForecaster):
     """Deterministic SimVP (gSTA translator); one member, all trained lead times in one pass."""
 
+    summary = "SimVP video-prediction baseline (deterministic)"
+
     name = "simvp"
     deterministic = True
     net_class = SimVPNet

@@ -55,6 +55,8 @@ class Steps(PerSampleForecaster):
             small runs cheap and reproducible).
     """
 
+    summary = "pysteps STEPS: extrapolation with cascade-decomposed stochastic perturbations (ensemble)"
+
     name = "steps"
     deterministic = False
 

@@ -40,6 +40,8 @@ class DiffusionForecaster(LearnedForecaster):
             base checkpoint = the shipped ``diffusion-adversarial-<steps>.pt``.
     """
 
+    summary = "conditional diffusion ensemble (the paper's model): extrapolation residual, few-step samplers"
+
     name = "diffusion"
     deterministic = False
     uses_motion = True
