@@ -88,10 +88,28 @@ class IngestReport:
                  f"{len(self.skipped)} skipped; {self.n_frames} frame(s) in store "
                  f"({self.seconds:.1f} s{', rewritten to merge earlier times' if self.rewritten else ''})"]
         lines += [f"  warning: {w}" for w in self.warnings]
-        lines += [f"  skipped {Path(f).name}: {why}" for f, why in self.skipped]
+        lines += skipped_lines(self.skipped)
         lines += [f"  duplicate {Path(f).name}: {why}" for f, why in self.duplicates
                   if ALREADY_STORED not in why]
         return "\n".join(lines)
+
+
+def skipped_lines(skipped: list[tuple[str, str]], examples: int = 3) -> list[str]:
+    """One line per distinct reason (the file's own name taken out of it), naming the first
+    ``examples`` files: 120 files on another grid make one line, not 120."""
+    groups: dict[str, list[str]] = {}
+    for f, why in skipped:
+        name = Path(f).name
+        groups.setdefault(why.replace(name, "<file>"), []).append(name)
+    lines = []
+    for why, names in groups.items():
+        if len(names) == 1:
+            lines.append(f"  skipped {names[0]}: {why.replace('<file>', names[0])}")
+        else:
+            shown = ", ".join(names[:examples]) + (f", ... ({len(names) - examples} more)"
+                                                  if len(names) > examples else "")
+            lines.append(f"  skipped {len(names)} files ({shown}): {why}")
+    return lines
 
 
 def describe_grid(sig: tuple, crs_name: str = "") -> str:
@@ -266,7 +284,7 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
             spec = _resolve(p, source)
             by_time.setdefault(np.datetime64(spec.valid_time(p), "ns"), []).append((p, spec))
         except Exception as exc:  # unreadable name/time: report, keep going
-            log.warning("skipping %s: %s", p, exc)
+            log.debug("skipping %s: %s", p, exc)  # reported once, grouped, by the summary
             report.skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
 
     with zstore.locked_store(store):
@@ -286,7 +304,7 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
                 try:
                     ds = _convert(p, spec, opts, writer)
                 except Exception as exc:  # corrupt/truncated file or another grid: skip it, keep the batch
-                    log.warning("skipping %s: %s", p, exc)
+                    log.debug("skipping %s: %s", p, exc)  # reported once, grouped, by the summary
                     report.skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
                     continue
                 if kept is None:
@@ -304,7 +322,7 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
                                                    opts.max_rain_mm_h if report.ingested else None)
     report.n_frames, report.rewritten = writer.n_frames(), writer.rewritten
     report.seconds = _time.perf_counter() - t0
-    log.info(report.summary().splitlines()[0])
+    log.debug(report.summary().splitlines()[0])  # callers print or log the summary once
     return report
 
 

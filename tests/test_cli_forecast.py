@@ -94,6 +94,23 @@ def test_batch_with_extrapolation_every_second_step(store, tmp_path):
         f"extrapolation_20240601T12{m}Z.zarr" for m in ("15", "25", "35")]
 
 
+def test_every_counts_back_from_the_end(store, tmp_path):
+    import datetime as dt
+
+    import numpy as np
+
+    from nowcast.data.store import open_store
+
+    last = open_store(store).time.values[-1]
+    out = tmp_path / "batch"
+    assert _forecast("--store", store, "--model", "persistence", "--start", "first", "--end", "latest",
+                     "--every", "3", "--output", out, "--quicklook", "none") == 0
+    stamps = sorted(np.datetime64(dt.datetime.strptime(p.stem.split("_")[1], "%Y%m%dT%H%MZ"), "m")
+                    for p in out.iterdir())
+    assert stamps[-1] == np.datetime64(last, "m")  # the latest frame gets its forecast
+    assert all(b - a == np.timedelta64(15, "m") for a, b in zip(stamps, stamps[1:], strict=False))
+
+
 def test_refuses_to_overwrite(store, tmp_path, capsys):
     out = tmp_path / "f.nc"
     args = ("--store", store, "--model", "persistence", "--output", out)

@@ -82,7 +82,8 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--end", type=str | None, default=None,
                    help="batch: last issue time (ISO or 'latest'); --start/--end override --issue-time")
     t.add_argument("--every", type=int, default=1,
-                   help="batch: issue a forecast every N store time steps")
+                   help="batch: issue a forecast every N store time steps, counted back from --end when it "
+                        "is given (so the last issue time is --end), else forward from --start")
     m = p.add_argument_group("Model")
     m.add_argument("--model", type=str, default="extrapolation",
                    help="forecaster registry name (persistence, extrapolation, steps, ...)")
@@ -139,13 +140,30 @@ def ingest_into(folder: Path, store: Path, coarsen: int) -> Path:
     return store
 
 
+def holds_every_file(store: Path, folder: Path) -> bool:
+    """True if ``store`` exists and holds as many frames as ``folder`` has radar files."""
+    from data_pipelines.sources import find_files
+    from data_pipelines.store import is_zarr_store, stored_index
+
+    if not is_zarr_store(store):
+        return False
+    try:
+        times, ds = stored_index(store)
+        ds.close()
+    except Exception:  # an unreadable cache is ingested again (the ingest repairs or refuses it)
+        return False
+    return len(times) == len(find_files(folder))
+
+
 def default_store(cache: Path) -> Path:
     """The embedded default event: a real rainy event when ../shared/radar exists, else synthetic."""
     real = radar_dir() / DEFAULT_REAL_EVENT
     if real.is_dir():
         store = cache / f"default-{DEFAULT_REAL_EVENT.replace('/', '-')}-2km.zarr"
         log.info("embedded default: real event %s", real)
-        return ingest_into(real, store, DEFAULT_REAL_COARSEN)  # idempotent: a re-run adds nothing
+        if not holds_every_file(store, real):  # ingest is idempotent, but listing 40 duplicates is noise
+            ingest_into(real, store, DEFAULT_REAL_COARSEN)
+        return store
     from nowcast.data.synthetic import write_synthetic_store
 
     store = cache / "default-synthetic-seed0.zarr"
@@ -187,6 +205,8 @@ def select_issue_times(
     if t1 < t0:
         raise ForecastInputError(f"--end {t1}Z is before --start {t0}Z")
     n = int((t1 - t0) // step) + 1
+    if end is not None:  # anchored at the end: `--end latest --every 3` includes the latest frame
+        return sorted(t1 - step * i for i in range(0, n, every)), True
     return [t0 + step * i for i in range(0, n, every)], True
 
 
@@ -237,6 +257,7 @@ def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], 
               overwrite: bool) -> list[Path]:
     """Forecast every issue time (in groups of ``batch_size``) and write its file and quicklooks."""
     import torch
+    from tqdm.auto import tqdm
 
     from nowcast.io.cf import Provenance, forecast_dataset, write_forecast
     from nowcast.io.quicklook import write_gif, write_png
@@ -245,6 +266,9 @@ def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], 
     f = job.forecaster
     generator = torch.Generator(device=f.device).manual_seed(seed)
     written = []
+    # a bar on a terminal for a batch; the log says what each group wrote either way
+    bar = tqdm(total=len(issues), desc=f"{f.name} forecasts", unit="issue time",
+               disable=None if len(issues) > 1 else True)
     for i in range(0, len(issues), batch_size):
         group, group_paths = issues[i:i + batch_size], paths[i:i + batch_size]
         needed = [input_times(t, f.n_in, job.step) for t in group]
@@ -276,6 +300,8 @@ def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], 
                      "".join(f" + {q.name}" for q in quicklook_paths(path, quicklooks)),
                      f"{needed[b][0]}Z", f"{needed[b][-1]}Z")
             written.append(path)
+        bar.update(len(group))
+    bar.close()
     return written
 
 

@@ -19,20 +19,22 @@ def sample(
     x_T: Tensor,
     n_steps: int,
     generator: torch.Generator | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> Tensor:
     """Run the reverse process from ``x_T`` (B, ...) over ``n_steps`` and return the clean sample.
 
     ``model_fn(x_t, t)`` takes the current sample and a LongTensor ``(B,)`` of training-step
     indices and returns the model output (of the sampler's ``prediction_type``), shaped like
-    ``x_t``. ``model_fn`` is called exactly ``n_steps`` times. ``progress`` shows a tqdm bar.
+    ``x_t``. ``model_fn`` is called exactly ``n_steps`` times. ``progress`` shows a tqdm bar on stderr
+    (None: only when stderr is a terminal).
     """
     sampler.set_timesteps(n_steps)
     steps = sampler.timesteps.tolist()
-    if progress:
+    if progress or progress is None:
         from tqdm.auto import tqdm
 
-        steps = tqdm(steps, desc=f"{type(sampler).__name__} ({n_steps} steps)", leave=False)
+        steps = tqdm(steps, desc=f"{type(sampler).__name__} ({n_steps} steps)", leave=False,
+                     disable=None if progress is None else False)
     x = x_T
     for t in steps:
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)

@@ -279,7 +279,8 @@ class ConditionalDiffusion(nn.Module):
         shape = (b * members, self.n_out, *cond.shape[-2:])
         x_T = randn_like(torch.empty(shape, device=past.device), generator)
         sampler = self.build_sampler(sampler, **sampler_kwargs)
-        x0 = sample(lambda x, t: fn(x, t, cond, generator).float(), sampler, x_T, n_steps, generator)
+        x0 = sample(lambda x, t: fn(x, t, cond, generator).float(), sampler, x_T, n_steps, generator,
+                    progress=None)  # a bar on a terminal: an ensemble on a big grid takes minutes
         x0 = self.from_diffused(x0, None if base is None else base.repeat_interleave(members, dim=0))
         return self.to_rain(x0.clamp(-1.0, 1.0)).reshape(b, members, self.n_out, h, w)[:, :, :n_out]
 
