@@ -70,3 +70,15 @@ def test_no_pysteps_banner_on_stdout(tmp_path: Path) -> None:
                            env={**ENV, "NOWCAST_CACHE": str(tmp_path)}, timeout=120, cwd=tmp_path)
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert "Pysteps configuration file found" not in probe.stdout
+
+
+def test_options_are_spelled_with_dashes_and_the_old_underscores_still_work() -> None:
+    from nowcast.commands.ingest import build_parser
+
+    for spelling in ("--zr-a", "--zr_a"):
+        cfg = build_parser().parse_args(["f.h5", "--store", "s.zarr", spelling, "300"])
+        assert cfg.zr_a == 300.0
+    for module in COMMANDS.values():
+        source = (REPO / "nowcast" / "commands" / f"{module}.py").read_text()
+        firsts = [line.split('"')[1] for line in source.splitlines() if 'add_argument("--' in line]
+        assert not [o for o in firsts if "_" in o], f"{module}: options spelled with underscores first"

@@ -4,7 +4,7 @@ Examples::
 
     nowcast ingest ../shared/radar/pysteps/mch --store stores/mch.zarr --coarsen 2
     nowcast ingest --preset radar-mix --out stores/radar-mix          # the benchmark's stores
-    nowcast ingest --config configs/ingest/radar-mix.yaml --include_bom true
+    nowcast ingest --config configs/ingest/radar-mix.yaml --include-bom true
     nowcast ingest new_files/ --store stores/mch.zarr --netcdf stores/mch.nc
 """
 
@@ -28,7 +28,7 @@ def build_parser() -> ArgumentParser:
         "in km are stored in metres, the time step is measured from the frames' times). Incremental and "
         "idempotent: only new times are added, re-ingesting a file changes nothing, unreadable files, "
         "files on another grid and frames with impossible rain values (inf, negative, above "
-        "--max_rain_rate) are reported and skipped. One writer per store: a store that another "
+        "--max-rain-rate) are reported and skipped. One writer per store: a store that another "
         "process is writing is refused (exit status 2); a run killed at any moment leaves the store "
         "as it was before its last write, and the next run recovers it. Exit status 1 if any file "
         "was skipped."))
@@ -41,19 +41,20 @@ def build_parser() -> ArgumentParser:
                    help="radar source name (knmi, fmi, mch, rmi, bom, odim); default: detect from file names")
     p.add_argument("--coarsen", type=int, default=1,
                    help="average rain rates over coarsen x coarsen pixel blocks (2: 1 km -> 2 km)")
-    p.add_argument("--zr_a", type=float, default=200.0,
+    p.add_argument("--zr-a", "--zr_a", type=float, default=200.0,
                    help="Z-R relation Z = a R^b: a (Marshall-Palmer 200)")
-    p.add_argument("--zr_b", type=float, default=1.6, help="Z-R relation Z = a R^b: b (Marshall-Palmer 1.6)")
-    p.add_argument("--max_rain_rate", type=float, default=500.0,
+    p.add_argument("--zr-b", "--zr_b", type=float, default=1.6,
+                   help="Z-R relation Z = a R^b: b (Marshall-Palmer 1.6)")
+    p.add_argument("--max-rain-rate", "--max_rain_rate", type=float, default=500.0,
                    help="ceiling of a believable rain rate in mm/h: a frame above it is a wrong conversion "
                         "and is skipped (evaluation checks stores against it too)")
     p.add_argument("--preset", type=str | None, default=None,
                    help="build a named set of stores instead (radar-mix: knmi/fmi/mch/rmi[/bom].zarr at 2 km "
-                        "from --radar_root)")
+                        "from --radar-root)")
     p.add_argument("--out", type=str, default="stores/radar-mix", help="output folder for --preset")
-    p.add_argument("--radar_root", type=str | None, default=None,
+    p.add_argument("--radar-root", "--radar_root", type=str | None, default=None,
                    help="raw data root for --preset (default: $NOWCAST_SHARED/radar or ../shared/radar)")
-    p.add_argument("--include_bom", type=bool, default=False,
+    p.add_argument("--include-bom", "--include_bom", type=bool, default=False,
                    help="with --preset radar-mix: also build bom.zarr (6-min step, training only)")
     p.add_argument("--netcdf", type=str | None, default=None,
                    help="after ingesting, also export the store to this netCDF4 file (with --store)")
