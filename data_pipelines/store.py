@@ -44,7 +44,15 @@ import numpy as np
 import xarray as xr
 
 from nowcast.fsutil import WriterLock, atomic_write, fsync_dir, fsync_tree
-from nowcast.schema import CRS, RAIN, SOURCE_FILE, StoreError, make_rain_dataset, validate_rain_dataset
+from nowcast.schema import (
+    CRS,
+    RAIN,
+    SOURCE_FILE,
+    StoreError,
+    complete_grid_mapping,
+    make_rain_dataset,
+    validate_rain_dataset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -330,9 +338,12 @@ def export_netcdf(store_path: str | Path, nc_path: str | Path) -> Path:
     with _open(store_path) as ds:
         validate_rain_dataset(ds)
         out = _strip_encoding(ds)
+        out[CRS].attrs = complete_grid_mapping(out[CRS].attrs)  # a store ingested before the fix
         h, w = ds.sizes["y"], ds.sizes["x"]
         encoding = {RAIN: {"zlib": True, "complevel": 4, "chunksizes": (1, h, w), "_FillValue": np.nan},
-                    "time": dict(TIME_ENCODING)}
+                    "time": dict(TIME_ENCODING),
+                    # CF: coordinate variables carry no fill value
+                    **{c: {"_FillValue": None} for c in ("x", "y")}}
         out.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
     tmp.replace(nc_path)
     return nc_path

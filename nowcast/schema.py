@@ -64,7 +64,35 @@ def crs_attributes(crs: Any) -> dict[str, Any]:
     attrs = proj.to_cf()
     attrs["crs_wkt"] = proj.to_wkt()
     # netCDF attributes cannot hold None or nested containers
-    return {k: v for k, v in attrs.items() if v is not None and not isinstance(v, dict)}
+    attrs = {k: v for k, v in attrs.items() if v is not None and not isinstance(v, dict)}
+    return complete_grid_mapping(attrs)
+
+
+def complete_grid_mapping(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Add the CF grid-mapping parameters pyproj's ``to_cf`` leaves out (a copy of ``attrs``).
+
+    Polar stereographic with a standard parallel (variant B): CF requires
+    ``latitude_of_projection_origin``, the pole (+90 or -90) on the standard parallel's side.
+    Applied at ingest and again when writing files from stores ingested before.
+    """
+    attrs = dict(attrs)
+    polar = attrs.get("grid_mapping_name") == "polar_stereographic"
+    if polar and "latitude_of_projection_origin" not in attrs and "standard_parallel" in attrs:
+        north = float(np.ravel(attrs["standard_parallel"])[0]) > 0
+        attrs["latitude_of_projection_origin"] = 90.0 if north else -90.0
+    return attrs
+
+
+def latitude_longitude(crs_wkt: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon), each (len(y), len(x)) float32 degrees, of the projected grid ``x``, ``y`` (m) in
+    ``crs_wkt``: the CF auxiliary coordinates that let tools place a field without parsing WKT."""
+    from pyproj import CRS as ProjCRS
+    from pyproj import Transformer
+
+    to_geo = Transformer.from_crs(ProjCRS.from_wkt(crs_wkt), "EPSG:4326", always_xy=True)
+    xx, yy = np.meshgrid(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    lon, lat = to_geo.transform(xx, yy)
+    return lat.astype(np.float32), lon.astype(np.float32)
 
 
 def rain_fraction(rain: np.ndarray) -> np.ndarray:

@@ -10,6 +10,8 @@ A forecast file looks like::
         time                     (lead_time)  datetime64       valid time = issue time + lead_time
         forecast_reference_time  ()           datetime64       issue time (last observed frame)
         y, x                     (y), (x)     float64          source grid, m (attributes copied)
+        lat, lon                 (y, x)       float32          degrees north / east of each pixel (CF
+                                                               auxiliary coordinates, from the grid mapping)
     Data variables:
         rain_rate  (member, lead_time, y, x) float32  mm h-1, NaN outside the input coverage
         crs        ()                         int32    grid mapping copied from the input store
@@ -45,7 +47,7 @@ import xarray as xr
 
 import nowcast
 from nowcast.fsutil import fsync_dir, fsync_tree
-from nowcast.schema import CONVENTIONS, CRS, RAIN
+from nowcast.schema import CONVENTIONS, CRS, RAIN, complete_grid_mapping, latitude_longitude
 
 FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
 
@@ -172,17 +174,18 @@ def forecast_dataset(
     ds = xr.Dataset(
         data_vars={
             RAIN: (("member", "lead_time", "y", "x"), rain, rain_attrs),
-            CRS: ((), np.int32(0), dict(grid[CRS].attrs)),
+            CRS: ((), np.int32(0), complete_grid_mapping(grid[CRS].attrs)),
         },
         coords={
             "member": ("member", np.arange(m, dtype=np.int32),
-                       {"long_name": "ensemble member", "standard_name": "realization"}),
+                       {"long_name": "ensemble member", "standard_name": "realization", "units": "1"}),
             "lead_time": ("lead_time", lead, {"standard_name": "forecast_period", "long_name": "lead time"}),
             "time": ("lead_time", issue + lead, {"standard_name": "time", "long_name": "valid time (UTC)"}),
             "forecast_reference_time": ((), issue, {"standard_name": "forecast_reference_time",
                                                     "long_name": "issue time (UTC)"}),
             "y": ("y", grid["y"].values, dict(grid["y"].attrs)),
             "x": ("x", grid["x"].values, dict(grid["x"].attrs)),
+            **_latlon(grid),
         },
         attrs={
             "Conventions": CONVENTIONS,
@@ -195,6 +198,18 @@ def forecast_dataset(
     return ds
 
 
+def _latlon(grid: xr.Dataset) -> dict[str, tuple]:
+    """CF auxiliary ``lat``/``lon`` (y, x) coordinates of the grid ({} without a WKT)."""
+    wkt = grid[CRS].attrs.get("crs_wkt")
+    if not wkt:
+        return {}
+    lat, lon = latitude_longitude(wkt, grid["x"].values, grid["y"].values)
+    return {"lat": (("y", "x"), lat, {"standard_name": "latitude", "long_name": "latitude",
+                                      "units": "degrees_north"}),
+            "lon": (("y", "x"), lon, {"standard_name": "longitude", "long_name": "longitude",
+                                      "units": "degrees_east"})}
+
+
 def _encoding(ds: xr.Dataset, fmt: str) -> dict[str, dict[str, Any]]:
     _, _, h, w = ds[RAIN].shape
     enc: dict[str, dict[str, Any]] = {
@@ -204,7 +219,7 @@ def _encoding(ds: xr.Dataset, fmt: str) -> dict[str, dict[str, Any]]:
                                     "dtype": "int64"},
         RAIN: {"_FillValue": np.float32(np.nan)},
         # CF: coordinate variables carry no fill value
-        **{c: {"_FillValue": None} for c in ("x", "y", "member")},
+        **{c: {"_FillValue": None} for c in ("x", "y", "member", "lat", "lon") if c in ds.variables},
     }
     if fmt == "netcdf":
         enc[RAIN].update(zlib=True, complevel=4, chunksizes=(1, 1, h, w))
