@@ -1,7 +1,9 @@
 """Quicklook images of a forecast: a PNG panel and an animated GIF, on a rain-rate colour scale.
 
 Both show the ensemble mean (or one member) of a forecast dataset from :mod:`nowcast.io.cf`,
-next to the last observed frame when it is given. Rendering uses matplotlib's Agg backend
+next to the last observed frame when it is given, with lead and valid time (UTC) on every
+panel and the grid's km axes; the PNG adds, for an ensemble, the probability of exceeding
+1 mm/h at the same leads. Rendering uses matplotlib's Agg backend
 (no display or pyplot state needed); the GIF is assembled with pillow.
 """
 
@@ -52,21 +54,112 @@ def _figure(n_panels: int, ncols: int):
     return fig, axes
 
 
-def _draw(ax, frame: np.ndarray, title: str):
-    cmap, norm = rain_colour_scale()
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
-    return ax.imshow(frame, cmap=cmap, norm=norm, interpolation="nearest")
+def _extent_km(ds: xr.Dataset) -> tuple[list[float], str]:
+    """imshow ``extent`` (km) and ``origin`` of the dataset's projected grid (pixel edges)."""
+    x, y = ds["x"].values / 1000.0, ds["y"].values / 1000.0
+    dx = abs(x[1] - x[0]) if len(x) > 1 else 1.0
+    dy = abs(y[1] - y[0]) if len(y) > 1 else 1.0
+    extent = [x.min() - dx / 2, x.max() + dx / 2, y.min() - dy / 2, y.max() + dy / 2]
+    return [float(v) for v in extent], ("upper" if len(y) < 2 or y[0] > y[-1] else "lower")
 
 
-def _colorbar(fig, image, axes) -> None:
-    cbar = fig.colorbar(image, ax=list(axes), shrink=0.8, extend="max", ticks=RAIN_LEVELS)
-    cbar.set_label("rain rate (mm/h)")
+def _draw(ax, frame: np.ndarray, title: str, extent: list[float] | None = None, origin: str = "upper",
+          probability: bool = False):
+    if probability:
+        from matplotlib import colormaps
+
+        cmap, norm = colormaps["Blues"].with_extremes(bad=_NO_COVERAGE), None
+        kw = {"vmin": 0.0, "vmax": 1.0}
+    else:
+        (cmap, norm), kw = rain_colour_scale(), {}
+    ax.set_title(title, fontsize=8)
+    if extent is None:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    else:
+        ax.tick_params(labelsize=6)
+    return ax.imshow(frame, cmap=cmap, norm=norm, interpolation="nearest", extent=extent, origin=origin, **kw)
+
+
+def _colorbar(fig, image, axes, label: str = "rain rate (mm/h)", ticks: Sequence[float] | None = RAIN_LEVELS,
+              extend: str = "max") -> None:
+    cbar = fig.colorbar(image, ax=list(axes), shrink=0.8, extend=extend, ticks=ticks)
+    cbar.set_label(label)
 
 
 def _lead_label(lead: np.timedelta64) -> str:
     return f"+{int(lead / np.timedelta64(1, 'm'))} min"
+
+
+def _lead_and_valid(rain: xr.DataArray, i: int) -> str:
+    """"+10 min, valid 16:10Z" for lead index ``i``."""
+    return f"{_lead_label(rain.lead_time.values[i])}, valid {_hhmm(rain.time.values[i])}"
+
+
+def _hhmm(t: np.datetime64) -> str:
+    return f"{np.datetime_as_string(np.datetime64(t, 'm'), unit='m')[11:]}Z"
+
+
+def regular_leads(n_lead: int, max_panels: int = 6) -> list[int]:
+    """0-based lead indices at a regular spacing that ends at the last lead (12 leads, 6 panels:
+    +10, +20, ..., +60 min)."""
+    step = int(np.ceil(n_lead / max_panels))
+    return list(range(n_lead - 1, -1, -step))[::-1][-max_panels:]
+
+
+#: the probability-of-exceedance row of an ensemble quicklook (mm/h)
+PROBABILITY_THRESHOLD = 1.0
+
+
+def quicklook_figure(
+    ds: xr.Dataset,
+    last_observed: np.ndarray | None = None,
+    field: str = "mean",
+    leads: Sequence[int] | None = None,
+    axes_km: bool = True,
+):
+    """The PNG panel as a matplotlib Figure: the last observed frame (if given, (H, W) mm/h) then the
+    chosen lead times of ``field``, each titled with its lead and valid time (UTC), on km axes; for an
+    ensemble, a second row with the probability of at least :data:`PROBABILITY_THRESHOLD` mm/h.
+
+    ``leads``: 0-based lead-time indices; default :func:`regular_leads`.
+    """
+    rain = forecast_field(ds, field)
+    members = ds.sizes.get("member", 1)
+    if leads is None:
+        leads = regular_leads(rain.sizes["lead_time"])
+    issue = ds.forecast_reference_time.values
+    columns = ([] if last_observed is None else [(np.asarray(last_observed), f"observed {_hhmm(issue)}")])
+    columns += [(rain.isel(lead_time=i).values, _lead_and_valid(rain, i)) for i in leads]
+    ensemble = members > 1
+    ncols = len(columns)
+    fig, axes = _figure(ncols * (2 if ensemble else 1), ncols)
+    extent, origin = _extent_km(ds) if axes_km else (None, "upper")
+    image = None
+    for ax, (frame, title) in zip(axes, columns, strict=False):
+        image = _draw(ax, frame, title, extent, origin)
+    _colorbar(fig, image, axes[:ncols])
+    if ensemble:
+        exceed = (ds[RAIN] >= PROBABILITY_THRESHOLD).mean("member").where(ds[RAIN].notnull().all("member"))
+        first = 0 if last_observed is None else 1
+        axes[ncols].set_visible(first == 0)
+        prob_image = None
+        for ax, i in zip(axes[ncols + first:], leads, strict=False):
+            title = f"P(R ≥ {PROBABILITY_THRESHOLD:g} mm/h), {_lead_label(rain.lead_time.values[i])}"
+            prob_image = _draw(ax, exceed.isel(lead_time=i).values, title, extent, origin, probability=True)
+        _colorbar(fig, prob_image, axes[ncols + first:2 * ncols], label="probability", ticks=None,
+                  extend="neither")
+    if axes_km:
+        for ax in axes[: len(axes)]:
+            ax.set_xlabel("x (km)", fontsize=7)
+            ax.set_ylabel("y (km)", fontsize=7)
+    if members == 1:
+        what = "deterministic forecast"
+    else:
+        what = f"{'ensemble mean' if field == 'mean' else field} of {members} members"
+    fig.suptitle(f"{ds.attrs.get('model', '')}: {what}, issued {np.datetime_as_string(issue, unit='m')}Z",
+                 fontsize=10)
+    return fig
 
 
 def write_png(
@@ -75,27 +168,10 @@ def write_png(
     last_observed: np.ndarray | None = None,
     field: str = "mean",
     leads: Sequence[int] | None = None,
-    ncols: int = 4,
 ) -> Path:
-    """PNG panel: the last observed frame (if given, (H, W) mm/h) then the chosen lead times.
-
-    ``leads``: 0-based lead-time indices; default about six spread over the forecast.
-    """
-    rain = forecast_field(ds, field)
-    n_lead = rain.sizes["lead_time"]
-    if leads is None:
-        leads = sorted(set(np.linspace(0, n_lead - 1, min(n_lead, 6)).round().astype(int).tolist()))
-    frames = [] if last_observed is None else [(np.asarray(last_observed), "observed")]
-    frames += [(rain.isel(lead_time=i).values, _lead_label(rain.lead_time.values[i])) for i in leads]
-    fig, axes = _figure(len(frames), min(ncols, len(frames)))
-    image = None
-    for ax, (frame, title) in zip(axes, frames, strict=False):
-        image = _draw(ax, frame, title)
-    _colorbar(fig, image, axes[: len(frames)])
-    issue = np.datetime_as_string(ds.forecast_reference_time.values, unit="m")
-    fig.suptitle(f"{ds.attrs.get('model', '')} {field}, issued {issue}Z", fontsize=10)
+    """Save :func:`quicklook_figure` as a PNG."""
     path = Path(path)
-    fig.savefig(path, dpi=90)
+    quicklook_figure(ds, last_observed, field, leads).savefig(path, dpi=90)
     return path
 
 
@@ -111,7 +187,7 @@ def write_gif(
 
     rain = forecast_field(ds, field)
     frames = [] if last_observed is None else [(np.asarray(last_observed), "observed")]
-    frames += [(rain.values[i], _lead_label(lead)) for i, lead in enumerate(rain.lead_time.values)]
+    frames += [(rain.values[i], _lead_and_valid(rain, i)) for i in range(rain.sizes["lead_time"])]
     issue = np.datetime_as_string(ds.forecast_reference_time.values, unit="m")
     fig, axes = _figure(1, 1)
     image = _draw(axes[0], frames[0][0], "")

@@ -8,7 +8,14 @@ from PIL import Image
 
 from nowcast.data.synthetic import synthetic_event
 from nowcast.io import Provenance, forecast_dataset
-from nowcast.io.quicklook import forecast_field, rain_colour_scale, write_gif, write_png
+from nowcast.io.quicklook import (
+    forecast_field,
+    quicklook_figure,
+    rain_colour_scale,
+    regular_leads,
+    write_gif,
+    write_png,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +31,26 @@ def test_png_panel(forecast, tmp_path):
     path = write_png(forecast, tmp_path / "q.png", last_observed=forecast.rain_rate.values[0, 0])
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size[0] > 200
+
+
+def test_panels_say_lead_and_valid_time_on_km_axes_with_a_probability_row(forecast):
+    fig = quicklook_figure(forecast, last_observed=forecast.rain_rate.values[0, 0])
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    issue = np.datetime64(forecast.forecast_reference_time.values, "m")
+    valid = [f"{str(issue + np.timedelta64(5 * k, 'm'))[11:]}Z" for k in (1, 2, 3)]
+    assert titles[:4] == [f"observed {str(issue)[11:]}Z"] + [f"+{5 * k} min, valid {v}"
+                                                             for k, v in zip((1, 2, 3), valid, strict=True)]
+    assert titles[4:] == [f"P(R ≥ 1 mm/h), +{5 * k} min" for k in (1, 2, 3)]  # 2 members: an ensemble
+    assert fig.axes[0].get_xlabel() == "x (km)"
+    assert "test: ensemble mean of 2 members" in fig.get_suptitle()
+    one = quicklook_figure(forecast.isel(member=[0]))
+    assert not [ax.get_title() for ax in one.axes if ax.get_title().startswith("P(")]
+
+
+def test_leads_are_regularly_spaced_and_end_at_the_last():
+    assert regular_leads(12) == [1, 3, 5, 7, 9, 11]
+    assert regular_leads(3) == [0, 1, 2]
+    assert regular_leads(10) == [1, 3, 5, 7, 9]
 
 
 def test_gif_has_observation_plus_every_lead(forecast, tmp_path):
