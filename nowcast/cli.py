@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 #: exit code of a refused input
 EXIT_REFUSED = 2
@@ -33,6 +34,19 @@ COMMANDS = {
     "operate": "operate",
     "models": "models",
 }
+
+
+def command_parser(prog: str, description: str | None, **kwargs: Any):
+    """The jsonargparse parser of a subcommand, keeping its description's line breaks (the examples in
+    the module docstrings stay one per line)."""
+    import argparse
+
+    from jsonargparse import ArgumentParser, DefaultHelpFormatter
+
+    class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+        pass
+
+    return ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter, **kwargs)
 
 
 def help_line(module: str) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
-from nowcast.cli import EXIT_REFUSED, fail
+from nowcast.cli import EXIT_REFUSED, command_parser, fail
 from nowcast.types import repo_root
 
 #: exit code of a run in which a model failed while running (the report holds its error)
@@ -47,7 +47,7 @@ class EvaluateInputError(ValueError):
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="nowcast evaluate", description=__doc__)
+    p = command_parser("nowcast evaluate", description=__doc__)
     p.add_argument("--config", action=ActionConfigFile, help="YAML of options (e.g. configs/evaluate/*.yaml)")
     d = p.add_argument_group("Data: a data config and split, or one store and a time range")
     d.add_argument("--data", type=str | None, default="configs/data/radar-mix.yaml",

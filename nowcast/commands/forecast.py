@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
-from nowcast.cli import fail
+from nowcast.cli import command_parser, fail
 from nowcast.ops.inputs import (
     ForecastInputError,
     frames_without_data,
@@ -56,8 +56,8 @@ QUICKLOOKS = {"none": (), "png": ("png",), "gif": ("gif",), "both": ("png", "gif
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(
-        prog="nowcast forecast",
+    p = command_parser(
+        "nowcast forecast",
         description=__doc__,
         default_config_files=[str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else [],
     )

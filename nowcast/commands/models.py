@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 
-from jsonargparse import ArgumentParser
+from nowcast.cli import command_parser
 
 HELP = "list the registered forecasters and samplers and the shipped checkpoints with their model cards"
 
@@ -22,7 +22,7 @@ def first_line(obj: object) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ArgumentParser(prog="nowcast models", description=__doc__).parse_args(argv)
+    command_parser("nowcast models", __doc__).parse_args(argv)
     from nowcast.models import FORECASTERS, import_all
     from nowcast.models.cards import CHECKPOINT_DIR, card_of, shipped_cards
     from nowcast.samplers import SAMPLERS

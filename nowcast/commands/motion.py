@@ -21,13 +21,15 @@ from typing import Any
 
 from jsonargparse import ActionYesNo, ArgumentParser
 
+from nowcast.cli import command_parser
+
 HELP = "build the motion caches (pysteps optical flow per window) that training and evaluation can use"
 
 log = logging.getLogger("nowcast.motion")
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="nowcast motion", description=__doc__)
+    p = command_parser("nowcast motion", description=__doc__)
     p.add_argument("--data", type=str | None, default="configs/data/radar-mix.yaml",
                    help="data config whose splits' windows get motion")
     p.add_argument("--splits", type=str, nargs="+", default=["train", "val", "test"], help="splits to cover")

@@ -27,7 +27,7 @@ from typing import Literal
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
-from nowcast.cli import fail
+from nowcast.cli import command_parser, fail
 
 HELP = "run the operational nowcast job: ingest new scans, forecast with a fallback chain, every cycle"
 
@@ -38,7 +38,7 @@ EXIT_CODES = {"written": 0, "up_to_date": 0, "skipped": 3, "failed": 1}
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="nowcast operate", description=__doc__)
+    p = command_parser("nowcast operate", description=__doc__)
     p.add_argument("--config", action=ActionConfigFile, help="YAML file of the job (configs/operate.yaml)")
     p.add_argument("--once", action=ActionYesNo, default=False,
                    help="run one cycle and exit (for cron or a systemd timer)")

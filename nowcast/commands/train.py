@@ -13,6 +13,8 @@ gradient clipping and checkpointing are the trainer's options, set in the YAML.
 
 from __future__ import annotations
 
+import sys
+
 HELP = "train a learned forecaster (LightningCLI: fit / validate; --config configs/train/*.yaml)"
 
 
@@ -22,12 +24,16 @@ def main(argv: list[str]) -> int:
     from nowcast.data.datamodule import NowcastDataModule
     from nowcast.training.task import ForecastTask
 
-    LightningCLI(
-        ForecastTask,
-        NowcastDataModule,
-        subclass_mode_model=True,
-        args=argv,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    # LightningCLI reads sys.argv (its program name is the usage line's, and given both it warns)
+    saved, sys.argv = sys.argv, ["nowcast train", *argv]
+    try:
+        LightningCLI(
+            ForecastTask,
+            NowcastDataModule,
+            subclass_mode_model=True,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
+    finally:
+        sys.argv = saved
     return 0
