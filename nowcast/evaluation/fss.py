@@ -28,8 +28,13 @@ def box_mean(field: torch.Tensor, size: int) -> torch.Tensor:
     if size <= 1:
         return field
     lo, hi = size // 2, size - 1 - size // 2
-    padded = F.pad(field[:, None], (lo, hi, lo, hi))
-    return F.avg_pool2d(padded, size, stride=1)[:, 0]
+    # summed-area table: O(1) per pixel whatever the size (a 16 px window is 256x cheaper than pooling)
+    padded = F.pad(field, (lo + 1, hi, lo + 1, hi))
+    table = padded.cumsum(dim=-2).cumsum(dim=-1)
+    h, w = field.shape[-2:]
+    box = (table[:, size:size + h, size:size + w] - table[:, :h, size:size + w]
+           - table[:, size:size + h, :w] + table[:, :h, :w])
+    return box / (size * size)
 
 
 class FSS(Metric):
