@@ -13,7 +13,7 @@ gradient clipping and checkpointing are the trainer's options, set in the YAML.
 
 from __future__ import annotations
 
-import sys
+import warnings
 
 HELP = "train a learned forecaster (LightningCLI: fit / validate; --config configs/train/*.yaml)"
 
@@ -24,16 +24,16 @@ def main(argv: list[str]) -> int:
     from nowcast.data.datamodule import NowcastDataModule
     from nowcast.training.task import ForecastTask
 
-    # LightningCLI reads sys.argv (its program name is the usage line's, and given both it warns)
-    saved, sys.argv = sys.argv, ["nowcast train", *argv]
-    try:
-        LightningCLI(
-            ForecastTask,
-            NowcastDataModule,
-            subclass_mode_model=True,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-        )
-    finally:
-        sys.argv = saved
+    # sys.argv stays the user's command: Lightning's DDP launcher re-runs it for the other ranks.
+    # The args warning is about running from Python with both; here args is the command's own tail.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    LightningCLI(
+        ForecastTask,
+        NowcastDataModule,
+        subclass_mode_model=True,
+        args=argv,
+        parser_kwargs={"prog": "nowcast train"},
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
     return 0
