@@ -39,7 +39,8 @@ class DiffusionTask(ForecastTask):
         prediction_type: "v" (default), "epsilon" or "x0".
         residual: diffuse ``future - extrapolation`` instead of the future.
         use_extrapolation: condition the denoiser on the extrapolation frames.
-        transform: rain transform name defining model space ("dbz" or "log").
+        transform: the rain transform defining model space: a name ("dbz", "log") or its
+            arguments, e.g. ``{"name": "log", "eps": 1.0}`` (log(R + 1)).
         n_train_steps: noise-schedule length (cosine).
         coarsen: diffuse the residual on a grid this many times coarser (see
             :class:`~nowcast.models.diffusion.wrapper.ConditionalDiffusion`).
@@ -62,8 +63,8 @@ class DiffusionTask(ForecastTask):
     def __init__(self, n_in: int = 4, n_out: int = 12, architecture: str = "transformer", dim: int = 256,
                  depth: int = 6, heads: int = 8, patch: int = 8, mlp_ratio: float = 4.0,
                  channels: list[int] | None = None, prediction_type: str = "v", residual: bool = True,
-                 use_extrapolation: bool = True, transform: str = "dbz", n_train_steps: int = 1000,
-                 coarsen: int = 1, residual_scale: float = 1.0,
+                 use_extrapolation: bool = True, transform: str | dict[str, Any] = "dbz",
+                 n_train_steps: int = 1000, coarsen: int = 1, residual_scale: float = 1.0,
                  loss_weighting: str = "none", lr: float = 3e-4, weight_decay: float = 0.0,
                  warmup_steps: int = 200, ema_decay: float = 0.999, val_sampler: str = "ddim",
                  val_steps: int = 10, val_members: int = 1, precompute: bool = False,
