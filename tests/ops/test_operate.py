@@ -353,3 +353,43 @@ def test_retention_removes_old_forecasts_and_quarantined_files(tmp_path: Path, s
     assert record.removed_by_retention == 2
     assert sorted(p.name for p in s.quarantine.iterdir()) == ["new.nc"]
     assert not (s.output / "old.nc").exists() and (s.output / "new.nc").exists()
+
+
+def test_service_runs_a_cycle_per_interval_and_stops_on_sigterm(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    # a 3-second "radar cycle" on the wall clock: no scan ever arrives, so each cycle is skipped
+    cmd = [
+        sys.executable,
+        "-m",
+        "nowcast.cli",
+        "operate",
+        "--incoming",
+        str(s.incoming),
+        "--store",
+        str(s.store),
+        "--output",
+        str(s.output),
+        "--state",
+        str(s.state),
+        "--quarantine",
+        str(s.quarantine),
+        "--interval-minutes",
+        "0.05",
+        "--offset-seconds",
+        "0",
+        "--grace-seconds",
+        "0",
+    ]
+    service = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    log = s.state / "cycles.jsonl"
+    t0 = time.monotonic()
+    while (not log.exists() or len(log.read_text().splitlines()) < 2) and time.monotonic() - t0 < 120:
+        time.sleep(0.5)
+    service.send_signal(signal.SIGTERM)
+    _, err = service.communicate(timeout=60)
+    assert service.returncode == 0, err[-2000:]
+    lines = log_lines(s)
+    assert len(lines) >= 2 and {ln["outcome"] for ln in lines} == {"skipped"}
+    assert "has not arrived" in lines[0]["reason"]
+    starts = [dt.datetime.fromisoformat(ln["started"].rstrip("Z")) for ln in lines[:2]]
+    assert dt.timedelta(seconds=2) <= starts[1] - starts[0] <= dt.timedelta(seconds=5)
