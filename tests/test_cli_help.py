@@ -30,6 +30,7 @@ print("HEAVY", ",".join(heavy))
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["forecast", "--help"], ["evaluate", "--help"],
+                                  ["train", "--help"],
                                   ["ingest", "--help"], ["motion", "--help"], ["operate", "--help"],
                                   ["models", "--help"]])
 def test_help_imports_no_heavy_module(argv: list[str]) -> None:

@@ -18,7 +18,23 @@ import warnings
 HELP = "train a learned forecaster (LightningCLI: fit / validate; --config configs/train/*.yaml)"
 
 
+#: what ``nowcast train --help`` prints without importing Lightning (its CLI builds the full help
+#: of a subcommand from the imported classes, which takes seconds)
+USAGE = """usage: nowcast train [-c CONFIG] {fit,validate,test,predict} ...
+
+subcommands (each lists every option, trainer, model and data, with --help; that imports
+Lightning and takes several seconds):
+  fit        train (resume a killed run with --ckpt_path last)
+  validate   score a checkpoint on the validation split
+  test       score a checkpoint on the test split
+  predict    run a checkpoint on the test windows
+"""
+
+
 def main(argv: list[str]) -> int:
+    if list(argv) in (["--help"], ["-h"]):
+        print(USAGE + "\n" + (__doc__ or "").strip())
+        return 0
     from lightning.pytorch.cli import LightningCLI
 
     from nowcast.data.datamodule import NowcastDataModule
