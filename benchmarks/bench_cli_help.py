@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/cli_help.json")
     args = ap.parse_args()
     exe = shutil.which("nowcast", path=str(Path(sys.executable).parent)) or "nowcast"
-    cases = [["--help"], ["--version"]] + [[name, "--help"] for name in COMMANDS] + [["train", "fit", "--help"]]
+    cases = [["--help"], ["--version"], *([name, "--help"] for name in COMMANDS), ["train", "fit", "--help"]]
     rows = {}
     for argv in cases:
         times = []
