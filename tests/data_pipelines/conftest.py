@@ -6,15 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-#: source -> folder (relative to the radar root) of one event
-EVENTS = {
-    "knmi": "knmi_2021/2021-02-02-2005",
-    "fmi": "pysteps/fmi/pgm/20160928",
-    "mch": "pysteps/mch/20160711",
-    "rmi": "pysteps/rmi/radqpe/20210704",
-    "bom": "pysteps/bom/prcp-cscn/2/2018/06/16",
-}
+from radar_events import EVENTS
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from radar_events import EVENTS
 
 from data_pipelines.ingest import ingest_files
 from data_pipelines.store import export_netcdf
@@ -21,13 +22,6 @@ pytest.importorskip("compliance_checker", reason="compliance-checker is a dev de
 #: names it azimuth_of_central_line, which the MeteoSwiss grid carries
 CHECKER_MISTAKES = {"azimuth is a required attribute for grid mapping oblique_mercator"}
 
-EVENTS = {
-    "knmi": "knmi_2021/2021-02-02-2005",
-    "fmi": "pysteps/fmi/pgm/20160928",
-    "mch": "pysteps/mch/20160711",
-    "rmi": "pysteps/rmi/radqpe/20210704",
-    "bom": "pysteps/bom/prcp-cscn/2/2018/06/16",
-}
 
 
 def cf_errors(path: Path, tmp_path: Path) -> list[str]:

@@ -75,6 +75,19 @@ def deliver(files: list[Path], s: OperateSettings) -> None:
         shutil.copy(f, s.incoming / f.name)
 
 
+def operate_cli(s: OperateSettings, *options: str) -> list[str]:
+    """The `nowcast operate` command line of the job ``s`` (its folders), plus ``options``."""
+    folders = ("incoming", "store", "output", "state", "quarantine")
+    return [
+        sys.executable,
+        "-m",
+        "nowcast.cli",
+        "operate",
+        *(x for key in folders for x in (f"--{key}", str(getattr(s, key)))),
+        *options,
+    ]
+
+
 def log_lines(s: OperateSettings) -> list[dict]:
     return [json.loads(line) for line in (s.state / "cycles.jsonl").read_text().splitlines()]
 
@@ -297,24 +310,11 @@ def test_two_cycles_at_once_exactly_one_runs(tmp_path: Path, scans: list[Path]) 
     s = settings(tmp_path)
     deliver(scans[:4], s)
     # the cycle waits 8 s for a scan that never comes, holding the lock; the second is refused
-    cmd = [
-        sys.executable,
-        "-m",
-        "nowcast.cli",
-        "operate",
+    cmd = operate_cli(
+        s,
         "--once",
         "--now",
         cycle_time(4).isoformat(),
-        "--incoming",
-        str(s.incoming),
-        "--store",
-        str(s.store),
-        "--output",
-        str(s.output),
-        "--state",
-        str(s.state),
-        "--quarantine",
-        str(s.quarantine),
         "--processed",
         str(s.processed),
         "--coarsen",
@@ -325,7 +325,7 @@ def test_two_cycles_at_once_exactly_one_runs(tmp_path: Path, scans: list[Path]) 
         "1",
         "--settle-seconds",
         "0",
-    ]
+    )
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     lock = s.state / "cycle.lock"
     t0 = time.monotonic()
@@ -358,28 +358,7 @@ def test_retention_removes_old_forecasts_and_quarantined_files(tmp_path: Path, s
 def test_service_runs_a_cycle_per_interval_and_stops_on_sigterm(tmp_path: Path) -> None:
     s = settings(tmp_path)
     # a 3-second "radar cycle" on the wall clock: no scan ever arrives, so each cycle is skipped
-    cmd = [
-        sys.executable,
-        "-m",
-        "nowcast.cli",
-        "operate",
-        "--incoming",
-        str(s.incoming),
-        "--store",
-        str(s.store),
-        "--output",
-        str(s.output),
-        "--state",
-        str(s.state),
-        "--quarantine",
-        str(s.quarantine),
-        "--interval-minutes",
-        "0.05",
-        "--offset-seconds",
-        "0",
-        "--grace-seconds",
-        "0",
-    ]
+    cmd = operate_cli(s, "--interval-minutes", "0.05", "--offset-seconds", "0", "--grace-seconds", "0")
     service = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     log = s.state / "cycles.jsonl"
     t0 = time.monotonic()
