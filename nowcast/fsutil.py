@@ -18,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -128,6 +129,24 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | Path) -> None:
+    """Make the content of the file at ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_path(path: str | Path) -> None:
+    """Remove a file or a whole folder (a zarr store); nothing there is not an error."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Replace ``path`` by ``data`` (str: UTF-8) atomically and durably."""
     path = Path(path)
@@ -148,9 +167,5 @@ def fsync_tree(folder: str | Path, newer_than: float | None = None) -> None:
             p = os.path.join(root, name)
             if newer_than is not None and os.stat(p).st_mtime < newer_than:
                 continue
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(p)
         fsync_dir(root)

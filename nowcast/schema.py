@@ -28,6 +28,7 @@ Reading and writing stores goes through this module so the names live in one pla
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -85,14 +86,23 @@ def complete_grid_mapping(attrs: dict[str, Any]) -> dict[str, Any]:
 
 def latitude_longitude(crs_wkt: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lat, lon), each (len(y), len(x)) float32 degrees, of the projected grid ``x``, ``y`` (m) in
-    ``crs_wkt``: the CF auxiliary coordinates that let tools place a field without parsing WKT."""
+    ``crs_wkt``: the CF auxiliary coordinates that let tools place a field without parsing WKT.
+    Cached per grid: a batch of forecasts on one grid transforms its pixels once (read-only arrays)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return _latitude_longitude(crs_wkt, x.tobytes(), y.tobytes())
+
+
+@functools.lru_cache(maxsize=4)
+def _latitude_longitude(crs_wkt: str, x: bytes, y: bytes) -> tuple[np.ndarray, np.ndarray]:
     from pyproj import CRS as ProjCRS
     from pyproj import Transformer
 
     to_geo = Transformer.from_crs(ProjCRS.from_wkt(crs_wkt), "EPSG:4326", always_xy=True)
-    xx, yy = np.meshgrid(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    xx, yy = np.meshgrid(np.frombuffer(x), np.frombuffer(y))
     lon, lat = to_geo.transform(xx, yy)
-    return lat.astype(np.float32), lon.astype(np.float32)
+    lat, lon = lat.astype(np.float32), lon.astype(np.float32)
+    lat.flags.writeable = lon.flags.writeable = False
+    return lat, lon
 
 
 def rain_fraction(rain: np.ndarray) -> np.ndarray:

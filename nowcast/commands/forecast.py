@@ -51,8 +51,6 @@ DEFAULT_CONFIG = repo_root() / "configs" / "forecast.yaml"
 DEFAULT_REAL_EVENT = "pysteps/mch/20160711"
 #: 1 km MeteoSwiss pixels -> the benchmark's 2 km grid
 DEFAULT_REAL_COARSEN = 2
-QUICKLOOKS = {"none": (), "png": ("png",), "gif": ("gif",), "both": ("png", "gif")}
-
 
 
 def build_parser() -> ArgumentParser:
@@ -125,8 +123,6 @@ def cache_dir(path: str | None = None) -> Path:
     return Path(path or os.environ.get("NOWCAST_CACHE") or Path.home() / ".cache" / "nowcast")
 
 
-
-
 def ingest_into(folder: Path, store: Path, coarsen: int) -> Path:
     from data_pipelines.ingest import ingest_folder
     from nowcast.fsutil import LockedError
@@ -175,16 +171,6 @@ def default_store(cache: Path) -> Path:
         os.replace(tmp / "store.zarr", store)
         tmp.rmdir()
     return store
-
-
-
-
-
-
-
-
-
-
 
 
 def select_issue_times(
@@ -260,7 +246,7 @@ def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], 
     from tqdm.auto import tqdm
 
     from nowcast.io.cf import Provenance, forecast_dataset, write_forecast
-    from nowcast.io.quicklook import write_gif, write_png
+    from nowcast.io.quicklook import write_quicklooks
     from nowcast.schema import RAIN, SOURCE_FILE
 
     f = job.forecaster
@@ -294,10 +280,8 @@ def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], 
             out = forecast_dataset(rain[b], issue, job.step, grid, prov, coverage)
             write_forecast(out, path, overwrite=overwrite)
             last = np.where(coverage, frames[b, -1], np.nan)
-            for ql in quicklook_paths(path, quicklooks):
-                (write_png if ql.suffix == ".png" else write_gif)(out, ql, last_observed=last, field=field)
-            log.info("wrote %s%s (inputs %s .. %s)", path,
-                     "".join(f" + {q.name}" for q in quicklook_paths(path, quicklooks)),
+            images = write_quicklooks(out, path, quicklooks, last_observed=last, field=field)
+            log.info("wrote %s%s (inputs %s .. %s)", path, "".join(f" + {q.name}" for q in images),
                      f"{needed[b][0]}Z", f"{needed[b][-1]}Z")
             written.append(path)
         bar.update(len(group))
@@ -308,6 +292,7 @@ def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], 
 def run(args) -> list[Path]:
     """Resolve inputs and outputs, then forecast; returns the forecast files written."""
     from nowcast.io.cf import ForecastExistsError, check_output_folder
+    from nowcast.io.quicklook import QUICKLOOK_KINDS
     from nowcast.models import load_forecaster
     from nowcast.models.base import bind_to_store, check_model
     from nowcast.schema import timestep
@@ -368,7 +353,7 @@ def run(args) -> list[Path]:
             raise ForecastInputError(f"no issue time in the range has its {n_in} input frames "
                                      f"with radar data in {store_path}")
         paths = output_paths(args.output, args.format, forecaster.name, issues, batch)
-        kinds = QUICKLOOKS[args.quicklook]
+        kinds = QUICKLOOK_KINDS[args.quicklook]
         existing = [q for p in paths for q in (p, *quicklook_paths(p, kinds)) if q.exists()]
         if existing and not args.overwrite:
             raise ForecastExistsError(f"{len(existing)} output file(s) exist, e.g. {existing[0]}; "

@@ -18,20 +18,35 @@ cycle of this job is running, a bad configuration).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import signal
 import time
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
 from nowcast.cli import command_parser, fail
+from nowcast.ops.settings import OperateSettings
 
 HELP = "run the operational nowcast job: ingest new scans, forecast with a fallback chain, every cycle"
 
 log = logging.getLogger("nowcast.operate")
+
+
+def _field_defaults() -> dict[str, Any]:
+    """The defaults of :class:`OperateSettings`' fields: one source for the options and the class."""
+    defaults = {}
+    for f in dataclasses.fields(OperateSettings):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+    return defaults
+
+
+DEFAULT = _field_defaults()
 
 #: exit codes of one cycle (``--once``) by outcome
 EXIT_CODES = {"written": 0, "up_to_date": 0, "skipped": 3, "failed": 1}
@@ -40,67 +55,143 @@ EXIT_CODES = {"written": 0, "up_to_date": 0, "skipped": 3, "failed": 1}
 def build_parser() -> ArgumentParser:
     p = command_parser("nowcast operate", description=__doc__)
     p.add_argument("--config", action=ActionConfigFile, help="YAML file of the job (configs/operate.yaml)")
-    p.add_argument("--once", action=ActionYesNo, default=False,
-                   help="run one cycle and exit (for cron or a systemd timer)")
-    p.add_argument("--now", type=str | None, default=None,
-                   help="run as if the clock said this UTC time (ISO): replays an archive, one cycle")
+    p.add_argument(
+        "--once",
+        action=ActionYesNo,
+        default=False,
+        help="run one cycle and exit (for cron or a systemd timer)",
+    )
+    p.add_argument(
+        "--now",
+        type=str | None,
+        default=None,
+        help="run as if the clock said this UTC time (ISO): replays an archive, one cycle",
+    )
     f = p.add_argument_group("Folders")
     f.add_argument("--incoming", type=str, default="ops/incoming", help="raw radar files arrive here")
     f.add_argument("--store", type=str, default="ops/store.zarr", help="the operational rain store (zarr)")
     f.add_argument("--output", type=str, default="ops/forecasts", help="forecast files are written here")
     f.add_argument("--state", type=str, default="ops/state", help="cycle lock, cycles.jsonl, status.json")
-    f.add_argument("--quarantine", type=str, default="ops/quarantine",
-                   help="unreadable, foreign or impossible input files are moved here with their reason")
-    f.add_argument("--processed", type=str | None, default="ops/processed",
-                   help="ingested raw files are moved here (null: deleted once stored)")
+    f.add_argument(
+        "--quarantine",
+        type=str,
+        default="ops/quarantine",
+        help="unreadable, foreign or impossible input files are moved here with their reason",
+    )
+    f.add_argument(
+        "--processed",
+        type=str | None,
+        default="ops/processed",
+        help="ingested raw files are moved here (null: deleted once stored)",
+    )
     i = p.add_argument_group("Ingest")
-    i.add_argument("--source", type=str | None, default=None,
-                   help="radar source name (knmi, fmi, mch, rmi, bom, odim); null: detect from file names")
-    i.add_argument("--coarsen", type=int, default=1, help="average NxN pixels on ingest (2: 1 km -> 2 km)")
-    i.add_argument("--max-rain-rate", type=float, default=500.0,
-                   help="mm/h above which a frame is impossible and its file quarantined")
+    i.add_argument(
+        "--source",
+        type=str | None,
+        default=DEFAULT["source"],
+        help="radar source name (knmi, fmi, mch, rmi, bom, odim); null: detect from file names",
+    )
+    i.add_argument(
+        "--coarsen",
+        type=int,
+        default=DEFAULT["coarsen"],
+        help="average NxN pixels on ingest (2: 1 km -> 2 km)",
+    )
+    i.add_argument(
+        "--max-rain-rate",
+        type=float,
+        default=DEFAULT["max_rain_rate"],
+        help="mm/h above which a frame is impossible and its file quarantined",
+    )
     m = p.add_argument_group("Forecast")
-    m.add_argument("--models", type=list[str], default=["extrapolation", "persistence"],
-                   help="the fallback chain, first choice first")
-    m.add_argument("--model-args", type=dict, default={},
-                   help="per-model constructor arguments {name: {arg: value}} (may include checkpoint)")
-    m.add_argument("--members", type=int, default=8, help="ensemble members (deterministic models give 1)")
-    m.add_argument("--n-out", type=int, default=12, help="lead times (store time steps)")
-    m.add_argument("--crop", type=str | None, default=None,
-                   help="forecast a sub-window: 'y0,x0,h,w' or 'size'")
-    m.add_argument("--seed", type=int, default=0, help="seed of stochastic models")
+    m.add_argument(
+        "--models", type=list[str], default=DEFAULT["models"], help="the fallback chain, first choice first"
+    )
+    m.add_argument(
+        "--model-args",
+        type=dict,
+        default=DEFAULT["model_args"],
+        help="per-model constructor arguments {name: {arg: value}} (may include checkpoint)",
+    )
+    m.add_argument(
+        "--members",
+        type=int,
+        default=DEFAULT["members"],
+        help="ensemble members (deterministic models give 1)",
+    )
+    m.add_argument("--n-out", type=int, default=DEFAULT["n_out"], help="lead times (store time steps)")
+    m.add_argument(
+        "--crop",
+        type=str | None,
+        default=DEFAULT["crop"],
+        help="forecast a sub-window: 'y0,x0,h,w' or 'size'",
+    )
+    m.add_argument("--seed", type=int, default=DEFAULT["seed"], help="seed of stochastic models")
     o = p.add_argument_group("Output")
-    o.add_argument("--product", type=str, default="nowcast",
-                   help="file name prefix: <product>_<YYYYmmddTHHMM>Z.<format>, whichever model made it")
-    o.add_argument("--format", type=Literal["nc", "zarr"], default="nc", help="forecast file format")
-    o.add_argument("--quicklook", type=Literal["none", "png", "gif", "both"], default="none",
-                   help="quicklooks beside each forecast")
+    o.add_argument(
+        "--product",
+        type=str,
+        default=DEFAULT["product"],
+        help="file name prefix: <product>_<YYYYmmddTHHMM>Z.<format>, whichever model made it",
+    )
+    o.add_argument(
+        "--format", type=Literal["nc", "zarr"], default=DEFAULT["format"], help="forecast file format"
+    )
+    o.add_argument(
+        "--quicklook",
+        type=Literal["none", "png", "gif", "both"],
+        default=DEFAULT["quicklook"],
+        help="quicklooks beside each forecast",
+    )
     t = p.add_argument_group("Timing")
-    t.add_argument("--interval-minutes", type=float, default=5.0, help="the radar cycle (scan interval)")
-    t.add_argument("--offset-seconds", type=float, default=60.0,
-                   help="a cycle starts this long after its scan's nominal time")
-    t.add_argument("--grace-seconds", type=float, default=120.0,
-                   help="how long a cycle waits for a late scan")
-    t.add_argument("--poll-seconds", type=float, default=5.0, help="how often a waiting cycle looks again")
-    t.add_argument("--settle-seconds", type=float, default=5.0,
-                   help="an incoming file is read once unchanged this long (a file being copied is not)")
-    t.add_argument("--latency-budget-seconds", type=float, default=240.0,
-                   help="a cycle's forecast must be written within this; a model that would overrun "
-                        "hands over")
-    t.add_argument("--retention-hours", type=float, default=24.0,
-                   help="forecasts, quarantined and processed files older than this are deleted "
-                        "(0: keep all)")
+    t.add_argument(
+        "--interval-minutes",
+        type=float,
+        default=DEFAULT["interval_minutes"],
+        help="the radar cycle (scan interval)",
+    )
+    t.add_argument(
+        "--offset-seconds",
+        type=float,
+        default=DEFAULT["offset_seconds"],
+        help="a cycle starts this long after its scan's nominal time",
+    )
+    t.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=DEFAULT["grace_seconds"],
+        help="how long a cycle waits for a late scan",
+    )
+    t.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=DEFAULT["poll_seconds"],
+        help="how often a waiting cycle looks again",
+    )
+    t.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=DEFAULT["settle_seconds"],
+        help="an incoming file is read once unchanged this long (a file being copied is not)",
+    )
+    t.add_argument(
+        "--latency-budget-seconds",
+        type=float,
+        default=DEFAULT["latency_budget_seconds"],
+        help="a cycle's forecast must be written within this; a model that would overrun hands over",
+    )
+    t.add_argument(
+        "--retention-hours",
+        type=float,
+        default=DEFAULT["retention_hours"],
+        help="forecasts, quarantined and processed files older than this are deleted (0: keep all)",
+    )
     return p
 
 
-def settings_of(cfg) -> object:
-    from nowcast.ops.settings import OperateSettings
-
-    keys = ("incoming", "store", "output", "state", "quarantine", "processed", "source", "coarsen",
-            "max_rain_rate", "models", "model_args", "members", "n_out", "crop", "product", "format",
-            "quicklook", "seed", "interval_minutes", "offset_seconds", "grace_seconds", "poll_seconds",
-            "settle_seconds", "latency_budget_seconds", "retention_hours")
-    return OperateSettings(**{k: cfg[k] for k in keys})
+def settings_of(cfg) -> OperateSettings:
+    """The parsed options as :class:`~nowcast.ops.settings.OperateSettings` (one option per field)."""
+    return OperateSettings(**{f.name: cfg[f.name] for f in dataclasses.fields(OperateSettings)})
 
 
 class _Stop:
@@ -125,12 +216,16 @@ def serve(operator) -> int:
 
     _Stop.install()
     s = operator.s
-    log.info("operating: a cycle every %g min, %g s after each scan; models %s", s.interval_minutes,
-             s.offset_seconds, " -> ".join(s.models))
+    log.info(
+        "operating: a cycle every %g min, %g s after each scan; models %s",
+        s.interval_minutes,
+        s.offset_seconds,
+        " -> ".join(s.models),
+    )
     while not _Stop.requested:
         start = next_cycle_start(utc_now(), s.interval, s.offset)
         while not _Stop.requested and utc_now() < start:
-            time.sleep(min(1.0, (start - utc_now()).total_seconds()))
+            time.sleep(min(1.0, max((start - utc_now()).total_seconds(), 0.0)))
         if _Stop.requested:
             break
         try:
@@ -150,10 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         now = None
         if cfg.now:
             now = parse_time(cfg.now).astype(dt.datetime)
-        for folder in (settings.incoming,):
-            if not Path(folder).is_dir():
-                raise FileNotFoundError(f"incoming folder {folder} does not exist; "
-                                        "create it or fix --incoming")
+        if not settings.incoming.is_dir():
+            raise FileNotFoundError(
+                f"incoming folder {settings.incoming} does not exist; create it or fix --incoming"
+            )
     except (ValueError, FileNotFoundError) as exc:
         return fail("operate", exc)
     from nowcast.ops.cycle import Operator

@@ -35,7 +35,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ import numpy as np
 import xarray as xr
 
 import nowcast
-from nowcast.fsutil import fsync_dir, fsync_tree
+from nowcast.fsutil import fsync_dir, fsync_file, fsync_tree, remove_path
 from nowcast.schema import CONVENTIONS, CRS, RAIN, complete_grid_mapping, latitude_longitude
 
 FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
@@ -252,11 +251,11 @@ def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) ->
         if tmp.is_dir():  # on disk before it gets the final name
             fsync_tree(tmp)
         else:
-            _fsync_file(tmp)
+            fsync_file(tmp)
         _replace(tmp, path)
         fsync_dir(path.parent)  # the rename itself survives a power cut
     finally:
-        _remove(tmp)
+        remove_path(tmp)
     return path
 
 
@@ -266,24 +265,11 @@ def _replace(tmp: Path, path: Path) -> None:
         old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(path, old)
         os.replace(tmp, path)
-        _remove(old)
+        remove_path(old)
     else:
         os.replace(tmp, path)
 
 
-def _fsync_file(p: Path) -> None:
-    fd = os.open(p, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir():
-        shutil.rmtree(p, ignore_errors=True)
-    elif p.exists():
-        p.unlink()
 
 
 def open_forecast(path: str | Path) -> xr.Dataset:

@@ -175,6 +175,21 @@ def write_png(
     return path
 
 
+#: ``--quicklook`` choices -> the image kinds written beside a forecast file
+QUICKLOOK_KINDS = {"none": (), "png": ("png",), "gif": ("gif",), "both": ("png", "gif")}
+
+
+def write_quicklooks(ds: xr.Dataset, forecast_path: str | Path, kinds: Sequence[str],
+                     last_observed: np.ndarray | None = None, field: str = "mean") -> list[Path]:
+    """The quicklooks of ``kinds`` ("png", "gif") beside ``forecast_path`` (same name, their suffix)."""
+    paths = []
+    for kind in kinds:
+        path = Path(forecast_path).with_suffix(f".{kind}")
+        (write_png if kind == "png" else write_gif)(ds, path, last_observed=last_observed, field=field)
+        paths.append(path)
+    return paths
+
+
 def write_gif(
     ds: xr.Dataset,
     path: str | Path,

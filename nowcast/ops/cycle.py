@@ -34,13 +34,12 @@ import torch
 import xarray as xr
 
 from nowcast.fsutil import WriterLock, fsync_dir
+from nowcast.io.cf import forecast_filename
 from nowcast.ops.schedule import deadline, expected_scan, utc_now
 from nowcast.ops.settings import OperateSettings
 from nowcast.ops.state import CycleRecord, StateFolder, apply_retention, quarantine, remove_temporaries
 
 log = logging.getLogger("nowcast.operate")
-
-
 
 
 class HandOver(RuntimeError):
@@ -115,7 +114,7 @@ class Operator:
         if not stored:
             return
 
-        path = s.output / forecast_file_name(s.product, issue, s.format)
+        path = s.output / forecast_filename(s.product, issue, f".{s.format}")  # whichever model made it
         if path.exists():
             record.outcome, record.output = "up_to_date", str(path)
             return
@@ -156,12 +155,13 @@ class Operator:
             time.sleep(min(self.s.poll_seconds, max(give_up - time.monotonic(), 0.0)))
 
     def _stored_times(self) -> np.ndarray:
-        from data_pipelines.store import is_zarr_store
+        from data_pipelines.store import is_zarr_store, stored_index
 
         if not is_zarr_store(self.s.store):
             return np.array([], dtype="datetime64[s]")
-        with xr.open_zarr(self.s.store, consolidated=True) as ds:
-            return ds.time.values.astype("datetime64[s]")
+        times, ds = stored_index(self.s.store)
+        ds.close()
+        return times.astype("datetime64[s]")
 
     def _ingest(self, record: CycleRecord) -> None:
         """Ingest the settled files of the incoming folder; quarantine the bad ones."""
@@ -225,10 +225,9 @@ class Operator:
         from nowcast.schema import timestep
 
         ds = open_rain_store(self.s.store)
-        step = (
-            timestep(ds) if ds.sizes["time"] > 1 else np.timedelta64(int(self.s.interval_minutes * 60), "s")
-        )
-        if step != np.timedelta64(int(round(self.s.interval_minutes * 60)), "s"):
+        cadence = np.timedelta64(int(round(self.s.interval.total_seconds())), "s")
+        step = timestep(ds) if ds.sizes["time"] > 1 else cadence
+        if step != cadence:
             ds.close()
             raise ValueError(
                 f"the store {self.s.store} has a {step / np.timedelta64(1, 'm'):g}-minute time step, "
@@ -296,7 +295,7 @@ class Operator:
     ) -> tuple[Any, np.ndarray, np.ndarray]:
         """Load and bind ``name`` and read its input frames (n_in, H, W) mm/h; HandOver if it cannot run."""
         from nowcast.models.base import bind_to_store
-        from nowcast.ops.inputs import frames_without_data, input_times, store_description
+        from nowcast.ops.inputs import frames_without_data, input_times, missing_inputs, store_description
         from nowcast.schema import RAIN
 
         forecaster = self._forecaster(name)
@@ -304,8 +303,7 @@ class Operator:
             forecaster, store_description(inputs.ds, self.s.store, inputs.step), self.s.n_out, shape=shape
         )
         needed = input_times(inputs.issue, forecaster.n_in, inputs.step)
-        stored = set(inputs.ds.time.values.astype("datetime64[s]").tolist())
-        missing = [_iso(t) for t in needed if t.tolist() not in stored]
+        missing = missing_inputs(inputs.ds.time.values, inputs.issue, forecaster.n_in, inputs.step)
         if missing:
             raise HandOver(f"missing input frame(s) {', '.join(missing)} (gap in the scans)")
         blank = frames_without_data(
@@ -360,7 +358,6 @@ class Operator:
             input_store=str(self.s.store),
             input_times=needed,
             input_files=files,
-            checkpoint=self.s.model_args.get(forecaster.name, {}).get("checkpoint"),
             extra={
                 "product": self.s.product,
                 "model_chain": ",".join(self.s.models),
@@ -374,18 +371,8 @@ class Operator:
         )
         write_forecast(out, path)
         if self.s.quicklook != "none":
-            from nowcast.io.quicklook import write_gif, write_png
+            from nowcast.io.quicklook import QUICKLOOK_KINDS, write_quicklooks
 
             last = np.where(coverage, frames[-1], np.nan)
-            for kind in ("png", "gif") if self.s.quicklook == "both" else (self.s.quicklook,):
-                (write_png if kind == "png" else write_gif)(
-                    out, path.with_suffix(f".{kind}"), last_observed=last
-                )
+            write_quicklooks(out, path, QUICKLOOK_KINDS[self.s.quicklook], last_observed=last)
         log.info("wrote %s (%s, inputs %s .. %s)", path, forecaster.name, _iso(needed[0]), _iso(needed[-1]))
-
-
-def forecast_file_name(product: str, issue: np.datetime64, fmt: str) -> str:
-    """``<product>_<YYYYmmddTHHMM>Z.<fmt>``: one stable name per issue time, whichever model made it."""
-    from nowcast.io.cf import forecast_filename
-
-    return forecast_filename(product, issue, f".{fmt}")

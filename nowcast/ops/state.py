@@ -21,22 +21,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nowcast.fsutil import atomic_write, fsync_dir
+from nowcast.fsutil import atomic_write, fsync_dir, remove_path
 
 log = logging.getLogger("nowcast.operate")
-
-#: outcomes of a cycle: a forecast written, nothing to do (already written), no forecast
-#: possible this cycle (a late scan, a gap), or a failure (every model of the chain failed, ...)
-OUTCOMES = ("written", "up_to_date", "skipped", "failed")
-
 
 @dataclass
 class CycleRecord:
     """What one cycle did; written as one JSON line of ``cycles.jsonl``.
 
-    ``seconds`` holds the wall time of each stage (ingest, motion, forecast, write, housekeeping)
-    and ``total``; ``models`` one entry per model of the fallback chain that was tried or passed
-    over, with its outcome and reason.
+    ``outcome``: "written" (a forecast), "up_to_date" (it already existed), "skipped" (no
+    forecast possible this cycle: a late scan, say) or "failed" (every model of the chain failed,
+    or an error). ``seconds`` holds the wall time of each stage (ingest, including any wait for a
+    late scan; motion; forecast; write) and ``total``; ``models`` one entry per model of the
+    fallback chain that was tried or passed over, with its outcome and reason.
     """
 
     started: str
@@ -133,13 +130,9 @@ def remove_temporaries(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return removed
     for p in folder.iterdir():
-        if ".tmp-" not in p.name:
-            continue
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-        removed.append(p)
+        if ".tmp-" in p.name:
+            remove_path(p)
+            removed.append(p)
     if removed:
         log.warning("removed %d temporary file(s) left by a killed run in %s", len(removed), folder)
     return removed
@@ -158,9 +151,6 @@ def apply_retention(folders: list[Path], max_age_hours: float, now: float | None
         for p in folder.iterdir():
             if p.name.startswith(".") or p.stat().st_mtime >= cutoff:
                 continue
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+            remove_path(p)
             removed += 1
     return removed
