@@ -90,3 +90,35 @@ def test_resume_with_other_models_finishes_the_same_report(store, tmp_path, caps
     assert cli_main(["evaluate", *common(other, out), "--models", "persistence", "--motion", "cache",
                      "--resume"]) == 2
     assert "other motion" in capsys.readouterr().err
+
+
+def test_a_second_network_store_is_scored_with_its_own_grid(shared_radar, tmp_path, capsys):
+    """FMI 2016-09-28 at its native 1 km, ingested by the user: the example config scores it with no
+    edits; STEPS takes 1 km pixels from the store, the shipped diffusion model (2 km) is refused
+    with the reason, the others are scored (exit 2), ensembles get their ensemble scores."""
+    from radar_events import EVENTS
+
+    from data_pipelines.ingest import ingest_files
+
+    files = sorted(p for p in (shared_radar / EVENTS["fmi"]).iterdir() if p.is_file())[20:28]
+    if len(files) < 8:
+        pytest.skip("FMI 2016-09-28 files not found")
+    store = tmp_path / "fmi.zarr"
+    ingest_files(files, store, source="fmi", coarsen=1, progress=False)
+    out = tmp_path / "report"
+    config = repo_root() / "configs/evaluate/my-store.yaml"
+    argv = ["evaluate", "--config", str(config), "--store", str(store),
+            "--n-out", "3", "--crop", "96", "--stride", "2", "--members", "3", "--perceptual", "false",
+            "--n-cases", "1", "--no_progress", "--output", str(out),
+            "--models", "persistence", "extrapolation", "steps:members=3", "diffusion"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "diffusion refused" in err and "built for 2000 m pixels, data has 999.674 m" in err
+    metrics = json.loads((out / "metrics.json").read_text())["models"]
+    assert [r["status"] for r in metrics.values()] == ["ok", "ok", "ok", "refused"]
+    steps = next(r for r in metrics.values() if r["spec"]["name"] == "steps")
+    assert steps["describe"]["kmperpixel"] == pytest.approx(1.0, rel=1e-3)
+    assert steps["scores"]["ensemble"]["members"] == 3
+    assert metrics["extrapolation"]["scores"]["ensemble"] is None  # deterministic
+    md = (out / "report.md").read_text()
+    assert "## Ensemble verification" in md and "refused" in md

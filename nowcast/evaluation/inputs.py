@@ -60,6 +60,13 @@ def check_ensemble(ensemble: torch.Tensor, target: torch.Tensor) -> None:
         )
 
 
+def zero_uncovered(ensemble: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``ensemble`` (B, M, T, H, W) with 0 where ``mask`` (B, H, W) bool is False, so that values in
+    uncovered pixels cannot reach a reduction that pools pixels (the probability-matched mean)."""
+    covered = expand_mask(mask, ensemble[:, 0].shape)[:, None]
+    return torch.where(covered, ensemble, torch.zeros((), dtype=ensemble.dtype, device=ensemble.device))
+
+
 def reduce_ensemble(ensemble: torch.Tensor, how: Reduction) -> torch.Tensor:
     """One field (B, T, H, W) from an ensemble (B, M, T, H, W): the member mean (mm/h), the
     probability-matched mean (:func:`probability_matched_mean`) or member 0."""

@@ -61,7 +61,7 @@ def _styles(labels: Sequence[str]) -> dict[str, dict[str, Any]]:
     import matplotlib as mpl
 
     colours = mpl.colormaps["tab10"].colors
-    marks = "os^vDP*Xhd"
+    marks = "os^vDP*"  # 7 markers against 10 colours: no two of the first 70 models look alike
     return {lab: {"color": colours[i % 10], "marker": marks[i % len(marks)], "markersize": 3, "lw": 1.3}
             for i, lab in enumerate(labels)}
 
@@ -248,3 +248,143 @@ def write_case_gif(case: Mapping[str, np.ndarray], forecasts: Mapping[str, np.nd
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0,
                    optimize=True)
     return Path(path)
+
+
+# ----------------------------------------------------------------------------- ensemble scores
+
+#: reliability-diagram bins with fewer pixels than this are not drawn (their frequency is noise)
+MIN_BIN_SAMPLES = 100
+
+
+def ensembles(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """``{label: scores["ensemble"]}`` of the models scored as ensembles (deterministic ones have none)."""
+    return {k: r["scores"]["ensemble"] for k, r in results.items()
+            if lookup(r["scores"], ("ensemble", "members"))}
+
+
+def group_titles(ens: Mapping[str, Any], lead_minutes: Sequence[float]) -> list[str]:
+    """'+5–20 min' style names of an ensemble result's lead-time groups."""
+    return [f"+{lead_minutes[a]:g}–{lead_minutes[b - 1]:g} min" for a, b in ens["lead_groups"]]
+
+
+def plot_rank_histograms(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float],
+                         path: str | Path) -> Path | None:
+    """One panel per ensemble model: the rank histogram over all lead times (bars) and per lead-time
+    group (lines), against the flat histogram of a consistent ensemble."""
+    have = ensembles(results)
+    if not have:
+        return None
+    ncols = min(3, len(have))
+    nrows = -(-len(have) // ncols)
+    fig, axes = _figure(nrows, ncols, 3.6 * ncols, 2.7 * nrows + 0.3)
+    for ax, (label, ens) in zip(axes.ravel(), have.items(), strict=False):
+        rh = ens["rank_histogram"]
+        total = np.asarray(rh["counts_all"], dtype=float)
+        ranks = np.arange(1, len(total) + 1)
+        ax.bar(ranks, total / max(total.sum(), 1), color="0.75", edgecolor="0.4", label="all leads")
+        for title, counts in zip(group_titles(ens, lead_minutes), rh["counts"], strict=True):
+            c = np.asarray(counts, dtype=float)
+            ax.plot(ranks, c / max(c.sum(), 1), marker="o", markersize=2, lw=1, label=title)
+        ax.axhline(1 / len(total), color="k", ls="--", lw=0.8)
+        ri = rh.get("reliability_index")
+        ax.set_title(f"{label}\nreliability index {ri:.2f}" if ri is not None else label, fontsize=8)
+        ax.set_xlabel("rank of the observation", fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(have):]:
+        ax.set_visible(False)
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7)
+    return save_png(fig, path)
+
+
+def plot_reliability(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float],
+                     path: str | Path) -> Path | None:
+    """Reliability diagrams: one row per threshold, one column per lead-time group, a line per model."""
+    have = ensembles(results)
+    if not have:
+        return None
+    first = next(iter(have.values()))
+    thresholds, titles = list(first["reliability"]), group_titles(first, lead_minutes)
+    fig, axes = _figure(len(thresholds), len(titles), 3.2 * len(titles), 3.0 * len(thresholds) + 0.4)
+    style = _styles(list(results))
+    for i, thr in enumerate(thresholds):
+        for g, title in enumerate(titles):
+            ax = axes[i, g]
+            ax.plot([0, 1], [0, 1], color="k", ls="--", lw=0.8)
+            for label, ens in have.items():
+                diag = ens["reliability"][thr][g]
+                keep = [j for j, n in enumerate(diag["samples"]) if n >= MIN_BIN_SAMPLES
+                        and diag["forecast_probability"][j] is not None]
+                ax.plot([diag["forecast_probability"][j] for j in keep],
+                        [diag["observed_frequency"][j] for j in keep], label=label, **style[label])
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"P(R ≥ {float(thr):g} mm/h), {title}", fontsize=8)
+            ax.set_xlabel("forecast probability", fontsize=7)
+            ax.set_ylabel("observed frequency", fontsize=7)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=7)
+    return save_png(fig, path)
+
+
+def plot_roc(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float],
+             path: str | Path) -> Path | None:
+    """ROC curves: one row per threshold, one column per lead-time group, a line per model."""
+    have = ensembles(results)
+    if not have:
+        return None
+    first = next(iter(have.values()))
+    thresholds, titles = list(first["roc"]), group_titles(first, lead_minutes)
+    fig, axes = _figure(len(thresholds), len(titles), 3.2 * len(titles), 3.0 * len(thresholds) + 0.4)
+    style = _styles(list(results))
+    for i, thr in enumerate(thresholds):
+        for g, title in enumerate(titles):
+            ax = axes[i, g]
+            ax.plot([0, 1], [0, 1], color="k", ls="--", lw=0.8)
+            for label, ens in have.items():
+                curve = ens["roc"][thr][g]
+                pts = [(x, y) for x, y in zip(curve["pofd"], curve["pod"], strict=True)
+                       if x is not None and y is not None]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), label=label, **style[label])
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"R ≥ {float(thr):g} mm/h, {title}", fontsize=8)
+            ax.set_xlabel("false alarm rate (POFD)", fontsize=7)
+            ax.set_ylabel("hit rate (POD)", fontsize=7)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=7)
+    return save_png(fig, path)
+
+
+def plot_spread_skill(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float],
+                      path: str | Path) -> Path | None:
+    """Ensemble spread (dashed) and RMSE of the ensemble mean (solid) per lead time, and their
+    consistency ratio (1 = spread matches the error; below 1 = under-dispersive)."""
+    have = ensembles(results)
+    if not have:
+        return None
+    fig, axes = _figure(1, 2, 9.0, 3.4)
+    style = _styles(list(results))
+    for label, ens in have.items():
+        ss = ens["spread_skill"]
+        st = {**style[label], "marker": None}
+        x = lead_minutes[: len(ss["rmse"])]
+        as_array = lambda v: np.array([np.nan if a is None else a for a in v], dtype=float)  # noqa: E731
+        axes[0, 0].plot(x, as_array(ss["rmse"]), label=label, **st)
+        axes[0, 0].plot(x, as_array(ss["spread"]), ls="--", **{k: v for k, v in st.items() if k != "lw"})
+        axes[0, 1].plot(x, as_array(ss["ratio"]), label=label, **style[label])
+    axes[0, 0].set_title("RMSE of the ensemble mean (solid) and spread (dashed), mm/h", fontsize=9)
+    axes[0, 1].axhline(1.0, color="k", ls="--", lw=0.8)
+    axes[0, 1].set_title("spread / RMSE, scaled so that a consistent ensemble scores 1", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_xlabel("lead time (min)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8)
+    return save_png(fig, path)

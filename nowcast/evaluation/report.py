@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from nowcast.evaluation import plots
+from nowcast.evaluation.bootstrap import Difference, Pooled, paired_difference, pooled_from_counts
 from nowcast.evaluation.plots import lookup
 from nowcast.evaluation.runner import ModelSpec, member_lead, unpack_rain, write_json
 
@@ -45,6 +46,8 @@ PER_LEAD: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("CSI 1 mm/h", ("csi", "1.0")), ("CSI 4 mm/h", ("csi", "4.0")), ("CRPS (mm/h)", ("crps",)),
     ("MSE (mm/h)²", ("mse_mm_h",)), ("SSIM", ("ssim",)),
 )
+#: summary metrics whose differences get paired bootstrap intervals (from each result's per-window sums)
+BOOTSTRAPPED = {("csi", "1.0"), ("csi", "4.0"), ("crps",), ("mse_mm_h",)}
 DIRECTION_TEXT = {"min": "lower is better", "max": "higher is better", "one": "1 is best"}
 
 
@@ -200,7 +203,8 @@ def findings(results: Mapping[str, Mapping[str, Any]], focus: str, n_windows: in
         if not best:
             continue
         shown = ", ".join(f"{b} ({fmt(mean_of(full[b], path))})" for b in best)
-        lines.append(f"**{title}** ({DIRECTION_TEXT[better]}): {shown} leads.")
+        margin = margin_text(best[0], full, path, better) if tuple(path) in BOOTSTRAPPED else ""
+        lines.append(f"**{title}** ({DIRECTION_TEXT[better]}): {shown} leads.{margin}")
         for k in full:
             if mean_of(full[k], path) is not None:
                 (led if k in best else lost)[k].append(f"{title} (leader: {', '.join(best)})" if k not in best
@@ -214,6 +218,10 @@ def findings(results: Mapping[str, Mapping[str, Any]], focus: str, n_windows: in
         if lost[k]:
             lines.append(f"**{k}** does not lead on: {'; '.join(lost[k])}.")
         lines.append(f"**{k}** leads on: {', '.join(led[k]) if led[k] else 'no key metric'}.")
+        against = against_best_other(k, full, focus)
+        if against:
+            lines.append(f"**{k}** against the best model of another kind on each metric (the difference "
+                         f"in {k}'s favour, 95 % paired bootstrap interval): {against}.")
     for k, r in ok.items():
         if k not in full:
             lines.append(f"**{k}** was scored on a subset of {r['n_windows']} of the {n_windows} windows "
@@ -224,33 +232,100 @@ def findings(results: Mapping[str, Mapping[str, Any]], focus: str, n_windows: in
     return lines
 
 
-def pooled_csi(result: Mapping[str, Any], windows: Sequence[int]) -> float | None:
-    """CSI of ``result``'s per-window counts summed over ``windows`` (None if any is missing)."""
+def window_pooled(result: Mapping[str, Any], path: Sequence[str]) -> tuple[list[int], Pooled] | None:
+    """(window indices, :class:`Pooled`) of a summary metric from ``result``'s per-window sums, for
+    the metrics of :data:`BOOTSTRAPPED`; None for another metric or a result without them."""
     per = result.get("per_window") or {}
-    by_window = dict(zip(per.get("window_indices", []), per.get("hits_misses_false_alarms", []), strict=True))
-    if not windows or any(w not in by_window for w in windows):
+    if "counts" not in per or tuple(path) not in BOOTSTRAPPED:
         return None
-    hits, misses, false_alarms = np.sum([by_window[w] for w in windows], axis=0)
-    events = hits + misses + false_alarms
-    return float(hits / events) if events else None
+    if path[0] == "csi":
+        thresholds = [float(t) for t in per["thresholds"]]
+        if float(path[1]) not in thresholds:
+            return None
+        pooled = pooled_from_counts(np.asarray(per["counts"])[:, thresholds.index(float(path[1]))])
+    else:
+        key = {"crps": "crps_sum", "mse_mm_h": "sq_err_sum"}[path[0]]
+        pooled = Pooled(np.asarray(per[key]), np.asarray(per["pixels"]))
+    return list(per["window_indices"]), pooled
+
+
+def paired(a: Mapping[str, Any], b: Mapping[str, Any], path: Sequence[str],
+           windows: Sequence[int] | None = None) -> Difference | None:
+    """Paired bootstrap difference a - b of a :data:`BOOTSTRAPPED` metric on the windows both were
+    scored on (or on ``windows``, which both must hold); None where a result lacks per-window sums."""
+    pa, pb = window_pooled(a, path), window_pooled(b, path)
+    if pa is None or pb is None:
+        return None
+    shared = list(windows) if windows is not None else [w for w in pa[0] if w in set(pb[0])]
+    rows_a, rows_b = {w: i for i, w in enumerate(pa[0])}, {w: i for i, w in enumerate(pb[0])}
+    if not shared or any(w not in rows_a or w not in rows_b for w in shared):
+        return None
+    return paired_difference(pa[1].subset([rows_a[w] for w in shared]),
+                             pb[1].subset([rows_b[w] for w in shared]))
+
+
+def margin_text(leader: str, results: Mapping[str, Mapping[str, Any]], path: Sequence[str],
+                better: str) -> str:
+    """How far ``leader`` is ahead of every other model on ``path``, with 95 % paired bootstrap
+    intervals; differences whose interval holds 0 are called ties."""
+    sign = -1.0 if better == "min" else 1.0
+    ahead, ties = [], []
+    n = 0
+    for other, res in results.items():
+        if other == leader:
+            continue
+        d = paired(results[leader], res, path)
+        if d is None:
+            continue
+        n = d.n_windows
+        low, high = sorted((sign * d.low, sign * d.high))
+        text = f"{other} {sign * d.value:+.3g} [{low:+.3g}, {high:+.3g}]"
+        (ties if d.is_tie else ahead).append(text)
+    if not ahead and not ties:
+        return ""
+    parts = [f"ahead of {'; '.join(ahead)}"] if ahead else []
+    parts += [f"**tied** (noise could reverse the order) with {'; '.join(ties)}"] if ties else []
+    return (f" Margin, 95 % paired bootstrap interval over the {n} windows: " + "; ".join(parts) + ".")
+
+
+def against_best_other(label: str, full: Mapping[str, Mapping[str, Any]], focus: str) -> str:
+    """``label`` (a ``focus`` model) against the best non-``focus`` model on each metric of
+    :data:`BOOTSTRAPPED`: "CSI 1 mm/h vs extrapolation -0.014 [-0.02, -0.007] (behind); ..."."""
+    others = {k: r for k, r in full.items() if r["spec"]["name"] != focus}
+    parts = []
+    for title, path, better in KEY_METRICS:
+        best = leaders(others, path, better) if tuple(path) in BOOTSTRAPPED else []
+        d = paired(full[label], full[best[0]], path) if best else None
+        if d is None:
+            continue
+        sign = -1.0 if better == "min" else 1.0
+        low, high = sorted((sign * d.low, sign * d.high))
+        verdict = "a tie" if d.is_tie else "ahead" if sign * d.value > 0 else "behind"
+        parts.append(f"{title} vs {best[0]} {sign * d.value:+.3g} [{low:+.3g}, {high:+.3g}] ({verdict})")
+    return "; ".join(parts)
 
 
 def same_window_comparison(label: str, result: Mapping[str, Any],
                            full: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """A subset model against every fully scored model on the subset's own windows (CSI pooled
-    over those windows and all lead times, from the per-window counts of each result)."""
-    windows = (result.get("per_window") or {}).get("window_indices", [])
-    mine = pooled_csi(result, windows)
-    others = {k: v for k, v in ((k, pooled_csi(r, windows)) for k, r in full.items()) if v is not None}
-    if mine is None or not others:
+    """A subset model against every fully scored model on the subset's own windows (CSI at 1 mm/h,
+    mean over lead times, pooled over those windows; paired bootstrap intervals)."""
+    path = ("csi", "1.0")
+    mine = window_pooled(result, path)
+    if mine is None:
         return []
-    threshold = (result.get("per_window") or {}).get("threshold", 1.0)
-    ahead = [k for k, v in others.items() if v > mine]
-    shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(others.items(), key=lambda kv: -kv[1]))
-    verdict = (f"it does not lead there ({', '.join(ahead)} score higher)" if ahead
-               else "it leads there")
-    return [f"On the same {len(windows)} window(s), CSI at {threshold:g} mm/h pooled over all lead times: "
-            f"**{label}** {mine:.3f}; {shown} — {verdict}."]
+    windows = mine[0]
+    others = {k: d for k, d in ((k, paired(result, r, path, windows)) for k, r in full.items())
+              if d is not None}
+    if not others:
+        return []
+    shown = "; ".join(f"{k} {mine[1].value() - d.value:.3f} ({'a tie' if d.is_tie else 'differs'}: "
+                      f"difference {d.value:+.3f}, 95 % interval [{d.low:+.3f}, {d.high:+.3f}])"
+                      for k, d in others.items())
+    ahead = [k for k, d in others.items() if not d.is_tie and d.value < 0]
+    verdict = (f"it does not lead there ({', '.join(ahead)} score higher beyond noise)" if ahead
+               else "no model scores higher beyond noise")
+    return [f"On the same {len(windows)} window(s), CSI at 1 mm/h (mean over lead times): **{label}** "
+            f"{mine[1].value():.3f}; {shown} — {verdict}."]
 
 
 def series_rows(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> list[list[Any]]:
@@ -338,6 +413,13 @@ def make_figures(folder: Path, results: Mapping[str, Mapping[str, Any]],
         "CSI (mean over lead times) per threshold, plain and after max-pooling")
     add(plots.plot_spectra(results, lead_minutes, figs / "spectra.png"),
         "Radially averaged power spectra (member 0 vs observed), window-averaged")
+    add(plots.plot_rank_histograms(results, lead_minutes, figs / "rank_histograms.png"),
+        "Rank histograms of the ensembles (all lead times and per lead-time group)")
+    add(plots.plot_reliability(results, lead_minutes, figs / "reliability.png"),
+        f"Reliability diagrams (bins of at least {plots.MIN_BIN_SAMPLES} pixels)")
+    add(plots.plot_roc(results, lead_minutes, figs / "roc.png"), "ROC curves")
+    add(plots.plot_spread_skill(results, lead_minutes, figs / "spread_skill.png"),
+        "Spread against the error of the ensemble mean")
     samples = _samples(folder, results)
     for c, case in enumerate(_cases(folder)):
         member0 = {k: s[f"case{c}_member0"] for k, s in samples.items() if f"case{c}_member0" in s}
@@ -356,6 +438,51 @@ def make_figures(folder: Path, results: Mapping[str, Mapping[str, Any]],
             add(plots.write_case_gif(case, member0, lead_minutes, title, figs / "case0.gif"),
                 "Case 0 animated over lead time (observed and member 0 of each model)")
     return made
+
+
+def ensemble_section(doc: Doc, ok: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> None:
+    """Rank histograms, Brier score and skill, ROC area and spread–skill of every ensemble model."""
+    have = plots.ensembles(ok)
+    doc.h("Ensemble verification")
+    deterministic = [k for k in ok if k not in have]
+    if not have:
+        doc.p("No model was scored as an ensemble in this run.")
+        return
+    first = next(iter(have.values()))
+    groups = plots.group_titles(first, lead_minutes)
+    doc.p("Pooled over every covered pixel of every window (pysteps.verification's rank histogram rule, "
+          "reliability diagram and ROC curve; nowcast/evaluation/ensemble.py). "
+          + (f"Deterministic models ({', '.join(deterministic)}) have no rank, spread or probabilities "
+             "other than 0 and 1 and are left out here; their CRPS above is their MAE."
+             if deterministic else ""))
+    doc.h("Rank histogram", 3)
+    doc.p(f"Rank of the observation among the members where the observation or a member reaches "
+          f"{first['rank_histogram']['rank_min']:g} mm/h (below it values tie and take a random rank). "
+          "Reliability index = sum of |frequency − 1/(M+1)| over the ranks (0 = flat); 'outside' = share of "
+          "observations below or above every member (a consistent ensemble: 2/(M+1)); a U shape means too "
+          "little spread, a dome too much.")
+    doc.table(["model", "members", "reliability index", "outside", "outside expected"]
+              + [f"index {g}" for g in groups],
+              [[k, e["members"], e["rank_histogram"]["reliability_index"], e["rank_histogram"]["outside"],
+                e["rank_histogram"]["outside_expected"]]
+               + [p["reliability_index"] for p in e["rank_histogram"]["per_group"]] for k, e in have.items()])
+    for thr in first["brier"]:
+        doc.h(f"Probability of R ≥ {float(thr):g} mm/h: Brier skill score and ROC area", 3)
+        doc.p("Brier skill score against the sample climatology (the observed frequency of the same pixels; "
+              "1 = perfect, 0 = no better than that frequency); ROC area (0.5 = no discrimination).")
+        doc.table(["model"] + [f"BSS {g}" for g in groups] + [f"ROC area {g}" for g in groups],
+                  [[k] + [b["bss"] for b in e["brier"][thr]] + [c["area"] for c in e["roc"][thr]]
+                   for k, e in have.items()])
+    doc.h("Spread and skill", 3)
+    doc.p("Spread = root of the mean member variance; skill = RMSE of the ensemble mean (mm/h); ratio = "
+          "spread × sqrt((M+1)/M) / RMSE: 1 for a consistent ensemble, below 1 under-dispersive.")
+    leads = sorted({0, max(0, len(lead_minutes) // 2 - 1), len(lead_minutes) - 1})
+    doc.table(["model", "ratio, all leads"] + [f"ratio +{lead_minutes[i]:g}" for i in leads]
+              + [f"spread / RMSE +{lead_minutes[i]:g}" for i in leads],
+              [[k, e["spread_skill"]["ratio_all_leads"]] + [e["spread_skill"]["ratio"][i] for i in leads]
+               + [f"{fmt(e['spread_skill']['spread'][i])} / {fmt(e['spread_skill']['rmse'][i])}"
+                  for i in leads]
+               for k, e in have.items()])
 
 
 def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = True) -> dict[str, Path]:
@@ -411,12 +538,25 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
         doc.h(key.upper().replace("_POOL", ", max-pool "), 3)
         doc.table(["model"] + [f"{float(t):g} mm/h" for t in thr],
                   [[k] + [lookup(r["scores"], (key, t, "mean")) for t in thr] for k, r in ok.items()])
+    by_point = {k: r["scores"]["categorical_by_point"] for k, r in ok.items()
+                if r["scores"].get("categorical_by_point")}
+    if by_point:
+        doc.h("CSI of the plain and the probability-matched ensemble mean (mean over lead times)", 3)
+        doc.p("Every ensemble's CSI with both point forecasts: the plain mean smooths intense rain away, "
+              "the probability-matched mean (pm_mean) keeps the members' rain amounts in the mean's pattern. "
+              f"The tables above use the run's point forecast ({run.get('point', 'mean')}) for every model.")
+        thr = sorted(next(iter(by_point.values()))["mean"]["csi"], key=float)
+        doc.table(["model", "point forecast"] + [f"CSI {float(t):g} mm/h" for t in thr] + ["bias 1 mm/h"],
+                  [[k, how] + [lookup(v[how], ("csi", t, "mean")) for t in thr]
+                   + [lookup(v[how], ("bias", "1.0", "mean"))]
+                   for k, v in by_point.items() for how in v])
     if "fss" in first:
         cols = [(t, s) for t in sorted(first["fss"], key=float) for s in sorted(first["fss"][t], key=int)]
         doc.h("FSS (mean over lead times)", 3)
         doc.table(["model"] + [f"{float(t):g} mm/h, {s} px" for t, s in cols],
                   [[k] + [lookup(r["scores"], ("fss", t, s, "mean")) for t, s in cols]
                    for k, r in ok.items()])
+    ensemble_section(doc, ok, lead_minutes)
     doc.h("Speed (each model on the device named in its row)")
     doc.table(speed_header, speed_rows)
     failed = {k: r for k, r in results.items() if r.get("status") != "ok"}

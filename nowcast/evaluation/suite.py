@@ -9,10 +9,14 @@ Which field each score sees (deterministic models, M = 1, see the same field eve
 
 - ``point`` ("mean", default, "pm_mean" or "member0"): the ensemble mean in mm/h, the
   probability-matched mean (:func:`~nowcast.evaluation.inputs.probability_matched_mean`) or member 0, for MSE,
-  PSNR, SSIM, CSI/POD/FAR/bias (plain and max-pooled) and FSS;
+  PSNR, SSIM, CSI/POD/FAR/bias (plain and max-pooled) and FSS; an ensemble also gets CSI/POD/FAR/bias
+  of both the plain and the probability-matched mean under ``"categorical_by_point"`` (the plain mean
+  smooths intense rain away and costs CSI at high thresholds);
 - ``sample`` ("member0", default, or "mean"): one realistic member, or the mean, for the realism
   scores LPIPS, FID and the power spectra / RALSD (an ensemble mean is smooth by construction);
-- CRPS uses every member.
+- CRPS uses every member, and so do the ensemble scores of ensembles (M > 1): rank histogram,
+  reliability, ROC, Brier score and spread–skill (:mod:`nowcast.evaluation.ensemble`, under
+  ``"ensemble"``; None for a deterministic model, whose CRPS is its MAE).
 
 Perceptual scores (LPIPS, FID) need offline weights (see :mod:`nowcast.evaluation.perceptual`):
 ``perceptual=True`` requires them (MissingWeightsError otherwise), ``False`` skips them, "auto"
@@ -33,12 +37,17 @@ import torch
 from nowcast.evaluation.categorical import CategoricalScores
 from nowcast.evaluation.continuous import MSE, PSNR, SSIM
 from nowcast.evaluation.crps import CRPS
+from nowcast.evaluation.ensemble import EnsembleScores
 from nowcast.evaluation.fss import FSS
-from nowcast.evaluation.inputs import Reduction, check_ensemble, reduce_ensemble
+from nowcast.evaluation.inputs import Reduction, check_ensemble, reduce_ensemble, zero_uncovered
 from nowcast.evaluation.perceptual import FID, LPIPS, perceptual_weights_missing
 from nowcast.evaluation.spectra import RAPSD
 
 PERCEPTUAL = ("lpips", "fid")
+#: exceedance thresholds (mm/h) of the reliability diagram, ROC and Brier score
+ENSEMBLE_THRESHOLDS = (1.0, 4.0)
+#: point forecasts whose categorical scores an ensemble always gets (``"categorical_by_point"``)
+POINT_VARIANTS = ("mean", "pm_mean")
 
 
 def _num(x: float) -> float | None:
@@ -69,6 +78,7 @@ class ScoreSuite(torch.nn.Module):
         point, sample: ensemble reductions (see the module docstring).
         fid_per_lead: also FID per lead time (64 MB of state per lead time).
         pixel_size_km: grid spacing, for the spectra's frequency axis.
+        ensemble: score ensembles (M > 1) with :class:`EnsembleScores` (needs pysteps).
     """
 
     def __init__(
@@ -84,6 +94,7 @@ class ScoreSuite(torch.nn.Module):
         sample: Reduction = "member0",
         fid_per_lead: bool = False,
         pixel_size_km: float = 2.0,
+        ensemble: bool = True,
     ) -> None:
         super().__init__()
         if perceptual not in (True, False, "auto"):
@@ -95,6 +106,10 @@ class ScoreSuite(torch.nn.Module):
         self.thresholds = tuple(float(t) for t in thresholds)
         self.pools = tuple(int(p) for p in pools)
         self.categorical = CategoricalScores(n_lead, self.thresholds)
+        # ensembles: CSI/POD/FAR/bias of both the plain and the probability-matched mean
+        self.categorical_by_point = torch.nn.ModuleDict(
+            {how: CategoricalScores(n_lead, self.thresholds) for how in POINT_VARIANTS})
+        self.scored_ensemble = False
         self.pooled = torch.nn.ModuleList(
             CategoricalScores(n_lead, self.thresholds, pool=p) for p in self.pools
         )
@@ -105,6 +120,14 @@ class ScoreSuite(torch.nn.Module):
         self.fss = FSS(n_lead, fss_thresholds, fss_scales)
         self.crps = CRPS(n_lead)
         self.rapsd = RAPSD(n_lead, pixel_size_km=pixel_size_km)
+        self.score_ensembles = ensemble
+        self.ensemble_skipped = None if ensemble else "disabled (ensemble=False)"
+        if ensemble:
+            try:
+                import pysteps.verification  # noqa: F401
+            except ImportError:
+                self.score_ensembles, self.ensemble_skipped = False, "pysteps is not installed"
+        self.ensemble: EnsembleScores | None = None  # built at the first update, which knows M
         self.skipped: list[str] = []
         self.skipped_reason = ""
         missing = perceptual_weights_missing(weights_dir) if perceptual == "auto" else []
@@ -119,12 +142,22 @@ class ScoreSuite(torch.nn.Module):
     def update(self, forecast_ens: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
         """forecast_ens (B, M, T, H, W) mm/h, target (B, T, H, W) mm/h, mask (B, H, W) bool."""
         check_ensemble(forecast_ens, target)
+        forecast_ens = zero_uncovered(forecast_ens, mask)
         point = reduce_ensemble(forecast_ens, self.point)
         sample = reduce_ensemble(forecast_ens, self.sample)
         for metric in (self.categorical, *self.pooled, self.mse_mm_h, self.mse_pixel, self.psnr,
                        self.ssim, self.fss):
             metric.update(point, target, mask)
         self.crps.update(forecast_ens, target, mask)
+        if forecast_ens.shape[1] > 1:
+            self.scored_ensemble = True
+            for how, metric in self.categorical_by_point.items():
+                field = point if how == self.point else reduce_ensemble(forecast_ens, how)
+                metric.update(field, target, mask)
+        if self.score_ensembles and forecast_ens.shape[1] > 1:
+            if self.ensemble is None:
+                self.ensemble = EnsembleScores(self.n_lead, forecast_ens.shape[1], ENSEMBLE_THRESHOLDS)
+            self.ensemble.update(forecast_ens, target, mask)
         for metric in (self.rapsd, self.lpips, self.fid):
             if metric is not None:
                 metric.update(sample, target, mask)
@@ -133,6 +166,8 @@ class ScoreSuite(torch.nn.Module):
         for module in self.modules():
             if module is not self and hasattr(module, "_defaults"):  # torchmetrics Metrics
                 module.reset()
+        self.ensemble = None
+        self.scored_ensemble = False
 
     def compute(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n_lead": self.n_lead, "point": self.point, "sample": self.sample}
@@ -144,6 +179,11 @@ class ScoreSuite(torch.nn.Module):
                 out[name + suffix] = {
                     _key(t): _series(scores[name][:, j]) for j, t in enumerate(self.thresholds)
                 }
+        out["categorical_by_point"] = {
+            how: {name: {_key(t): _series(scores[name][:, j]) for j, t in enumerate(self.thresholds)}
+                  for name in ("csi", "pod", "far", "bias")}
+            for how, scores in ((h, m.compute()) for h, m in self.categorical_by_point.items())
+        } if self.scored_ensemble else None
         for name in ("mse_mm_h", "mse_pixel", "psnr", "ssim", "crps"):
             out[name] = _series(getattr(self, name).compute())
         fss = self.fss.compute()
@@ -167,6 +207,8 @@ class ScoreSuite(torch.nn.Module):
                 "per_lead": _series(fid["per_lead"])["per_lead"] if "per_lead" in fid else None,
                 "mean": _num(float(fid["all_leads"])),
             }
+        out["ensemble"] = self.ensemble.compute() if self.ensemble is not None else None
+        out["ensemble_skipped"] = self.ensemble_skipped
         out["skipped"] = list(self.skipped)
         out["skipped_reason"] = self.skipped_reason
         return out

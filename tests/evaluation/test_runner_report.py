@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nowcast.data.dataset import RadarWindowDataset
-from nowcast.data.motion_cache import open_rain_store
+from nowcast.data.store import open_store
 from nowcast.data.synthetic import write_synthetic_store
 from nowcast.data.windows import build_window_index
 from nowcast.evaluation import runner as runner_mod
@@ -28,7 +28,7 @@ SCORES = ("mse_mm_h", "mse_pixel", "psnr", "ssim", "csi", "pod", "far", "bias", 
 def dataset(tmp_path_factory) -> RadarWindowDataset:
     path = write_synthetic_store(tmp_path_factory.mktemp("store") / "syn.zarr", n_frames=14, height=56,
                                  width=56, seed=3)
-    windows = build_window_index({"syn": open_rain_store(path)}, N_IN, N_OUT, stride=2)
+    windows = build_window_index({"syn": open_store(path)}, N_IN, N_OUT, stride=2)
     return RadarWindowDataset({"syn": path}, windows, N_IN, N_OUT, crop_size=CROP)
 
 
@@ -76,7 +76,9 @@ def test_report_files_and_completeness(report):
     out, _, specs, _ = report
     for name in ("report.md", "report.html", "metrics.json", "metrics.csv", "spectra.csv", "speed.csv",
                  "figures/lead_times.png", "figures/csi_thresholds.png", "figures/spectra.png",
-                 "figures/case0.png", "figures/case0_members.png", "figures/case0.gif"):
+                 "figures/case0.png", "figures/case0_members.png", "figures/case0.gif",
+                 "figures/rank_histograms.png", "figures/reliability.png", "figures/roc.png",
+                 "figures/spread_skill.png"):
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["models"]) == [ModelSpec.parse(s).label for s in specs]
@@ -90,6 +92,8 @@ def test_report_files_and_completeness(report):
     md = (out / "report.md").read_text()
     assert "LPIPS and FID skipped" in md and "![" in md
     assert "Speed (each model on the device named in its row)" in md
+    assert "## Ensemble verification" in md and "Deterministic models (persistence" in md
+    assert "95 % paired bootstrap interval" in md
     assert md.count("| persistence again |") >= 3  # summary, per-lead and threshold tables
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0] == "model,metric,variant,lead_min,value"
@@ -221,17 +225,30 @@ def test_panels_false_spends_no_forecast_on_cases_outside_the_subset(dataset, tm
         assert {k.split("_")[0] for k in z.files} == {"case0"}
 
 
-def test_per_window_counts_match_a_direct_computation(report, dataset):
-    """Persistence's per-window contingency counts at 1 mm/h, counted by hand."""
+def test_per_window_sums_match_a_direct_computation(report, dataset):
+    """Persistence's per-window contingency counts, CRPS (= absolute error) and squared-error sums
+    per lead time, computed by hand."""
     _, _, _, results = report
     per = results["persistence"]["per_window"]
-    assert per["threshold"] == 1.0 and per["window_indices"] == list(range(len(dataset)))
-    for i, (hits, misses, false_alarms) in enumerate(per["hits_misses_false_alarms"]):
+    assert per["thresholds"] == [1.0, 4.0] and per["window_indices"] == list(range(len(dataset)))
+    for i in range(len(dataset)):
         item = dataset[i]
         last, fut, mask = item[PAST][-1].numpy(), item[FUTURE].numpy(), item[MASK].numpy()
-        fc, ob = (last >= 1.0) & mask, (fut >= 1.0) & mask
-        assert (hits, misses, false_alarms) == (int((fc & ob).sum()), int((~fc & ob).sum()),
-                                                int((fc & ~ob).sum()))
+        for t in range(N_OUT):
+            for k, thr in enumerate(per["thresholds"]):
+                fc, ob = (last >= thr) & mask, (fut[t] >= thr) & mask
+                assert per["counts"][i][k][t] == [int((fc & ob).sum()), int((~fc & ob).sum()),
+                                                  int((fc & ~ob).sum())]
+            err = (last - fut[t])[mask].astype(np.float64)
+            assert per["pixels"][i][t] == mask.sum()
+            np.testing.assert_allclose(per["crps_sum"][i][t], np.abs(err).sum(), rtol=1e-5)
+            np.testing.assert_allclose(per["sq_err_sum"][i][t], (err ** 2).sum(), rtol=1e-5)
+
+
+def pooled_csi(counts) -> float:
+    """Mean over lead times of CSI pooled over windows, from (W, T, 3) counts."""
+    h, m, f = np.sum(counts, axis=0).T
+    return float(np.nanmean(np.where(h + m + f > 0, h / np.maximum(h + m + f, 1), np.nan)))
 
 
 def test_a_focus_model_on_a_subset_is_compared_on_its_own_windows(report, dataset):
@@ -240,11 +257,13 @@ def test_a_focus_model_on_a_subset_is_compared_on_its_own_windows(report, datase
     sub = results["extrapolation subset"]
     lines = findings(results, "extrapolation", len(dataset))
     line = next(ln for ln in lines if ln.startswith("On the same 2 window(s)"))
-    hits, misses, false_alarms = np.sum(sub["per_window"]["hits_misses_false_alarms"], axis=0)
-    assert f"**extrapolation subset** {hits / (hits + misses + false_alarms):.3f}" in line
-    assert "persistence" in line and ("it leads there" in line or "does not lead there" in line)
+    counts = np.asarray(sub["per_window"]["counts"])[:, 0]  # 1 mm/h
+    assert f"**extrapolation subset** {pooled_csi(counts):.3f}" in line
+    assert "persistence" in line and "beyond noise" in line
     # the full extrapolation run holds the same counts on those two windows (same model, same motion)
     full = results["extrapolation"]["per_window"]
-    same = [c for w, c in zip(full["window_indices"], full["hits_misses_false_alarms"], strict=True)
+    same = [c[0] for w, c in zip(full["window_indices"], full["counts"], strict=True)
             if w in sub["window_indices"]]
-    assert np.array_equal(np.sum(same, axis=0), [hits, misses, false_alarms])
+    assert np.array_equal(same, counts)
+    # the same model on the same windows: no difference
+    assert f"extrapolation {pooled_csi(counts):.3f} (a tie: difference +0.000" in line
