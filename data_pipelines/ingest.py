@@ -407,75 +407,58 @@ def ingest_folder(folder: str | Path, store: str | Path, source: str | None = No
 
 
 @dataclass(frozen=True)
-class PresetStore:
-    """One store of a preset: its file name, source and folders (relative to the radar root)."""
+class StoreSpec:
+    """One store of a set built by one command: its file name, source, folders (relative to the
+    radar root) and whether it is built only on request (``optional``)."""
 
     store: str
     source: str
     folders: tuple[str, ...]
     optional: bool = False
 
-
-@dataclass(frozen=True)
-class Preset:
-    stores: tuple[PresetStore, ...]
-    coarsen: int = 1
-    zr: tuple[float, float] = MARSHALL_PALMER
-    description: str = ""
-    max_rain_mm_h: float = MAX_RAIN_RATE_MM_H
-
-
-#: Named sets of stores built by one command (``nowcast ingest --preset NAME``).
-PRESETS: dict[str, Preset] = {
-    "radar-mix": Preset(
-        description="DESIGN.md default benchmark: five networks at 2 km (mean of 2x2), Marshall-Palmer",
-        coarsen=2,
-        stores=(
-            PresetStore("knmi.zarr", "knmi", ("knmi_2021",)),
-            PresetStore("fmi.zarr", "fmi", ("pysteps/fmi/pgm",)),
-            PresetStore("mch.zarr", "mch", ("pysteps/mch",)),
-            PresetStore("rmi.zarr", "rmi", ("pysteps/rmi/radqpe",)),
-            PresetStore("bom.zarr", "bom", ("pysteps/bom/prcp-cscn",), optional=True),
-        ),
-    ),
-}
+    @classmethod
+    def from_config(cls, name: str, entry: dict) -> StoreSpec:
+        """``name: {source: knmi, folders: [knmi_2021], optional: false}`` (a ``stores`` entry of
+        configs/ingest/*.yaml) -> ``StoreSpec("<name>.zarr", ...)``."""
+        unknown = set(entry) - {"source", "folders", "optional"}
+        if unknown or "source" not in entry or not entry.get("folders"):
+            raise ValueError(f"store {name!r}: expected keys source, folders[, optional], "
+                             f"got {sorted(entry)}")
+        return cls(f"{name}.zarr", str(entry["source"]), tuple(str(f) for f in entry["folders"]),
+                   bool(entry.get("optional", False)))
 
 
-def build_preset(name: str = "radar-mix", out: str | Path = "stores/radar-mix",
-                 radar_root: Path | None = None, include_bom: bool = False,
+def build_stores(stores: Sequence[StoreSpec], out: str | Path, radar_root: Path | None = None,
+                 coarsen: int = 1, zr: tuple[float, float] = MARSHALL_PALMER,
+                 max_rain_mm_h: float = MAX_RAIN_RATE_MM_H, include_optional: bool = False,
                  progress: bool | None = None) -> dict[str, Path]:
-    """Build (or update, idempotently) every store of preset ``name`` under ``out``.
+    """Build (or update, idempotently) every store of ``stores`` under ``out``.
 
     ``radar_root`` defaults to :func:`nowcast.types.radar_dir` (``../shared/radar``). Optional
-    stores (BOM, 6-minute step, training only) are built only with ``include_bom``. Returns
-    {store stem (e.g. "knmi"): store path}. Raises ``FileNotFoundError`` if a folder is missing,
-    ``RuntimeError`` if any file of the preset could not be ingested, and
-    :class:`nowcast.fsutil.LockedError` if another process is writing one of the stores (each
-    store is written under its own lock, by :func:`ingest_files`).
+    stores are built only with ``include_optional``. Returns {store stem (e.g. "knmi"): store path}.
+    Raises ``FileNotFoundError`` if a store has no files, ``RuntimeError`` if any file could not be
+    ingested, and :class:`nowcast.fsutil.LockedError` if another process is writing one of the
+    stores (each store is written under its own lock, by :func:`ingest_files`).
     """
     from nowcast.types import radar_dir
 
-    if name not in PRESETS:
-        raise KeyError(f"unknown ingest preset {name!r}; known: {', '.join(sorted(PRESETS))}")
-    preset = PRESETS[name]
     root = Path(radar_root) if radar_root is not None else radar_dir()
     out = Path(out)
     built: dict[str, Path] = {}
     problems: list[str] = []
-    for item in preset.stores:
-        if item.optional and not include_bom:
+    for item in stores:
+        if item.optional and not include_optional:
             continue
         spec = get_source(item.source)
         files: list[Path] = []
         for folder in item.folders:
             files += find_files(root / folder, spec)
         if not files:
-            raise FileNotFoundError(f"preset {name}: no {item.source} files under {root} / {item.folders}")
-        report = ingest_files(files, out / item.store, source=item.source, coarsen=preset.coarsen,
-                              zr=preset.zr, progress=progress, max_rain_mm_h=preset.max_rain_mm_h)
+            raise FileNotFoundError(f"{item.store}: no {item.source} files under {root} / {item.folders}")
+        report = ingest_files(files, out / item.store, source=item.source, coarsen=coarsen, zr=zr,
+                              progress=progress, max_rain_mm_h=max_rain_mm_h)
         problems += [f"{item.store}: {Path(f).name}: {why}" for f, why in report.skipped]
         built[Path(item.store).stem] = out / item.store
     if problems:
-        raise RuntimeError(f"preset {name}: {len(problems)} file(s) could not be ingested:\n"
-                           + "\n".join(problems))
+        raise RuntimeError(f"{len(problems)} file(s) could not be ingested:\n" + "\n".join(problems))
     return built

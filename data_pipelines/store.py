@@ -90,10 +90,28 @@ def is_zarr_store(path: str | Path) -> bool:
     return path.is_dir() and any((path / m).exists() for m in (".zgroup", "zarr.json", ".zmetadata"))
 
 
-def _open(path: Path) -> xr.Dataset:
+#: file suffixes read as netCDF; anything else is a zarr folder
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+
+
+def read_store(path: str | Path, chunks: str | None = "frames") -> xr.Dataset:
+    """Open a store (zarr folder or netCDF file) lazily: the one reader of ingest, the data module,
+    the motion caches, forecasts and evaluation (:func:`nowcast.data.store.open_store` adds the
+    checks of a rain store on top).
+
+    ``chunks``: "frames" = dask arrays, one frame per chunk; None = lazy backend arrays without
+    dask (indexing reads just the chunks it touches: the training and evaluation windows).
+    Zarr format v2/v3 warnings are silenced; ``source_file`` comes back as plain strings.
+    """
+    path = Path(path)
+    netcdf = path.suffix.lower() in NETCDF_SUFFIXES
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return plain_strings(xr.open_zarr(path, consolidated=None))
+        if netcdf:
+            ds = xr.open_dataset(path, engine="netcdf4", chunks={"time": 1} if chunks == "frames" else None)
+        else:
+            ds = xr.open_zarr(path, consolidated=None, **({} if chunks == "frames" else {"chunks": None}))
+    return plain_strings(ds)
 
 
 def plain_strings(ds: xr.Dataset) -> xr.Dataset:
@@ -133,7 +151,7 @@ def append_store(ds: xr.Dataset, path: str | Path) -> None:
     path = Path(path)
     ds = _prepare(ds)
     # xarray rewrites the group attributes on append: keep the store's own provenance
-    with _open(path) as old:
+    with read_store(path) as old:
         ds.attrs = dict(old.attrs)
     started = time.time()
     _begin_append(path)
@@ -151,7 +169,7 @@ def merge_store(ds: xr.Dataset, path: str | Path) -> None:
     The stored frames are read lazily (dask, one frame per chunk), so this streams.
     """
     path = Path(path)
-    with _open(path) as old:
+    with read_store(path) as old:
         merged = xr.concat([_strip_encoding(old), _strip_encoding(ds).chunk({"time": 1})], dim="time",
                            data_vars="minimal", coords="minimal", compat="override", join="override",
                            combine_attrs="override").sortby("time")
@@ -300,7 +318,7 @@ def _rollback_append(path: Path) -> list[str]:
 
 def stored_index(path: str | Path) -> tuple[np.ndarray, xr.Dataset]:
     """(times (T,) datetime64[ns], the lazily opened store) of an existing store."""
-    ds = _open(Path(path))
+    ds = read_store(path)
     validate_rain_dataset(ds)
     return ds.time.values, ds
 
@@ -335,7 +353,7 @@ def export_netcdf(store_path: str | Path, nc_path: str | Path) -> Path:
         raise StoreError(f"not a zarr store: {store_path}")
     nc_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = nc_path.with_name(f"{nc_path.name}.tmp-{os.getpid()}")
-    with _open(store_path) as ds:
+    with read_store(store_path) as ds:
         validate_rain_dataset(ds)
         out = _strip_encoding(ds)
         out[CRS].attrs = complete_grid_mapping(out[CRS].attrs)  # a store ingested before the fix

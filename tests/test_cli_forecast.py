@@ -121,7 +121,7 @@ def test_refuses_to_overwrite(store, tmp_path, capsys):
 
 def test_bad_inputs_are_clear_errors(store, tmp_path, capsys):
     assert _forecast("--store", tmp_path / "nowhere.zarr", "--output", tmp_path / "f.nc") == 2
-    assert "no store" in capsys.readouterr().err
+    assert "rain store not found" in capsys.readouterr().err
     assert _forecast("--store", store, "--crop", "100", "--output", tmp_path / "f.nc") == 2
     assert "does not fit" in capsys.readouterr().err
     assert _forecast("--store", store, "--start", "first", "--output", tmp_path / "f.nc") == 2

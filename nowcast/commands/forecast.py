@@ -30,7 +30,6 @@ from nowcast.ops.inputs import (
     frames_without_data,
     input_times,
     missing_inputs,
-    open_rain_store,
     parse_crop,
     parse_time,
     store_description,
@@ -291,6 +290,7 @@ def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], 
 
 def run(args) -> list[Path]:
     """Resolve inputs and outputs, then forecast; returns the forecast files written."""
+    from nowcast.data.store import open_store
     from nowcast.io.cf import ForecastExistsError, check_output_folder
     from nowcast.io.quicklook import QUICKLOOK_KINDS
     from nowcast.models import load_forecaster
@@ -316,7 +316,7 @@ def run(args) -> list[Path]:
         else:
             store_path = default_store(cache_dir(args.cache_dir))
             origin = "embedded default event"
-        ds = open_rain_store(store_path)
+        ds = open_store(store_path)
         step = timestep(ds)
         rows, cols = parse_crop(args.crop, ds.sizes["y"], ds.sizes["x"])
         forecaster = load_forecaster(args.model, args.checkpoint, **model_args).to(args.device)
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(args)
-    except (ForecastInputError, ForecastExistsError, StoreError, OutputPathError, ModelArgumentError,
-            CheckpointError, DoesNotFitError) as err:
+    except (ForecastInputError, ForecastExistsError, StoreError, FileNotFoundError, OutputPathError,
+            ModelArgumentError, CheckpointError, DoesNotFitError) as err:
         return fail("forecast", err)
     return 0

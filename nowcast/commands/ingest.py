@@ -1,10 +1,10 @@
-"""``nowcast ingest``: raw radar files or folders -> CF rain-rate zarr store (or a preset's stores).
+"""``nowcast ingest``: raw radar files or folders -> CF rain-rate zarr store (or a config's set of stores).
 
 Examples::
 
     nowcast ingest ../shared/radar/pysteps/mch --store stores/mch.zarr --coarsen 2
-    nowcast ingest --preset radar-mix --out stores/radar-mix          # the benchmark's stores
-    nowcast ingest --config configs/ingest/radar-mix.yaml --include-bom true
+    nowcast ingest --config configs/ingest/radar-mix.yaml          # the benchmark's stores
+    nowcast ingest --config configs/ingest/radar-mix.yaml --include-optional true   # + BOM
     nowcast ingest new_files/ --store stores/mch.zarr --netcdf stores/mch.nc
 """
 
@@ -48,14 +48,14 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--max-rain-rate", "--max_rain_rate", type=float, default=500.0,
                    help="ceiling of a believable rain rate in mm/h: a frame above it is a wrong conversion "
                         "and is skipped (evaluation checks stores against it too)")
-    p.add_argument("--preset", type=str | None, default=None,
-                   help="build a named set of stores instead (radar-mix: knmi/fmi/mch/rmi[/bom].zarr at 2 km "
-                        "from --radar-root)")
-    p.add_argument("--out", type=str, default="stores/radar-mix", help="output folder for --preset")
+    p.add_argument("--stores", type=dict | None, default=None,
+                   help="build a set of stores instead, {name: {source, folders[, optional]}} with folders "
+                        "relative to --radar-root (see configs/ingest/radar-mix.yaml)")
+    p.add_argument("--out", type=str, default="stores", help="output folder of --stores")
     p.add_argument("--radar-root", "--radar_root", type=str | None, default=None,
-                   help="raw data root for --preset (default: $NOWCAST_SHARED/radar or ../shared/radar)")
-    p.add_argument("--include-bom", "--include_bom", type=bool, default=False,
-                   help="with --preset radar-mix: also build bom.zarr (6-min step, training only)")
+                   help="raw data root for --stores (default: $NOWCAST_SHARED/radar or ../shared/radar)")
+    p.add_argument("--include-optional", "--include_optional", type=bool, default=False,
+                   help="with --stores: also build the stores marked optional")
     p.add_argument("--netcdf", type=str | None, default=None,
                    help="after ingesting, also export the store to this netCDF4 file (with --store)")
     p.add_argument("--progress", type=bool | None, default=None,
@@ -65,20 +65,19 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str]) -> int:
     cfg = build_parser().parse_args(argv)
-    from data_pipelines.ingest import PRESETS, build_preset, ingest_files
+    from data_pipelines.ingest import StoreSpec, build_stores, ingest_files
     from data_pipelines.sources import find_files, get_source
     from data_pipelines.store import export_netcdf
     from nowcast.fsutil import LockedError
 
-    if cfg.preset:
-        if cfg.preset not in PRESETS:
-            print(f"nowcast ingest: unknown preset {cfg.preset!r}; known: {', '.join(PRESETS)}",
-                  file=sys.stderr)
-            return 2
+    if cfg.stores:
         try:
-            built = build_preset(cfg.preset, cfg.out, Path(cfg.radar_root) if cfg.radar_root else None,
-                                 include_bom=cfg.include_bom, progress=cfg.progress)
-        except LockedError as exc:
+            stores = [StoreSpec.from_config(name, dict(entry)) for name, entry in cfg.stores.items()]
+            built = build_stores(stores, cfg.out, Path(cfg.radar_root) if cfg.radar_root else None,
+                                 coarsen=cfg.coarsen, zr=(cfg.zr_a, cfg.zr_b),
+                                 max_rain_mm_h=cfg.max_rain_rate, include_optional=cfg.include_optional,
+                                 progress=cfg.progress)
+        except (LockedError, ValueError, KeyError) as exc:
             print(f"nowcast ingest: {exc}", file=sys.stderr)
             return 2
         except (FileNotFoundError, RuntimeError) as exc:
@@ -89,7 +88,7 @@ def main(argv: list[str]) -> int:
         return 0
 
     if not cfg.inputs or not cfg.store:
-        print("nowcast ingest: give input files/folders and --store (or --preset); see --help",
+        print("nowcast ingest: give input files/folders and --store (or --config with stores); see --help",
               file=sys.stderr)
         return 2
     spec = get_source(cfg.source) if cfg.source else None

@@ -24,8 +24,9 @@ import xarray as xr
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from nowcast.data.dataset import RadarWindowDataset, window_weights
-from nowcast.data.motion_cache import MotionCache, motion_cache_path, open_rain_store
+from nowcast.data.motion_cache import MotionCache, motion_cache_path
 from nowcast.data.splits import SPLITS, parse_splits, split_windows, stores_used
+from nowcast.data.store import open_store
 from nowcast.data.windows import Window, build_window_index
 from nowcast.types import repo_root
 
@@ -104,7 +105,7 @@ class NowcastDataModule(L.LightningDataModule):
         if self.datasets:
             return
         used = sorted(stores_used(self.events))
-        self._stores = {name: open_rain_store(self.store_paths[name]) for name in used}
+        self._stores = {name: open_store(self.store_paths[name]) for name in used}
         index = build_window_index(self._stores, self.n_in, self.n_out, self.stride)
         self.windows = split_windows(index, self.events)
         if self.with_motion and self.hparams.cached_motion_only:

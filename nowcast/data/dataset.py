@@ -32,7 +32,8 @@ import torch
 import xarray as xr
 from torch.utils.data import Dataset
 
-from nowcast.data.motion_cache import MotionCache, motion_cache_path, open_zarr_quiet
+from nowcast.data.motion_cache import MotionCache, motion_cache_path
+from nowcast.data.store import open_store
 from nowcast.data.windows import Window
 from nowcast.schema import RAIN, RAIN_FRACTION
 from nowcast.types import FUTURE, MASK, MOTION, PAST
@@ -175,7 +176,7 @@ class RadarWindowDataset(Dataset):
         self.in_memory = in_memory
         if in_memory:  # decoded once here; forked loader workers share the pages
             for name in {w.store for w in self.windows}:
-                ds = open_zarr_quiet(self.store_paths[name], chunks=None)
+                ds = open_store(self.store_paths[name], chunks=None)
                 self._open[name] = xr.DataArray(np.asarray(ds[RAIN].values, dtype=np.float32))
             for cache in self.motion_caches.values():
                 cache.load()
@@ -192,7 +193,7 @@ class RadarWindowDataset(Dataset):
     def _rain(self, store: str) -> xr.DataArray:
         if store not in self._open:
             # chunks=None: lazy backend array without dask, slicing reads just those chunks
-            self._open[store] = open_zarr_quiet(self.store_paths[store], chunks=None)[RAIN]
+            self._open[store] = open_store(self.store_paths[store], chunks=None)[RAIN]
         return self._open[store]
 
     def _motion(self, w: Window, frames: np.ndarray, y0: int, x0: int) -> np.ndarray:

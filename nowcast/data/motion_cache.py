@@ -16,15 +16,15 @@ is refused rather than silently mixed.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
 
+from data_pipelines.store import read_store
+from nowcast.data.store import open_store
 from nowcast.data.windows import valid_starts
 from nowcast.schema import RAIN, timestep
 
@@ -36,25 +36,6 @@ def motion_cache_path(store_path: str | Path) -> Path:
     p = Path(store_path)
     stem = p.name[: -len(".zarr")] if p.name.endswith(".zarr") else p.name
     return p.with_name(f"{stem}.motion.zarr")
-
-
-def open_rain_store(path: str | Path) -> xr.Dataset:
-    """Open a rain store lazily (``nowcast.data.store.open_store`` when available)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"rain store not found: {path} (build it with `nowcast ingest`)")
-    try:
-        from nowcast.data.store import open_store
-    except ImportError:
-        return open_zarr_quiet(path)
-    return open_store(path)
-
-
-def open_zarr_quiet(path: str | Path, **kw: Any) -> xr.Dataset:
-    """``xr.open_zarr`` without the zarr v2/v3 format chatter (stores may be either)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return xr.open_zarr(path, consolidated=None, **kw)
 
 
 def coarsen_motion(motion: np.ndarray, factor: int) -> np.ndarray:
@@ -98,7 +79,7 @@ def build_motion_cache(
 
     if coarsen < 1:
         raise ValueError(f"coarsen must be >= 1, got {coarsen}")
-    ds = open_rain_store(store_path)
+    ds = open_store(store_path)
     out = motion_cache_path(store_path)
     anchors = anchor_times(ds, n_in)
     if times is not None:
@@ -170,13 +151,13 @@ class MotionCache:
 
     def load(self) -> MotionCache:
         """Hold every field in memory (for fast training loaders)."""
-        self._ds = open_zarr_quiet(self.path, chunks=None).load()
+        self._ds = read_store(self.path, chunks=None).load()
         return self
 
     @property
     def ds(self) -> xr.Dataset:
         if self._ds is None:
-            self._ds = open_zarr_quiet(self.path, chunks=None)
+            self._ds = read_store(self.path, chunks=None)
         return self._ds
 
     @property

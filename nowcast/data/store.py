@@ -8,27 +8,25 @@ metres, one frame per zarr chunk.
 from __future__ import annotations
 
 import glob
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from data_pipelines.store import crs_name, plain_strings
+from data_pipelines.store import NETCDF_SUFFIXES, crs_name, is_zarr_store, read_store
 from nowcast.schema import RainValueError, StoreError, check_rain_values, validate_rain_dataset
 
-NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 
+def open_store(path: str | Path, check_values: bool = False, chunks: str | None = "frames") -> xr.Dataset:
+    """Open the rain store at ``path`` lazily and validate it.
 
-def open_store(path: str | Path, check_values: bool = False) -> xr.Dataset:
-    """Open the store at ``path`` lazily (dask, one frame per chunk) and validate it.
-
-    A directory (``*.zarr``) opens as zarr; ``.nc``/``.nc4`` as netCDF4. Raises
-    ``FileNotFoundError`` if nothing is there and :class:`StoreError` if it is not a rain store.
-    With ``check_values`` (for evaluation: reads every frame once) also
-    :class:`nowcast.schema.RainValueError` if a frame holds impossible rain values (the check
-    ingest applies, :func:`nowcast.schema.check_rain_values`).
+    A directory (``*.zarr``) opens as zarr; ``.nc``/``.nc4`` as netCDF4 (read by
+    :func:`data_pipelines.store.read_store`; ``chunks`` as there: "frames" = dask, one frame per
+    chunk, None = lazy without dask). Raises ``FileNotFoundError`` if nothing is there and
+    :class:`StoreError` if it is not a rain store. With ``check_values`` (for evaluation: reads
+    every frame once) also :class:`nowcast.schema.RainValueError` if a frame holds impossible rain
+    values (the check ingest applies, :func:`nowcast.schema.check_rain_values`).
     """
     path = Path(path)
     if not path.exists():
@@ -36,26 +34,23 @@ def open_store(path: str | Path, check_values: bool = False) -> xr.Dataset:
             raise StoreError(f"rain store {path} is missing but its backup is there: a rewrite was "
                              f"interrupted; `nowcast ingest` into it puts it back")
         raise FileNotFoundError(f"rain store not found: {path} (build one with `nowcast ingest`)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if path.suffix.lower() in NETCDF_SUFFIXES:
-            try:
-                ds = xr.open_dataset(path, engine="netcdf4", chunks={"time": 1})
-            except (OSError, ValueError) as exc:
-                raise StoreError(f"{path} is not a readable netCDF rain store: {exc}") from exc
-        elif path.is_dir():
-            if not any((path / m).exists() for m in (".zgroup", "zarr.json", ".zmetadata")):
-                raise StoreError(f"{path} is a folder but not a zarr store (no .zgroup / zarr.json)")
-            ds = xr.open_zarr(path, consolidated=None)
-        else:
-            raise StoreError(f"{path}: expected a zarr store folder or a netCDF file "
-                             f"({', '.join(NETCDF_SUFFIXES)})")
+    if path.suffix.lower() in NETCDF_SUFFIXES:
+        try:
+            ds = read_store(path, chunks)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path} is not a readable netCDF rain store: {exc}") from exc
+    elif path.is_dir():
+        if not is_zarr_store(path):
+            raise StoreError(f"{path} is a folder but not a zarr store (no .zgroup / zarr.json)")
+        ds = read_store(path, chunks)
+    else:
+        raise StoreError(f"{path}: expected a zarr store folder or a netCDF file "
+                         f"({', '.join(NETCDF_SUFFIXES)})")
     try:
         validate_rain_dataset(ds)
     except StoreError as exc:
         ds.close()
         raise StoreError(f"{path} is not a valid rain store: {exc}") from exc
-    ds = plain_strings(ds)
     if check_values:
         try:
             check_rain_values(ds)

@@ -221,10 +221,11 @@ class Operator:
 
     # ------------------------------------------------------------------ forecast
     def _open_inputs(self, issue: np.datetime64) -> _Inputs:
-        from nowcast.ops.inputs import open_rain_store, parse_crop
+        from nowcast.data.store import open_store
+        from nowcast.ops.inputs import parse_crop
         from nowcast.schema import timestep
 
-        ds = open_rain_store(self.s.store)
+        ds = open_store(self.s.store)
         cadence = np.timedelta64(int(round(self.s.interval.total_seconds())), "s")
         step = timestep(ds) if ds.sizes["time"] > 1 else cadence
         if step != cadence:

@@ -20,17 +20,6 @@ class ForecastInputError(ValueError):
     """The inputs of a forecast are missing or inconsistent (message names what is wrong)."""
 
 
-def open_rain_store(path: str | Path) -> xr.Dataset:
-    """Open a rain store (zarr folder or netCDF file) lazily."""
-    from nowcast.data.store import open_store
-    from nowcast.schema import StoreError
-
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"no store at {path}")
-    return open_store(path)
-
-
 def parse_crop(spec: str | None, height: int, width: int) -> tuple[slice, slice]:
     """'y0,x0,h,w' | 'size' | 'h,w' (centred) -> (row slice, column slice) inside the frame."""
     if not spec:

@@ -210,8 +210,7 @@ class AdversarialTask(ForecastTask):
 
     def checkpoint_payload(self) -> dict[str, Any]:
         trainer = self._trainer
-        metrics = {k: float(v) for k, v in (trainer.callback_metrics.items() if trainer else [])
-                   if k.startswith("val/")}
+        metrics = self.validation_metrics()
         hp = self.hparams
         return {
             "forecaster": ADVERSARIAL_FORECASTER,

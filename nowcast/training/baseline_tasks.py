@@ -119,8 +119,7 @@ class NetTask(ForecastTask):
             "window": self.window.to_dict(),
             "grid": self.grid.to_dict(),
             "data": self.data_description(),
-            "metrics": {k: float(v) for k, v in (trainer.callback_metrics.items() if trainer else [])
-                        if k.startswith("val/")},
+            "metrics": self.validation_metrics(),
             "training": {
                 "task": type(self).__name__, "global_step": int(self.global_step),
                 "epoch": int(self.current_epoch),

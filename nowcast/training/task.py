@@ -142,6 +142,13 @@ class ForecastTask(L.LightningModule):
         self._val_se.zero_()
         self._val_n.zero_()
 
+    def validation_metrics(self) -> dict[str, float]:
+        """The ``val/`` metrics of the latest validation (empty before any, or without a trainer),
+        recorded in every exported checkpoint."""
+        trainer = self._trainer
+        return {k: float(v) for k, v in (trainer.callback_metrics.items() if trainer else [])
+                if k.startswith("val/")}
+
     def data_description(self) -> dict[str, Any]:
         """What the model was trained on, for checkpoints: the data module's init arguments."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None

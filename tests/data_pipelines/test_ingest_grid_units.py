@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 from pyproj import CRS, Transformer
 from radar_builders import KNMI_KM_PROJ, write_knmi_accumulation
 
 from data_pipelines.importers import grid_in_metres, projection_in_metres
-from data_pipelines.ingest import PRESETS, ingest_files
+from data_pipelines.ingest import ingest_files
 from nowcast.data.store import open_store
+from nowcast.types import repo_root
 
 #: the README table of ../shared/radar: native pixel size (m), and (lon, lat) of the country the
 #: grid covers (its centre lies within a few degrees, only if x/y are metres of its projection)
@@ -20,7 +22,7 @@ NETWORKS = {
     "rmi": (1000.0, (4.5, 50.6)),
     "bom": (500.0, (144.9, -37.8)),
 }
-COARSEN = PRESETS["radar-mix"].coarsen
+COARSEN = yaml.safe_load((repo_root() / "configs/ingest/radar-mix.yaml").read_text())["coarsen"]
 
 
 def check_metres(store, pixel_m: float, lonlat: tuple[float, float]) -> None:

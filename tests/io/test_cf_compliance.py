@@ -12,8 +12,8 @@ from radar_events import EVENTS
 
 from data_pipelines.ingest import ingest_files
 from data_pipelines.store import export_netcdf
+from nowcast.data.store import open_store
 from nowcast.io.cf import Provenance, forecast_dataset, write_forecast
-from nowcast.ops.inputs import open_rain_store
 from nowcast.schema import RAIN
 
 pytest.importorskip("compliance_checker", reason="compliance-checker is a dev dependency (.[dev])")
@@ -45,7 +45,7 @@ def network_store(request, shared_radar: Path, tmp_path: Path) -> Path:
 
 
 def test_forecast_file_of_every_network_is_cf_compliant(network_store: Path, tmp_path: Path) -> None:
-    ds = open_rain_store(network_store)
+    ds = open_store(network_store)
     last = ds[RAIN].values[-1]
     rain = np.repeat(np.nan_to_num(last)[None, None], 3, axis=1).repeat(2, axis=0)  # (2 members, 3 leads)
     prov = Provenance(forecaster={"model": "persistence"}, input_store=str(network_store),
