@@ -6,7 +6,8 @@
 For extrapolation and each diffusion sampler (8 members, cached motion): CSI and frequency bias at
 1 mm/h of the ensemble mean (all leads and +5 min), of the probability-matched mean and of member 0,
 and CRPS; then the same after probability-matching every member to the extrapolation at each lead
-time ("+cdf"), which separates "too dry" from "rain in the wrong place". SCALE multiplies the sampled
+time ("+cdf"), which separates "too dry" from "rain in the wrong place", and to the last past frame
+("+obs", what the shipped settings' ``match: observation`` does). SCALE multiplies the sampled
 residual (0.5 halves it). Prints a table; the model card quotes it.
 """
 
@@ -80,6 +81,8 @@ def main() -> None:
             ens = f.forecast(past, 12, members=MEMBERS, generator=seed, motion=mot)
             score(v, ens, fut, mask)
             score(v + "+cdf", match_to(ens, ex, mask[0]), fut, mask)
+            last = past[:, -1:, None].expand(1, 1, 12, *past.shape[-2:])
+            score(v + "+obs", match_to(ens, last, mask[0]), fut, mask)
     print(f"{len(range(0, len(ds), stride))} windows, {time.time() - t0:.0f} s")
     for (name, key), st in stats.items():
         if key == "crps":

@@ -132,18 +132,19 @@ class DiffusionTask(ForecastTask):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --- validation and export ----------------------------------------------------------
-    def to_forecaster(self, sampler: str | None = None, steps: int | None = None) -> DiffusionForecaster:
-        """The EMA weights behind the Forecaster contract (validation sampler by default)."""
+    def to_forecaster(self, sampler: str | None = None, steps: int | None = None,
+                      **options: Any) -> DiffusionForecaster:
+        """The EMA weights behind the Forecaster contract (validation sampler by default);
+        ``options``: other :class:`DiffusionForecaster` settings (e.g. ``match``)."""
         hp = {**self.net_hparams, **self.wrapper_hparams}
         forecaster = DiffusionForecaster({"denoiser": self.ema}, hp, transform=self.diffusion.transform,
                                          window=self.window, grid=self.grid,
                                          sampler=sampler or self.hparams.val_sampler,
-                                         steps=steps or self.hparams.val_steps)
+                                         steps=steps or self.hparams.val_steps, **options)
         return forecaster.to(self.device)
 
     def checkpoint_payload(self) -> dict[str, Any]:
-        metrics = {k: float(v) for k, v in (self._trainer.callback_metrics.items() if self._trainer else [])
-                   if k.startswith("val/")}
+        metrics = self.validation_metrics()
         return {
             "forecaster": DiffusionForecaster.name,
             "hparams": {**self.net_hparams, **self.wrapper_hparams},

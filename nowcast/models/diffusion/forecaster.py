@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from nowcast.data.transforms import RainTransform
+from nowcast.models.advection import advect
 from nowcast.models.base import FORECASTERS
 from nowcast.models.checkpoint import CheckpointMismatchError, check_compatible, load_checkpoint
 from nowcast.models.diffusion.networks import Denoiser, build_denoiser
-from nowcast.models.diffusion.wrapper import ConditionalDiffusion, CondModelFn, latent_model_fn
+from nowcast.models.diffusion.wrapper import ConditionalDiffusion, CondModelFn, latent_model_fn, motion_of
 from nowcast.models.learned import CHECKPOINT_DIR, LearnedForecaster
+from nowcast.models.matching import match_to_observation
+from nowcast.models.perturbation import bps_displacements, displace
 from nowcast.types import GridSpec, WindowSpec
 
 #: checkpoint ``hparams`` keys that build the denoiser; the others configure the wrapper
@@ -38,6 +41,12 @@ class DiffusionForecaster(LearnedForecaster):
         adversarial_checkpoint: the adversarial generator's checkpoint for
             ``sampler == "adversarial"`` (see :meth:`_load_generator`); None with the shipped
             base checkpoint = the shipped ``diffusion-adversarial-<steps>.pt``.
+        match: "observation" gives every member at every lead time the rain distribution of the
+            last past frame, as STEPS does (:mod:`nowcast.models.matching`; ties broken by the
+            extrapolation); "none" leaves the sampled values.
+        motion_perturbation: size of each member's random motion error relative to the one STEPS
+            draws (pysteps' BPS defaults, :mod:`nowcast.models.perturbation`); 0 moves every member
+            with the one estimated motion.
     """
 
     summary = "conditional diffusion ensemble (the paper's model): extrapolation residual, few-step samplers"
@@ -50,11 +59,18 @@ class DiffusionForecaster(LearnedForecaster):
                  transform: RainTransform | str | dict = "dbz", window: WindowSpec | None = None,
                  grid: GridSpec | None = None, checkpoint: dict[str, Any] | None = None,
                  checkpoint_path: str | Path | None = None, sampler: str = "ddim", steps: int | None = None,
-                 eta: float = 0.0, adversarial_checkpoint: str | Path | None = None) -> None:
+                 eta: float = 0.0, adversarial_checkpoint: str | Path | None = None,
+                 match: Literal["none", "observation"] = "none",
+                 motion_perturbation: float = 0.0) -> None:
+        if match not in ("none", "observation"):
+            raise ValueError(f"match must be 'none' or 'observation', got {match!r}")
+        if not 0.0 <= float(motion_perturbation) < float("inf"):
+            raise ValueError(f"motion_perturbation must be a finite number >= 0, got {motion_perturbation!r}")
         hp = dict(hparams)
         window = window or WindowSpec(n_in=hp.get("n_in", 4), n_out=hp.get("n_out", 12))
         super().__init__(modules, hp, transform, window, grid, checkpoint, checkpoint_path)
-        self.sampler, self.eta = sampler, float(eta)
+        self.sampler, self.eta, self.match = sampler, float(eta), match
+        self.motion_perturbation = float(motion_perturbation)
         self.steps = int(steps) if steps is not None else 10
         self.diffusion = ConditionalDiffusion(
             self.modules["denoiser"], transform=self.transform,
@@ -121,24 +137,36 @@ class DiffusionForecaster(LearnedForecaster):
 
     def _forecast(self, past: Tensor, n_out: int, members: int, generator: torch.Generator | None,
                   motion: Tensor | None) -> Tensor:
+        if (self.match != "none" or self.motion_perturbation > 0) and motion is None:
+            motion = motion_of(past)  # once: the sampler's extrapolation and the post-processing share it
         # any frame size: edge-replicate up to a multiple the model runs on, crop the result
         p = self.diffusion.size_multiple
         h, w = past.shape[-2:]
         pad = (0, -w % p, 0, -h % p)
+        padded, padded_motion = past, motion
         if any(pad):
-            past = torch.nn.functional.pad(past, pad, mode="replicate")
+            padded = torch.nn.functional.pad(past, pad, mode="replicate")
             if motion is not None:
-                motion = torch.nn.functional.pad(motion, pad, mode="replicate")
-        rain = self.diffusion.sample(past, n_out, members, self.sampler, self.steps, generator,
-                                     motion=motion, model_fn=self._model_fn, **self._sampler_kwargs())
-        return rain[..., :h, :w]
+                padded_motion = torch.nn.functional.pad(motion, pad, mode="replicate")
+        rain = self.diffusion.sample(padded, n_out, members, self.sampler, self.steps, generator,
+                                     motion=padded_motion, model_fn=self._model_fn, **self._sampler_kwargs())
+        rain = rain[..., :h, :w]
+        if self.motion_perturbation > 0:
+            shift = bps_displacements(motion, members, n_out, self.grid.pixel_size_m / 1000.0,
+                                      self.window.timestep_minutes, generator)
+            rain = displace(rain, self.motion_perturbation * shift)
+        if self.match == "observation":
+            extrapolation = advect(past[:, -1].float(), motion, n_out)
+            rain = match_to_observation(rain, past[:, -1], tie_break=extrapolation)
+        return rain
 
     def _sampler_kwargs(self) -> dict[str, Any]:
         return {"eta": self.eta} if self.sampler == "ddim" else {}
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(sampler=self.sampler, steps=self.steps)
+        info.update(sampler=self.sampler, steps=self.steps, match=self.match,
+                    motion_perturbation=self.motion_perturbation)
         if self.sampler == "ddim":
             info["eta"] = self.eta
         if self.adversarial_checkpoint is not None:

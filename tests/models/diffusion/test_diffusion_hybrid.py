@@ -154,3 +154,15 @@ def test_untrained_recipe_stays_on_the_extrapolation_of_a_real_event(shared_rada
         scores.update(ours[:, m, :1], extrap[:, 0, :1], torch.ones(1, 128, 128, dtype=torch.bool))
     assert float(scores.compute()["csi"].reshape(-1)[0]) > 0.95
     assert (ours[:, :, 0] - extrap[:, :, 0]).abs().mean() < 0.05 * extrap[:, 0, 0].mean()
+
+    # the same with the member post-processing `nowcast forecast` uses for the shipped model
+    forecast_config = yaml.safe_load((repo_root() / "configs/forecast.yaml").read_text())
+    options = forecast_config["model_defaults"]["diffusion"]
+    post = {k: v for k, v in options.items() if k not in ("sampler", "steps")}
+    assert post  # matching and motion perturbations
+    processed = DiffusionTask(**{**recipe, "val_steps": 2}).to_forecaster(**post)
+    ours = processed.forecast(past, 3, members=2, generator=torch.Generator().manual_seed(0), motion=motion)
+    scores = CategoricalScores(n_lead=1, thresholds=(1.0,))
+    for m in range(2):
+        scores.update(ours[:, m, :1], extrap[:, 0, :1], torch.ones(1, 128, 128, dtype=torch.bool))
+    assert float(scores.compute()["csi"].reshape(-1)[0]) > 0.9
