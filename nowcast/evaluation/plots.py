@@ -297,68 +297,62 @@ def plot_rank_histograms(results: Mapping[str, Mapping[str, Any]], lead_minutes:
     return save_png(fig, path)
 
 
-def plot_reliability(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float],
-                     path: str | Path) -> Path | None:
-    """Reliability diagrams: one row per threshold, one column per lead-time group, a line per model."""
+def _probability_grid(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float],
+                      path: str | Path, key: str, title: str, xlabel: str, ylabel: str,
+                      curve: Any) -> Path | None:
+    """One panel per threshold (rows) and lead-time group (columns) of ``scores["ensemble"][key]``,
+    a line per ensemble model: ``curve(entry) -> (x, y)`` of one threshold and group."""
     have = ensembles(results)
     if not have:
         return None
     first = next(iter(have.values()))
-    thresholds, titles = list(first["reliability"]), group_titles(first, lead_minutes)
+    thresholds, titles = list(first[key]), group_titles(first, lead_minutes)
     fig, axes = _figure(len(thresholds), len(titles), 3.2 * len(titles), 3.0 * len(thresholds) + 0.4)
     style = _styles(list(results))
     for i, thr in enumerate(thresholds):
-        for g, title in enumerate(titles):
+        for g, group in enumerate(titles):
             ax = axes[i, g]
             ax.plot([0, 1], [0, 1], color="k", ls="--", lw=0.8)
             for label, ens in have.items():
-                diag = ens["reliability"][thr][g]
-                keep = [j for j, n in enumerate(diag["samples"]) if n >= MIN_BIN_SAMPLES
-                        and diag["forecast_probability"][j] is not None]
-                ax.plot([diag["forecast_probability"][j] for j in keep],
-                        [diag["observed_frequency"][j] for j in keep], label=label, **style[label])
+                x, y = curve(ens[key][thr][g])
+                if len(x):
+                    ax.plot(x, y, label=label, **style[label])
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
-            ax.set_title(f"P(R ≥ {float(thr):g} mm/h), {title}", fontsize=8)
-            ax.set_xlabel("forecast probability", fontsize=7)
-            ax.set_ylabel("observed frequency", fontsize=7)
+            ax.set_title(title.format(threshold=float(thr), group=group), fontsize=8)
+            ax.set_xlabel(xlabel, fontsize=7)
+            ax.set_ylabel(ylabel, fontsize=7)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=7)
     return save_png(fig, path)
+
+
+def plot_reliability(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float],
+                     path: str | Path) -> Path | None:
+    """Reliability diagrams: one row per threshold, one column per lead-time group, a line per model."""
+
+    def curve(diag: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+        keep = [j for j, n in enumerate(diag["samples"])
+                if n >= MIN_BIN_SAMPLES and diag["forecast_probability"][j] is not None]
+        return [diag["forecast_probability"][j] for j in keep], [diag["observed_frequency"][j] for j in keep]
+
+    return _probability_grid(results, lead_minutes, path, "reliability", "P(R ≥ {threshold:g} mm/h), {group}",
+                             "forecast probability", "observed frequency", curve)
 
 
 def plot_roc(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float],
              path: str | Path) -> Path | None:
     """ROC curves: one row per threshold, one column per lead-time group, a line per model."""
-    have = ensembles(results)
-    if not have:
-        return None
-    first = next(iter(have.values()))
-    thresholds, titles = list(first["roc"]), group_titles(first, lead_minutes)
-    fig, axes = _figure(len(thresholds), len(titles), 3.2 * len(titles), 3.0 * len(thresholds) + 0.4)
-    style = _styles(list(results))
-    for i, thr in enumerate(thresholds):
-        for g, title in enumerate(titles):
-            ax = axes[i, g]
-            ax.plot([0, 1], [0, 1], color="k", ls="--", lw=0.8)
-            for label, ens in have.items():
-                curve = ens["roc"][thr][g]
-                pts = [(x, y) for x, y in zip(curve["pofd"], curve["pod"], strict=True)
-                       if x is not None and y is not None]
-                if pts:
-                    ax.plot(*zip(*pts, strict=True), label=label, **style[label])
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.set_title(f"R ≥ {float(thr):g} mm/h, {title}", fontsize=8)
-            ax.set_xlabel("false alarm rate (POFD)", fontsize=7)
-            ax.set_ylabel("hit rate (POD)", fontsize=7)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=7)
-    return save_png(fig, path)
+
+    def curve(roc: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+        pts = [(x, y) for x, y in zip(roc["pofd"], roc["pod"], strict=True)
+               if x is not None and y is not None]
+        return [x for x, _ in pts], [y for _, y in pts]
+
+    return _probability_grid(results, lead_minutes, path, "roc", "R ≥ {threshold:g} mm/h, {group}",
+                             "false alarm rate (POFD)", "hit rate (POD)", curve)
 
 
 def plot_spread_skill(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float],
