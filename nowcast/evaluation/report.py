@@ -516,6 +516,11 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
           f"Point scores use the ensemble {run.get('point', 'mean')}, realism scores (LPIPS, FID, spectra) "
           f"member 0. {_wall_time(run)}")
     doc.h("Findings")
+    titles = [t for t, p, _ in KEY_METRICS if tuple(p) in BOOTSTRAPPED]
+    doc.p(f"Leads on {', '.join(titles)} come with 95 % paired bootstrap intervals over the windows "
+          "(windows resampled with replacement, the same draw for both models; a difference whose interval "
+          "holds 0 is a tie). The other metrics are not kept per window, so their leads are stated without "
+          "an interval and may be within noise.")
     doc.items(findings(results, focus, n_windows))
     doc.h("Scores averaged over lead times")
     doc.table(["model", "windows"] + [f"{t} ({'↓' if b == 'min' else '↑' if b == 'max' else '→1'})"
