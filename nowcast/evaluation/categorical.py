@@ -50,12 +50,17 @@ class CategoricalScores(Metric):
             ob = F.max_pool2d(ob, k, k)
             valid = -F.max_pool2d(-valid, k, k)  # min-pool: all pixels covered
         valid = valid > 0.5
+        counts = []
         for j, thr in enumerate(self.thresholds):
             f, o = fc >= thr, ob >= thr
-            self.hits[:, j] += (f & o & valid).sum(dim=(0, 2, 3)).double()
-            self.misses[:, j] += (~f & o & valid).sum(dim=(0, 2, 3)).double()
-            self.false_alarms[:, j] += (f & ~o & valid).sum(dim=(0, 2, 3)).double()
-            self.correct_negatives[:, j] += (~f & ~o & valid).sum(dim=(0, 2, 3)).double()
+            table = [(a & b & valid).sum(dim=(2, 3)).double()
+                     for a, b in ((f, o), (~f, o), (f, ~o), (~f, ~o))]
+            for state, per_window in zip((self.hits, self.misses, self.false_alarms, self.correct_negatives),
+                                         table, strict=True):
+                state[:, j] += per_window.sum(dim=0)
+            counts.append(torch.stack(table[:3], dim=-1))
+        #: (B, T, K, 3) hits, misses, false alarms of the latest update per window (bootstrap)
+        self.window_counts = torch.stack(counts, dim=2)
 
     def compute(self) -> dict[str, torch.Tensor]:
         h, m, fa = self.hits, self.misses, self.false_alarms

@@ -26,7 +26,9 @@ from nowcast.evaluation.inputs import check_fields
 
 
 class _PooledMean(Metric):
-    """Per-lead sums and pixel counts; ``compute()`` -> (T,) sum / count (NaN where no pixel)."""
+    """Per-lead sums and pixel counts; ``compute()`` -> (T,) sum / count (NaN where no pixel).
+    ``window_sums`` holds the (sum, count) (B, T) float64 of the latest update per window, from
+    which the report pools any subset of windows (paired bootstrap intervals)."""
 
     full_state_update = False
 
@@ -38,8 +40,10 @@ class _PooledMean(Metric):
 
     def _accumulate(self, values: torch.Tensor, mask: torch.Tensor) -> None:
         """values, mask: (B, T, H, W); adds the covered values per lead time."""
-        self.total += (values.double() * mask).sum(dim=(0, 2, 3))
-        self.count += mask.sum(dim=(0, 2, 3)).double()
+        total, count = (values.double() * mask).sum(dim=(2, 3)), mask.sum(dim=(2, 3)).double()
+        self.window_sums = (total, count)
+        self.total += total.sum(dim=0)
+        self.count += count.sum(dim=0)
 
     def compute(self) -> torch.Tensor:
         return torch.where(self.count > 0, self.total / self.count.clamp(min=1), torch.nan)

@@ -60,15 +60,21 @@ class FSS(Metric):
     def update(self, forecast: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
         fc, ob, mask = check_fields(forecast, target, mask, self.n_lead)
         b, t, h, w = fc.shape
+        #: (B, T, K, S, 3) sums of S_f^2, S_f S_o, S_o^2 of the latest update per window (bootstrap)
+        self.window_sums = torch.zeros(b, t, len(self.thresholds), len(self.scales), 3, dtype=torch.float64,
+                                       device=fc.device)
         for i, thr in enumerate(self.thresholds):
             event_f = ((fc >= thr) & mask).double().reshape(b * t, h, w)
             event_o = ((ob >= thr) & mask).double().reshape(b * t, h, w)
             for j, scale in enumerate(self.scales):
                 s_f = box_mean(event_f, scale).reshape(b, t, h, w)
                 s_o = box_mean(event_o, scale).reshape(b, t, h, w)
-                self.sum_fct_sq[:, i, j] += s_f.square().sum(dim=(0, 2, 3))
-                self.sum_fct_obs[:, i, j] += (s_f * s_o).sum(dim=(0, 2, 3))
-                self.sum_obs_sq[:, i, j] += s_o.square().sum(dim=(0, 2, 3))
+                sums = torch.stack([s_f.square().sum(dim=(2, 3)), (s_f * s_o).sum(dim=(2, 3)),
+                                    s_o.square().sum(dim=(2, 3))], dim=-1)  # (B, T, 3)
+                self.window_sums[:, :, i, j] = sums
+                self.sum_fct_sq[:, i, j] += sums[..., 0].sum(dim=0)
+                self.sum_fct_obs[:, i, j] += sums[..., 1].sum(dim=0)
+                self.sum_obs_sq[:, i, j] += sums[..., 2].sum(dim=0)
 
     def compute(self) -> torch.Tensor:
         numer = self.sum_fct_sq - 2.0 * self.sum_fct_obs + self.sum_obs_sq

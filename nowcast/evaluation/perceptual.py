@@ -131,7 +131,8 @@ class LPIPS(_PooledMean):
             for i in range(0, img_f.shape[0], _CHUNK)
         ])
         b, t = fc.shape[:2]
-        self.total += dist.double().reshape(b, t).sum(dim=0)
+        self.window_sums = (dist.double().reshape(b, t), torch.ones(b, t, dtype=torch.float64))
+        self.total += self.window_sums[0].sum(dim=0)
         self.count += b
 
 

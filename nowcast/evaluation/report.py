@@ -46,8 +46,8 @@ PER_LEAD: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("CSI 1 mm/h", ("csi", "1.0")), ("CSI 4 mm/h", ("csi", "4.0")), ("CRPS (mm/h)", ("crps",)),
     ("MSE (mm/h)²", ("mse_mm_h",)), ("SSIM", ("ssim",)),
 )
-#: summary metrics whose differences get paired bootstrap intervals (from each result's per-window sums)
-BOOTSTRAPPED = {("csi", "1.0"), ("csi", "4.0"), ("crps",), ("mse_mm_h",)}
+#: summary metrics without a per-window decomposition, whose leads carry no bootstrap interval
+SET_LEVEL = {("fid",), ("ralsd",)}
 DIRECTION_TEXT = {"min": "lower is better", "max": "higher is better", "one": "1 is best"}
 
 
@@ -203,7 +203,7 @@ def findings(results: Mapping[str, Mapping[str, Any]], focus: str, n_windows: in
         if not best:
             continue
         shown = ", ".join(f"{b} ({fmt(mean_of(full[b], path))})" for b in best)
-        margin = margin_text(best[0], full, path, better) if tuple(path) in BOOTSTRAPPED else ""
+        margin = margin_text(best[0], full, path, better)
         lines.append(f"**{title}** ({DIRECTION_TEXT[better]}): {shown} leads.{margin}")
         for k in full:
             if mean_of(full[k], path) is not None:
@@ -233,26 +233,47 @@ def findings(results: Mapping[str, Mapping[str, Any]], focus: str, n_windows: in
 
 
 def window_pooled(result: Mapping[str, Any], path: Sequence[str]) -> tuple[list[int], Pooled] | None:
-    """(window indices, :class:`Pooled`) of a summary metric from ``result``'s per-window sums, for
-    the metrics of :data:`BOOTSTRAPPED`; None for another metric or a result without them."""
+    """(window indices, :class:`Pooled`) of a summary metric from ``result``'s per-window sums
+    (:meth:`ScoreSuite.window_sums`); None for FID and the spectra (set-level scores) and for a result
+    written before per-window sums were kept."""
     per = result.get("per_window") or {}
-    if "counts" not in per or tuple(path) not in BOOTSTRAPPED:
+    if "mse_mm_h" not in per:
         return None
-    if path[0] == "csi":
-        thresholds = [float(t) for t in per["thresholds"]]
-        if float(path[1]) not in thresholds:
+    key, windows = path[0], list(per["window_indices"])
+
+    def at(values: Sequence[float], x: str) -> int | None:
+        found = [i for i, v in enumerate(values) if float(v) == float(x)]
+        return found[0] if found else None
+
+    if key in ("mse_mm_h", "mse_pixel", "ssim", "crps", "lpips", "psnr"):
+        sums = np.asarray(per.get("mse_pixel" if key == "psnr" else key, []))
+        if not sums.size:
             return None
-        pooled = pooled_from_counts(np.asarray(per["counts"])[:, thresholds.index(float(path[1]))])
-    else:
-        key = {"crps": "crps_sum", "mse_mm_h": "sq_err_sum"}[path[0]]
-        pooled = Pooled(np.asarray(per[key]), np.asarray(per["pixels"]))
-    return list(per["window_indices"]), pooled
+        return windows, Pooled(sums[..., 0], sums[..., 1], "psnr" if key == "psnr" else "ratio")
+    if key in ("csi", "bias") or key.startswith("csi_pool"):
+        table = per.get("counts" + key[len("csi"):] if key.startswith("csi_pool") else "counts")
+        j = at(per["thresholds"], path[1])
+        if table is None or j is None:
+            return None
+        counts = np.asarray(table)[:, :, j]  # (W, T, 3)
+        if key == "bias":
+            h, m, f = counts[..., 0], counts[..., 1], counts[..., 2]
+            return windows, Pooled(h + f, h + m, "distance_from_one")
+        return windows, pooled_from_counts(counts)
+    if key == "fss":
+        i, j = at(per["fss_thresholds"], path[1]), at(per["fss_scales"], path[2])
+        if i is None or j is None:
+            return None
+        f2, fo, o2 = np.moveaxis(np.asarray(per["fss"])[:, :, i, j], -1, 0)
+        return windows, Pooled(f2 - 2 * fo + o2, f2 + o2, "one_minus")
+    return None
 
 
 def paired(a: Mapping[str, Any], b: Mapping[str, Any], path: Sequence[str],
            windows: Sequence[int] | None = None) -> Difference | None:
-    """Paired bootstrap difference a - b of a :data:`BOOTSTRAPPED` metric on the windows both were
-    scored on (or on ``windows``, which both must hold); None where a result lacks per-window sums."""
+    """Paired bootstrap difference a - b of a summary metric on the windows both were scored on (or
+    on ``windows``, which both must hold); None for a set-level metric or a result without
+    per-window sums. For a frequency bias the difference is of the distances from 1."""
     pa, pb = window_pooled(a, path), window_pooled(b, path)
     if pa is None or pb is None:
         return None
@@ -268,7 +289,7 @@ def margin_text(leader: str, results: Mapping[str, Mapping[str, Any]], path: Seq
                 better: str) -> str:
     """How far ``leader`` is ahead of every other model on ``path``, with 95 % paired bootstrap
     intervals; differences whose interval holds 0 are called ties."""
-    sign = -1.0 if better == "min" else 1.0
+    sign = 1.0 if better == "max" else -1.0  # "min", and "one" (compared as distances from 1)
     ahead, ties = [], []
     n = 0
     for other, res in results.items():
@@ -289,16 +310,16 @@ def margin_text(leader: str, results: Mapping[str, Mapping[str, Any]], path: Seq
 
 
 def against_best_other(label: str, full: Mapping[str, Mapping[str, Any]], focus: str) -> str:
-    """``label`` (a ``focus`` model) against the best non-``focus`` model on each metric of
-    :data:`BOOTSTRAPPED`: "CSI 1 mm/h vs extrapolation -0.014 [-0.02, -0.007] (behind); ..."."""
+    """``label`` (a ``focus`` model) against the best non-``focus`` model on each metric with per-window
+    sums: "CSI 1 mm/h vs extrapolation -0.014 [-0.02, -0.007] (behind); ..."."""
     others = {k: r for k, r in full.items() if r["spec"]["name"] != focus}
     parts = []
     for title, path, better in KEY_METRICS:
-        best = leaders(others, path, better) if tuple(path) in BOOTSTRAPPED else []
+        best = leaders(others, path, better)
         d = paired(full[label], full[best[0]], path) if best else None
         if d is None:
             continue
-        sign = -1.0 if better == "min" else 1.0
+        sign = 1.0 if better == "max" else -1.0  # "min", and "one" (compared as distances from 1)
         low, high = sorted((sign * d.low, sign * d.high))
         verdict = "a tie" if d.is_tie else "ahead" if sign * d.value > 0 else "behind"
         parts.append(f"{title} vs {best[0]} {sign * d.value:+.3g} [{low:+.3g}, {high:+.3g}] ({verdict})")
@@ -516,11 +537,12 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
           f"Point scores use the ensemble {run.get('point', 'mean')}, realism scores (LPIPS, FID, spectra) "
           f"member 0. {_wall_time(run)}")
     doc.h("Findings")
-    titles = [t for t, p, _ in KEY_METRICS if tuple(p) in BOOTSTRAPPED]
-    doc.p(f"Leads on {', '.join(titles)} come with 95 % paired bootstrap intervals over the windows "
-          "(windows resampled with replacement, the same draw for both models; a difference whose interval "
-          "holds 0 is a tie). The other metrics are not kept per window, so their leads are stated without "
-          "an interval and may be within noise.")
+    titles = [t for t, p, _ in KEY_METRICS if tuple(p) in SET_LEVEL]
+    doc.p("Every lead comes with 95 % paired bootstrap intervals over the windows (windows resampled with "
+          "replacement, the same draw for both models; a difference whose interval holds 0 is a tie; for the "
+          f"frequency bias, the difference of the distances from 1), except on {' and '.join(titles)}: "
+          "set-level scores with no per-window decomposition, whose leads are stated without an interval "
+          "and may be within noise.")
     doc.items(findings(results, focus, n_windows))
     doc.h("Scores averaged over lead times")
     doc.table(["model", "windows"] + [f"{t} ({'↓' if b == 'min' else '↑' if b == 'max' else '→1'})"

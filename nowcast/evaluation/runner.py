@@ -16,10 +16,10 @@ model that was running, and ``resume=True`` skips models already done)::
     run.json                     run metadata (config, windows, data description, git, device)
     cases.npz                    past / observed future / mask of the sample cases (see pack_rain)
     models/<slug>/result.json    scores (ScoreSuite.compute()), speed, describe(), or the error;
-                                 per window (:func:`window_stats`): hits, misses, false alarms at
-                                 WINDOW_THRESHOLDS, CRPS and squared-error sums (so a model scored
-                                 on a subset compares with the others on its windows, and every
-                                 difference gets a paired bootstrap interval)
+                                 per window the sums every pooled score is made of
+                                 (ScoreSuite.window_sums: so a model scored on a subset compares
+                                 with the others on its windows, and every difference gets a
+                                 paired bootstrap interval)
     models/<slug>/samples.npz    the model's forecasts of the sample cases: member 0 at every lead,
                                  a few members and the ensemble mean at member_lead(n_out)
 """
@@ -43,8 +43,6 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from nowcast.evaluation.crps import crps_ensemble
-from nowcast.evaluation.inputs import reduce_ensemble, zero_uncovered
 from nowcast.evaluation.suite import ScoreSuite
 from nowcast.models.base import DoesNotFitError, bind_to_store
 from nowcast.types import FUTURE, MASK, MOTION, PAST
@@ -55,36 +53,6 @@ log = logging.getLogger("nowcast.evaluate")
 RUNNER_KEYS = ("checkpoint", "members", "max_windows", "label", "panels")
 #: ensemble members kept per sample case for the panels (member 0 is also the GIF's field)
 SHOW_MEMBERS = 4
-#: rain rates (mm/h) of the per-window contingency counts in each result
-WINDOW_THRESHOLDS = (1.0, 4.0)
-
-
-def window_stats(ensemble: torch.Tensor, point: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                 thresholds: Sequence[float] = WINDOW_THRESHOLDS) -> dict[str, torch.Tensor]:
-    """Per-window sums from which the report pools scores over any set of windows (the paired
-    bootstrap of :mod:`nowcast.evaluation.bootstrap`).
-
-    Args:
-        ensemble: (B, M, T, H, W) mm/h; point: (B, T, H, W) mm/h, the point forecast;
-        target: (B, T, H, W) mm/h; mask: (B, H, W) bool.
-
-    Returns:
-        per lead time: ``counts`` (B, K, T, 3) int64 [hits, misses, false alarms] of ``point`` at each
-        threshold (R >= threshold) over covered pixels; ``crps_sum`` (B, T) the summed pointwise CRPS
-        (mm/h), ``sq_err_sum`` (B, T) the summed squared error of ``point`` ((mm/h)²), ``pixels``
-        (B, T) the covered pixels they are summed over.
-    """
-    covered = mask[:, None].expand_as(target)
-    counts = []
-    for thr in thresholds:
-        fc, ob = (point >= thr) & covered, (target >= thr) & covered
-        counts.append(torch.stack([(fc & ob).sum((2, 3)), (~fc & ob).sum((2, 3)), (fc & ~ob).sum((2, 3))],
-                                  dim=-1))
-    zero = torch.zeros((), dtype=torch.float32, device=target.device)
-    crps = torch.where(covered, crps_ensemble(ensemble.float(), target.float()), zero)
-    sq_err = torch.where(covered, (point.float() - target.float()) ** 2, zero)
-    return {"counts": torch.stack(counts, dim=1).long(), "crps_sum": crps.double().sum((2, 3)),
-            "sq_err_sum": sq_err.double().sum((2, 3)), "pixels": covered.sum((2, 3)).double()}
 
 
 def member_lead(n_out: int) -> int:
@@ -387,7 +355,6 @@ class EvaluationRunner:
         call_s: list[float] = []
         call_n: list[int] = []
         per_window: dict[str, list[torch.Tensor]] = {}
-        point = self.suite_kwargs.get("point", "mean")
         bar = _progress(len(positions), spec.label, self.progress)
         for chunk, batch in zip(_chunks(positions, self.batch_size), self._loader(positions), strict=True):
             rain, seconds = self._forecast(forecaster, batch[PAST], members, generator, batch.get(MOTION))
@@ -395,9 +362,7 @@ class EvaluationRunner:
             call_n.append(len(chunk))
             target, mask = batch[FUTURE][:, : self.n_out].to(self.device), batch[MASK].to(self.device)
             suite.update(rain, target, mask)
-            covered_rain = zero_uncovered(rain, mask)
-            stats = window_stats(covered_rain, reduce_ensemble(covered_rain, point), target, mask)
-            for key, value in stats.items():
+            for key, value in suite.window_sums().items():
                 per_window.setdefault(key, []).append(value.cpu())
             for b, p in enumerate(chunk):
                 if p in case_of:
@@ -421,7 +386,8 @@ class EvaluationRunner:
             "batch_size": self.batch_size, "members": members, "load_s": load_s,
             "device": str(forecaster.device), "device_name": device_name(forecaster.device),
         }
-        windows = {"thresholds": list(WINDOW_THRESHOLDS),
+        windows = {"thresholds": list(suite.thresholds), "pools": list(suite.pools),
+                   "fss_thresholds": list(suite.fss.thresholds), "fss_scales": list(suite.fss.scales),
                    "window_indices": [self.indices[p] for p in positions],
                    **{key: torch.cat(values).tolist() for key, values in per_window.items()}}
         return {"describe": forecaster.describe(), "deterministic": bool(forecaster.deterministic),

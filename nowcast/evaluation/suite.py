@@ -162,6 +162,26 @@ class ScoreSuite(torch.nn.Module):
             if metric is not None:
                 metric.update(sample, target, mask)
 
+    def window_sums(self) -> dict[str, torch.Tensor]:
+        """Per-window sums of the latest :meth:`update`, first axis = its B windows, from which the
+        report pools any set of windows (paired bootstrap intervals, :mod:`nowcast.evaluation.bootstrap`):
+
+        - ``counts`` (B, T, K, 3) hits, misses, false alarms of the point forecast at each threshold,
+          ``counts_pool<p>`` the same after max-pooling;
+        - ``mse_mm_h``, ``mse_pixel``, ``ssim``, ``crps`` and, when scored, ``lpips``: (B, T, 2) the
+          sum and the count each score averages;
+        - ``fss`` (B, T, K_fss, S, 3) sums of S_f², S_f S_o, S_o².
+        FID and the spectra are set-level scores with no per-window decomposition.
+        """
+        out = {"counts": self.categorical.window_counts}
+        out.update({f"counts_pool{p}": m.window_counts for p, m in zip(self.pools, self.pooled, strict=True)})
+        for name in ("mse_mm_h", "mse_pixel", "ssim", "crps", "lpips"):
+            metric = getattr(self, name)
+            if metric is not None:
+                out[name] = torch.stack(metric.window_sums, dim=-1)
+        out["fss"] = self.fss.window_sums
+        return out
+
     def reset(self) -> None:
         for module in self.modules():
             if module is not self and hasattr(module, "_defaults"):  # torchmetrics Metrics

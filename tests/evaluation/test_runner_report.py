@@ -15,7 +15,7 @@ from nowcast.data.store import open_store
 from nowcast.data.synthetic import write_synthetic_store
 from nowcast.data.windows import build_window_index
 from nowcast.evaluation import runner as runner_mod
-from nowcast.evaluation.report import KEY_METRICS, findings, write_report
+from nowcast.evaluation.report import KEY_METRICS, SET_LEVEL, findings, mean_of, window_pooled, write_report
 from nowcast.evaluation.runner import EvaluationRunner, ModelSpec, evenly_spaced
 from nowcast.types import FUTURE, MASK, PAST
 
@@ -230,19 +230,38 @@ def test_per_window_sums_match_a_direct_computation(report, dataset):
     per lead time, computed by hand."""
     _, _, _, results = report
     per = results["persistence"]["per_window"]
-    assert per["thresholds"] == [1.0, 4.0] and per["window_indices"] == list(range(len(dataset)))
+    assert per["thresholds"] == [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert per["window_indices"] == list(range(len(dataset)))
     for i in range(len(dataset)):
         item = dataset[i]
         last, fut, mask = item[PAST][-1].numpy(), item[FUTURE].numpy(), item[MASK].numpy()
         for t in range(N_OUT):
             for k, thr in enumerate(per["thresholds"]):
                 fc, ob = (last >= thr) & mask, (fut[t] >= thr) & mask
-                assert per["counts"][i][k][t] == [int((fc & ob).sum()), int((~fc & ob).sum()),
+                assert per["counts"][i][t][k] == [int((fc & ob).sum()), int((~fc & ob).sum()),
                                                   int((fc & ~ob).sum())]
             err = (last - fut[t])[mask].astype(np.float64)
-            assert per["pixels"][i][t] == mask.sum()
-            np.testing.assert_allclose(per["crps_sum"][i][t], np.abs(err).sum(), rtol=1e-5)
-            np.testing.assert_allclose(per["sq_err_sum"][i][t], (err ** 2).sum(), rtol=1e-5)
+            np.testing.assert_allclose(per["crps"][i][t], [np.abs(err).sum(), mask.sum()], rtol=1e-5)
+            np.testing.assert_allclose(per["mse_mm_h"][i][t], [(err ** 2).sum(), mask.sum()], rtol=1e-5)
+
+
+def test_per_window_sums_pool_back_to_every_summary_score(report):
+    """Pooled over all windows, the per-window sums give each summary score the suite computed (the
+    frequency bias as its distance from 1), so the bootstrap intervals are about the stated numbers;
+    FID and RALSD, set-level scores, have none."""
+    _, _, _, results = report
+    for label, res in results.items():
+        if res["status"] != "ok":
+            continue
+        for _, path, better in KEY_METRICS:
+            pooled = window_pooled(res, path)
+            stated = mean_of(res, path)
+            if tuple(path) in SET_LEVEL or stated is None:
+                assert pooled is None or stated is None, (label, path)
+                continue
+            assert pooled is not None, (label, path)
+            expected = abs(stated - 1.0) if better == "one" else stated
+            assert pooled[1].value() == pytest.approx(expected, rel=1e-6, abs=1e-9), (label, path)
 
 
 def pooled_csi(counts) -> float:
@@ -257,12 +276,12 @@ def test_a_focus_model_on_a_subset_is_compared_on_its_own_windows(report, datase
     sub = results["extrapolation subset"]
     lines = findings(results, "extrapolation", len(dataset))
     line = next(ln for ln in lines if ln.startswith("On the same 2 window(s)"))
-    counts = np.asarray(sub["per_window"]["counts"])[:, 0]  # 1 mm/h
+    counts = np.asarray(sub["per_window"]["counts"])[:, :, 1]  # 1 mm/h
     assert f"**extrapolation subset** {pooled_csi(counts):.3f}" in line
     assert "persistence" in line and "beyond noise" in line
     # the full extrapolation run holds the same counts on those two windows (same model, same motion)
     full = results["extrapolation"]["per_window"]
-    same = [c[0] for w, c in zip(full["window_indices"], full["counts"], strict=True)
+    same = [np.asarray(c)[:, 1] for w, c in zip(full["window_indices"], full["counts"], strict=True)
             if w in sub["window_indices"]]
     assert np.array_equal(same, counts)
     # the same model on the same windows: no difference
