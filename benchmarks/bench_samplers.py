@@ -175,7 +175,7 @@ def main() -> None:
             if not Path(path).exists():
                 notes.append(f"{label(sampler, steps)}: no adversarial checkpoint at {path}")
                 continue
-            kw["adversarial_checkpoint"] = path
+            kw["sampler_checkpoint"] = path
         model = load_forecaster("diffusion", args.checkpoint, **kw).to(device)
         row = {"sampler": label(sampler, steps)}
         if sampler == "ddpm" and args.scale_full_schedule:

@@ -66,7 +66,7 @@ def main() -> None:
         parts = v.split(":")
         name, steps, scale, eta = parts + ["10", "1", "0"][len(parts) - 1:]
         f = load_forecaster("diffusion", ckpt, sampler=name, steps=int(steps),
-                            **({"eta": float(eta)} if name == "ddim" else {}))
+                            sampler_args={"eta": float(eta)} if name == "ddim" else None)
         f.diffusion.residual_scale *= float(scale)
         models[v] = f
     extrapolation = load_forecaster("extrapolation")

@@ -7,12 +7,17 @@ A generator ``G(x_t, t, cond, z)`` predicts the clean sample from a noisy one an
 where ancestral sampling with a mean predictor would need hundreds.
 
 The generator is initialised from the trained denoiser, so its raw output keeps the
-denoiser's ``prediction_type`` and is turned into ``x0_hat`` with the schedule.
+denoiser's ``prediction_type`` and is turned into ``x0_hat`` with the schedule. The sampler owns
+the generator and how it is called (:meth:`AdversarialSampler.network`): whoever samples calls it
+as any other sampler.
 """
 
 from __future__ import annotations
 
-from nowcast.samplers.base import SAMPLERS
+import torch
+from torch import Generator, Tensor, nn
+
+from nowcast.samplers.base import SAMPLERS, CondModelFn, randn_like
 from nowcast.samplers.ddpm import DDPMSampler
 from nowcast.samplers.schedules import NoiseSchedule
 
@@ -26,11 +31,30 @@ class AdversarialSampler(DDPMSampler):
     "trailing" spacing: ``n`` steps of ``T/n`` training steps each (4 steps: 999, 749, 499, 249)."""
 
     summary = "Denoising-Diffusion-GAN large steps (1, 2 or 4) with an adversarially trained generator"
+    own_network = True
 
     def __init__(self, schedule: NoiseSchedule, prediction_type: str = "v", clip_x0: float | None = None,
-                 timestep_spacing: str = "trailing", max_steps: int = max(ADVERSARIAL_STEPS)) -> None:
+                 timestep_spacing: str = "trailing", max_steps: int = max(ADVERSARIAL_STEPS),
+                 generator: nn.Module | None = None) -> None:
+        """``generator``: the trained network ``G(x_t, t, cond, z)`` with a ``z_dim`` attribute (None
+        while it is being trained: :meth:`network` then refuses)."""
         super().__init__(schedule, prediction_type, clip_x0, timestep_spacing)
         self.max_steps = max_steps
+        self.generator = generator
+
+    def network(self, denoiser: CondModelFn) -> CondModelFn:
+        """The generator with a fresh standard-normal latent ``z`` per call, seeded by the sampling
+        generator (the denoiser is not used)."""
+        net = self.generator
+        if net is None:
+            raise ValueError("the adversarial sampler needs its trained generator "
+                             "(configs/train/adversarial.yaml trains one)")
+
+        def fn(x_t: Tensor, t: Tensor, cond: Tensor, generator: Generator | None) -> Tensor:
+            z = randn_like(torch.empty(x_t.shape[0], net.z_dim, device=x_t.device), generator)
+            return net(x_t, t, cond, z if net.z_dim > 0 else None)
+
+        return fn
 
     def set_timesteps(self, n: int) -> None:
         if not 1 <= n <= self.max_steps:

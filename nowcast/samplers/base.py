@@ -9,6 +9,8 @@ once, in :mod:`nowcast.samplers.loop`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import Generator, Tensor
@@ -17,6 +19,10 @@ from nowcast.registry import Registry
 from nowcast.samplers.schedules import NoiseSchedule, _check_prediction_type
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
+
+#: a network as a sampler calls it at every reverse step: ``fn(x_t, t, cond, generator) -> output``
+#: (shaped like ``x_t``); the torch generator seeds any noise the network draws itself
+CondModelFn = Callable[[Tensor, Tensor, Tensor, "Generator | None"], Tensor]
 
 
 TIMESTEP_SPACINGS = ("linspace", "trailing")
@@ -61,6 +67,9 @@ class Sampler(ABC):
     stochastic: bool = True
     #: one line for ``nowcast models``
     summary: str = ""
+    #: whether the sampler brings a trained network of its own (a ``generator`` argument, restored
+    #: from a checkpoint file by the model that uses the sampler) instead of calling the denoiser
+    own_network: ClassVar[bool] = False
 
     def __init__(
         self, schedule: NoiseSchedule, prediction_type: str = "v", clip_x0: float | None = None,
@@ -95,6 +104,11 @@ class Sampler(ABC):
         except KeyError:
             known = self.timesteps.tolist()
             raise ValueError(f"t={t} is not one of the sampler's timesteps {known}") from None
+
+    def network(self, denoiser: CondModelFn) -> CondModelFn:
+        """The function every reverse step calls: the trained ``denoiser``, unless the sampler owns
+        a network of its own (see :attr:`own_network`)."""
+        return denoiser
 
     def alpha_bar(self, t: int) -> float:
         """``abar_t`` as a float64 Python number (1.0 for t = -1)."""

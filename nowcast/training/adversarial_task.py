@@ -12,13 +12,12 @@ al. 2018) and an optional masked x0 reconstruction term. Manual optimisation (tw
 The export (:meth:`AdversarialTask.export`) is a nowcast checkpoint with forecaster
 "diffusion-adversarial", ``hparams["generator"]`` (network arguments with ``z_dim``),
 ``hparams["steps"]`` and ``state_dict["generator"]``; the diffusion forecaster loads it with
-``sampler="adversarial", adversarial_checkpoint=path`` on top of the same diffusion checkpoint.
+``sampler="adversarial", sampler_checkpoint=path`` on top of the same diffusion checkpoint (the
+adversarial sampler owns the generator and calls it).
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +28,7 @@ from nowcast.models.checkpoint import file_sha256
 from nowcast.models.diffusion.discriminator import Discriminator
 from nowcast.models.diffusion.forecaster import WRAPPER_KEYS, DiffusionForecaster
 from nowcast.models.diffusion.networks import Denoiser, build_denoiser
-from nowcast.models.diffusion.wrapper import ConditionalDiffusion, latent_model_fn
+from nowcast.models.diffusion.wrapper import ConditionalDiffusion
 from nowcast.samplers.adversarial import ADVERSARIAL_STEPS
 from nowcast.samplers.base import randn_like
 from nowcast.training.task import ForecastTask
@@ -95,7 +94,7 @@ class AdversarialTask(ForecastTask):
                                               **self.wrapper_hparams)
         self.discriminator = Discriminator(self.generator.n_out, self.generator.cond_channels,
                                            disc_channels, disc_depth)
-        self.sampler = self.diffusion.build_sampler("adversarial")
+        self.sampler = self.diffusion.build_sampler("adversarial", generator=self.generator)
         self.sampler.set_timesteps(steps)
 
     def init_targets(self) -> dict[str, list[torch.nn.Module]]:
@@ -191,7 +190,7 @@ class AdversarialTask(ForecastTask):
                motion: Tensor | None = None) -> Tensor:
         """(B, n_in, H, W) mm/h -> (B, members, n_out, H, W) mm/h with the current generator."""
         return self.diffusion.sample(past, self.n_out, members, self.sampler, len(self.sampler.timesteps),
-                                     generator, motion=motion, model_fn=latent_model_fn(self.generator))
+                                     generator, motion=motion)
 
     def forecast_batch(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         # in memory (no checkpoint file per batch), with the batch's motion and a fixed seed per batch
@@ -199,13 +198,12 @@ class AdversarialTask(ForecastTask):
         return self.sample(batch[PAST], self.val_members, gen, motion=batch.get(MOTION))
 
     def to_forecaster(self) -> DiffusionForecaster:
-        """The diffusion forecaster with this generator, loaded through the exported file format."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = self.export(Path(tmp) / "adversarial.pt")
-            forecaster = DiffusionForecaster({"denoiser": self.denoiser}, self.base_hparams,
-                                             transform=self.diffusion.transform, window=self.window,
-                                             grid=self.grid, sampler="adversarial",
-                                             steps=len(self.sampler.timesteps), adversarial_checkpoint=path)
+        """The diffusion forecaster with this generator: the base model sampled by this task's
+        adversarial sampler, which owns the generator."""
+        forecaster = DiffusionForecaster({"denoiser": self.denoiser}, self.base_hparams,
+                                         transform=self.diffusion.transform, window=self.window,
+                                         grid=self.grid, sampler=self.sampler,
+                                         steps=len(self.sampler.timesteps))
         return forecaster.to(self.device)
 
     def checkpoint_payload(self) -> dict[str, Any]:

@@ -201,7 +201,7 @@ def test_weight_files_name_every_checkpoint_a_model_reads():
     assert weight_files("simvp") == [CHECKPOINT_DIR / "simvp.pt"]
     assert weight_files("diffusion", sampler="adversarial", steps=2) == [
         CHECKPOINT_DIR / "diffusion.pt", CHECKPOINT_DIR / "diffusion-adversarial-2.pt"]
-    assert weight_files("diffusion", "mine.pt", sampler="adversarial", adversarial_checkpoint="gen.pt") == [
+    assert weight_files("diffusion", "mine.pt", sampler="adversarial", sampler_checkpoint="gen.pt") == [
         Path("mine.pt"), Path("gen.pt")]
     assert weight_files("diffusion", "mine.pt", sampler="adversarial") == [Path("mine.pt")]  # no shipped pair
 

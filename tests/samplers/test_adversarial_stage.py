@@ -100,7 +100,7 @@ def test_gan_steps_export_and_load(diffusion_ckpt: Path, tmp_path: Path) -> None
     assert ckpt["window"] == load_checkpoint(diffusion_ckpt)["window"]
 
     forecaster = DiffusionForecaster.from_checkpoint(diffusion_ckpt, sampler="adversarial", steps=2,
-                                                     adversarial_checkpoint=path)
+                                                     sampler_checkpoint=path)
     batch = make_batch(10)
     task.eval()
     ours = task.sample(batch[PAST], members=2, generator=torch.Generator().manual_seed(3),

@@ -32,6 +32,31 @@ class TestSamplerContract:
             assert x0.shape == x_T.shape and x0.dtype == x_T.dtype
             assert torch.isfinite(x0).all()
 
+    def test_the_network_each_step_calls(self, name: str) -> None:
+        """A sampler calls the denoiser, or its own network when it brings one (and refuses without)."""
+        sampler = SAMPLERS.build(name, schedule=SCHEDULE)
+        x, t, cond = torch.zeros(2, 3, 4, 4), torch.tensor([999, 999]), torch.zeros(2, 1, 4, 4)
+
+        def denoiser(x_t, t_, c, g):
+            return x_t + 1.0
+
+        if not type(sampler).own_network:
+            assert sampler.network(denoiser) is denoiser
+            return
+        with pytest.raises(ValueError, match="trained generator"):
+            sampler.network(denoiser)
+
+        class Generator(torch.nn.Module):
+            z_dim = 5
+
+            def forward(self, x_t, t_, c, z):
+                return x_t + z.sum(dim=1)[:, None, None, None]
+
+        own = SAMPLERS.build(name, schedule=SCHEDULE, generator=Generator()).network(denoiser)
+        a = own(x, t, cond, torch.Generator().manual_seed(0))
+        assert torch.equal(a, own(x, t, cond, torch.Generator().manual_seed(0)))  # z from the generator seed
+        assert not torch.equal(a, denoiser(x, t, cond, None))
+
     def test_timesteps(self, name: str) -> None:
         sampler = SAMPLERS.build(name, schedule=SCHEDULE)
         for n in step_counts(name):

@@ -13,10 +13,11 @@ from nowcast.models.advection import advect
 from nowcast.models.base import FORECASTERS
 from nowcast.models.checkpoint import CheckpointMismatchError, check_compatible, load_checkpoint
 from nowcast.models.diffusion.networks import Denoiser, build_denoiser
-from nowcast.models.diffusion.wrapper import ConditionalDiffusion, CondModelFn, latent_model_fn, motion_of
+from nowcast.models.diffusion.wrapper import ConditionalDiffusion, motion_of
 from nowcast.models.learned import CHECKPOINT_DIR, LearnedForecaster
 from nowcast.models.matching import match_to_observation
 from nowcast.models.perturbation import bps_displacements, displace
+from nowcast.samplers import SAMPLERS, Sampler
 from nowcast.types import GridSpec, WindowSpec
 
 #: checkpoint ``hparams`` keys that build the denoiser; the others configure the wrapper
@@ -35,12 +36,13 @@ class DiffusionForecaster(LearnedForecaster):
     where pysteps is missing), else estimated with pysteps from ``past`` (CPU).
 
     Args (besides the :class:`LearnedForecaster` ones):
-        sampler: a registered sampler name ("ddim", "ddpm", "dpmpp_2m", "adversarial").
-        steps: reverse steps (None: 10, or for "adversarial" the step count it was trained for).
-        eta: DDIM stochasticity (only used by "ddim").
-        adversarial_checkpoint: the adversarial generator's checkpoint for
-            ``sampler == "adversarial"`` (see :meth:`_load_generator`); None with the shipped
-            base checkpoint = the shipped ``diffusion-adversarial-<steps>.pt``.
+        sampler: a registered sampler name ("ddim", "ddpm", "dpmpp_2m", "adversarial") or a built
+            :class:`~nowcast.samplers.Sampler`; every one is called the same way.
+        steps: reverse steps (None: 10, or the step count a sampler's own network was trained for).
+        sampler_args: the sampler's constructor arguments (e.g. ``{"eta": 1.0}`` for DDIM).
+        sampler_checkpoint: for a sampler that brings its own network (``own_network``, the
+            adversarial generator): the nowcast checkpoint holding it (see :meth:`_load_network`);
+            None with the shipped base checkpoint = the shipped ``diffusion-<sampler>-<steps>.pt``.
         match: "observation" gives every member at every lead time the rain distribution of the
             last past frame, as STEPS does (:mod:`nowcast.models.matching`; ties broken by the
             extrapolation); "none" leaves the sampled values.
@@ -58,8 +60,9 @@ class DiffusionForecaster(LearnedForecaster):
     def __init__(self, modules: dict[str, nn.Module], hparams: dict[str, Any],
                  transform: RainTransform | str | dict = "dbz", window: WindowSpec | None = None,
                  grid: GridSpec | None = None, checkpoint: dict[str, Any] | None = None,
-                 checkpoint_path: str | Path | None = None, sampler: str = "ddim", steps: int | None = None,
-                 eta: float = 0.0, adversarial_checkpoint: str | Path | None = None,
+                 checkpoint_path: str | Path | None = None, sampler: str | Sampler = "ddim",
+                 steps: int | None = None, sampler_args: dict[str, Any] | None = None,
+                 sampler_checkpoint: str | Path | None = None,
                  match: Literal["none", "observation"] = "none",
                  motion_perturbation: float = 0.0) -> None:
         if match not in ("none", "observation"):
@@ -69,45 +72,52 @@ class DiffusionForecaster(LearnedForecaster):
         hp = dict(hparams)
         window = window or WindowSpec(n_in=hp.get("n_in", 4), n_out=hp.get("n_out", 12))
         super().__init__(modules, hp, transform, window, grid, checkpoint, checkpoint_path)
-        self.sampler, self.eta, self.match = sampler, float(eta), match
-        self.motion_perturbation = float(motion_perturbation)
-        self.steps = int(steps) if steps is not None else 10
+        self.match, self.motion_perturbation = match, float(motion_perturbation)
         self.diffusion = ConditionalDiffusion(
             self.modules["denoiser"], transform=self.transform,
             **{k: hp[k] for k in WRAPPER_KEYS if k in hp},
         )
-        self.adversarial_checkpoint = adversarial_checkpoint
-        self._model_fn: CondModelFn | None = None
-        if sampler == "adversarial":
-            adversarial_checkpoint = adversarial_checkpoint or self.shipped_generator(checkpoint_path, steps)
-            if adversarial_checkpoint is None or not Path(adversarial_checkpoint).exists():
-                raise ValueError(f"sampler 'adversarial' needs adversarial_checkpoint, a trained generator "
-                                 f"(got {adversarial_checkpoint}; see configs/train/adversarial.yaml)")
-            self.adversarial_checkpoint = adversarial_checkpoint
-            self.modules["generator"], trained_steps = self._load_generator(adversarial_checkpoint)
-            self.steps = int(steps) if steps is not None else trained_steps
-            self._model_fn = latent_model_fn(self.modules["generator"])
+        self.sampler_args = dict(sampler_args or {})
+        self.sampler_checkpoint = sampler_checkpoint
+        trained_steps = None
+        if isinstance(sampler, Sampler):
+            self.sampler, self.sampler_impl = type(sampler).__name__, sampler
+        else:
+            args = dict(self.sampler_args)
+            if SAMPLERS.get(sampler).own_network:
+                path = sampler_checkpoint or self.shipped_network(checkpoint_path, sampler, steps)
+                if path is None or not Path(path).exists():
+                    raise ValueError(f"sampler {sampler!r} needs sampler_checkpoint, its trained network "
+                                     f"(got {path}; see configs/train/adversarial.yaml)")
+                self.sampler_checkpoint = path
+                self.modules["generator"], trained_steps = self._load_network(path)
+                args["generator"] = self.modules["generator"]
+            self.sampler, self.sampler_impl = sampler, self.diffusion.build_sampler(sampler, **args)
+        self.steps = int(steps) if steps is not None else (trained_steps or 10)
 
     @classmethod
-    def shipped_generator(cls, checkpoint_path: str | Path | None, steps: int | None) -> Path | None:
-        """The adversarial generator shipped beside the shipped base checkpoint (None for another base)."""
+    def shipped_network(cls, checkpoint_path: str | Path | None, sampler: str,
+                        steps: int | None) -> Path | None:
+        """A sampler's network shipped beside the shipped base checkpoint (None for another base)."""
         shipped_base = (checkpoint_path is not None
                         and Path(checkpoint_path).resolve() == cls.default_checkpoint().resolve())
-        return CHECKPOINT_DIR / f"diffusion-adversarial-{steps or 4}.pt" if shipped_base else None
+        return CHECKPOINT_DIR / f"diffusion-{sampler}-{steps or 4}.pt" if shipped_base else None
 
     @classmethod
     def weight_files(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> list[Path]:
         files = super().weight_files(checkpoint)
-        if kwargs.get("sampler") == "adversarial":
-            generator = (kwargs.get("adversarial_checkpoint")
-                         or cls.shipped_generator(files[0], kwargs.get("steps")))
-            files += [Path(generator)] if generator else []
+        sampler = kwargs.get("sampler", "ddim")
+        if isinstance(sampler, str) and sampler in SAMPLERS and SAMPLERS.get(sampler).own_network:
+            network = (kwargs.get("sampler_checkpoint")
+                       or cls.shipped_network(files[0], sampler, kwargs.get("steps")))
+            files += [Path(network)] if network else []
         return files
 
-    def _load_generator(self, path: str | Path) -> tuple[Denoiser, int]:
-        """The adversarial generator: a nowcast checkpoint whose ``hparams["generator"]`` holds
-        the denoiser's arguments (with ``z_dim``) and whose
-        ``state_dict["generator"]`` its weights, built for this model's window, grid and transform."""
+    def _load_network(self, path: str | Path) -> tuple[Denoiser, int]:
+        """A sampler's own network (the adversarial generator): a nowcast checkpoint whose
+        ``hparams["generator"]`` holds the denoiser's arguments (with ``z_dim``) and whose
+        ``state_dict["generator"]`` its weights, built for this model's window, grid and transform;
+        returns it and the step count it was trained for."""
         ckpt = load_checkpoint(path)
         check_compatible(ckpt, window=self.window, grid=self.grid, transform=self.transform.to_dict())
         if "generator" not in ckpt["hparams"] or "generator" not in ckpt["state_dict"]:
@@ -148,8 +158,8 @@ class DiffusionForecaster(LearnedForecaster):
             padded = torch.nn.functional.pad(past, pad, mode="replicate")
             if motion is not None:
                 padded_motion = torch.nn.functional.pad(motion, pad, mode="replicate")
-        rain = self.diffusion.sample(padded, n_out, members, self.sampler, self.steps, generator,
-                                     motion=padded_motion, model_fn=self._model_fn, **self._sampler_kwargs())
+        rain = self.diffusion.sample(padded, n_out, members, self.sampler_impl, self.steps, generator,
+                                     motion=padded_motion)
         rain = rain[..., :h, :w]
         if self.motion_perturbation > 0:
             shift = bps_displacements(motion, members, n_out, self.grid.pixel_size_m / 1000.0,
@@ -160,15 +170,12 @@ class DiffusionForecaster(LearnedForecaster):
             rain = match_to_observation(rain, past[:, -1], tie_break=extrapolation)
         return rain
 
-    def _sampler_kwargs(self) -> dict[str, Any]:
-        return {"eta": self.eta} if self.sampler == "ddim" else {}
-
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update(sampler=self.sampler, steps=self.steps, match=self.match,
                     motion_perturbation=self.motion_perturbation)
-        if self.sampler == "ddim":
-            info["eta"] = self.eta
-        if self.adversarial_checkpoint is not None:
-            info["adversarial_checkpoint"] = str(self.adversarial_checkpoint)
+        if self.sampler_args:
+            info["sampler_args"] = dict(self.sampler_args)
+        if self.sampler_checkpoint is not None:
+            info["sampler_checkpoint"] = str(self.sampler_checkpoint)
         return info

@@ -23,8 +23,6 @@ Two settings make the residual cheap and safe to learn on a CPU:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,10 +37,6 @@ from nowcast.samplers import SAMPLERS, NoiseSchedule, Sampler, sample
 from nowcast.samplers.base import randn_like
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
-#: a network called as ``fn(x_t, t, cond, generator) -> output``; the torch generator seeds any
-#: latent noise it draws (an adversarial generator's z)
-CondModelFn = Callable[[Tensor, Tensor, Tensor, "torch.Generator | None"], Tensor]
-
 LOSS_WEIGHTINGS = ("none", "min_snr", "v_min_snr")
 
 #: keys of a precomputed training batch (:meth:`ConditionalDiffusion.diffusion_inputs`): the
@@ -54,16 +48,6 @@ def motion_of(past_mm_h: Tensor) -> Tensor:
     """(B, T_in, H, W) mm/h -> (B, 2, H, W) px/step via pysteps (CPU, one element at a time)."""
     frames = past_mm_h.detach().float().cpu().numpy()
     return torch.from_numpy(np.stack([estimate_motion(f) for f in frames])).to(past_mm_h.device)
-
-
-def latent_model_fn(net: SpatioTemporalTransformer) -> CondModelFn:
-    """``fn(x_t, t, cond, generator)`` calling ``net`` with a fresh standard-normal latent per call."""
-
-    def fn(x_t: Tensor, t: Tensor, cond: Tensor, generator: torch.Generator | None) -> Tensor:
-        z = randn_like(torch.empty(x_t.shape[0], net.z_dim, device=x_t.device), generator)
-        return net(x_t, t, cond, z if net.z_dim > 0 else None)
-
-    return fn
 
 
 class ConditionalDiffusion(nn.Module):
@@ -240,7 +224,8 @@ class ConditionalDiffusion(nn.Module):
 
     # --- sampling -------------------------------------------------------------------------
     def build_sampler(self, sampler: str | Sampler, **kwargs: object) -> Sampler:
-        """A registered sampler on this schedule and objective (``kwargs``: e.g. eta for DDIM)."""
+        """A registered sampler on this schedule and objective; ``kwargs`` go to its constructor
+        (e.g. ``eta`` for DDIM, ``generator`` for the adversarial sampler)."""
         if isinstance(sampler, Sampler):
             return sampler
         # the residual lies in [-2, 2] (divided by its scale), the future itself in [-1, 1]
@@ -250,19 +235,18 @@ class ConditionalDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, past: Tensor, n_out: int, members: int = 1, sampler: str | Sampler = "ddim",
                n_steps: int = 10, generator: torch.Generator | None = None, motion: Tensor | None = None,
-               model_fn: CondModelFn | None = None, **sampler_kwargs: object) -> Tensor:
+               **sampler_kwargs: object) -> Tensor:
         """Draw ``members`` forecasts per window in one batched pass.
 
         Args:
             past: (B, n_in, H, W) mm/h.
             n_out: frames to return (<= the model's ``n_out``; the first ones are kept).
             members: samples per window.
-            sampler: a registered sampler name or a :class:`Sampler`.
+            sampler: a registered sampler name or a :class:`Sampler`; it decides which network
+                each step calls (:meth:`Sampler.network`: the denoiser, or its own).
             n_steps: reverse steps.
-            generator: seeds the initial noise and every stochastic step.
+            generator: seeds the initial noise, every stochastic step and any latent a network draws.
             motion: (B, 2, H, W) px/step, or None (pysteps on CPU).
-            model_fn: ``fn(x_t, t, cond, generator)`` replacing the denoiser (e.g. an adversarial
-                generator, see :func:`latent_model_fn`).
             sampler_kwargs: passed to the sampler's constructor (e.g. ``eta=1.0`` for DDIM).
 
         Returns:
@@ -275,10 +259,10 @@ class ConditionalDiffusion(nn.Module):
             raise ValueError(f"frame {h}x{w} is not a multiple of coarsen={self.coarsen}")
         cond, base = self.prepare(past, motion)
         cond = cond.repeat_interleave(members, dim=0)
-        fn = model_fn or (lambda x, t, c, g: self.denoiser(x, t, c))
         shape = (b * members, self.n_out, *cond.shape[-2:])
         x_T = randn_like(torch.empty(shape, device=past.device), generator)
         sampler = self.build_sampler(sampler, **sampler_kwargs)
+        fn = sampler.network(lambda x, t, c, g: self.denoiser(x, t, c))
         x0 = sample(lambda x, t: fn(x, t, cond, generator).float(), sampler, x_T, n_steps, generator,
                     progress=None)  # a bar on a terminal: an ensemble on a big grid takes minutes
         x0 = self.from_diffused(x0, None if base is None else base.repeat_interleave(members, dim=0))

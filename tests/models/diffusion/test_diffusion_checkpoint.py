@@ -70,10 +70,10 @@ def test_refuses_other_frame_count_grid_and_model(task, past, tmp_path):
 
 def test_adversarial_sampler_needs_a_generator_checkpoint(task, tmp_path):
     path = task.export(tmp_path / "diffusion.pt")
-    with pytest.raises(ValueError, match="adversarial_checkpoint"):
+    with pytest.raises(ValueError, match="sampler_checkpoint"):
         DiffusionForecaster.from_checkpoint(path, sampler="adversarial")
     with pytest.raises(CheckpointMismatchError, match="no adversarial generator"):
-        DiffusionForecaster.from_checkpoint(path, sampler="adversarial", adversarial_checkpoint=path)
+        DiffusionForecaster.from_checkpoint(path, sampler="adversarial", sampler_checkpoint=path)
 
 
 def test_adversarial_sampler_runs_a_stored_generator(task, past, tmp_path):
@@ -87,7 +87,7 @@ def test_adversarial_sampler_runs_a_stored_generator(task, past, tmp_path):
     payload["state_dict"] = {"generator": generator.state_dict()}
     save_checkpoint(tmp_path / "adversarial.pt", payload)
     model = DiffusionForecaster.from_checkpoint(path, sampler="adversarial", steps=2,
-                                                adversarial_checkpoint=tmp_path / "adversarial.pt")
+                                                sampler_checkpoint=tmp_path / "adversarial.pt")
     a = model.forecast(past, 3, members=2, generator=torch.Generator().manual_seed(1))
     b = model.forecast(past, 3, members=2, generator=torch.Generator().manual_seed(1))
     assert a.shape == (1, 2, 3, 32, 32) and torch.equal(a, b) and not torch.equal(a[:, 0], a[:, 1])
