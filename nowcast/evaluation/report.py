@@ -4,7 +4,8 @@
 ``cases.npz``, ``models/*/result.json`` and ``samples.npz``) and writes, beside them::
 
     report.md, report.html     tables, findings, speed, failures, run metadata, figures
-    metrics.json               {"run": metadata, "models": {label: full result}}
+    metrics.json               {"run": metadata, "models": {label: result}} (the per-window sums
+                               stay in models/*/windows.npz)
     metrics.csv                every score: model, metric, variant, lead_min ("mean" = average), value
     spectra.csv                power spectra: model, lead_min, wavelength_km, forecast, observed
     speed.csv                  seconds per forecast per model on this machine
@@ -28,7 +29,7 @@ import numpy as np
 from nowcast.evaluation import plots
 from nowcast.evaluation.bootstrap import Difference, Pooled, paired_difference, pooled_from_counts
 from nowcast.evaluation.plots import lookup
-from nowcast.evaluation.runner import ModelSpec, member_lead, unpack_rain, write_json
+from nowcast.evaluation.runner import ModelSpec, member_lead, read_result, unpack_rain, write_json
 
 #: (column title, path into the scores, better: "min" | "max" | "one") of the summary table
 KEY_METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -167,7 +168,7 @@ def load_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, An
     for spec in run.get("models", []):
         s = ModelSpec(**spec)
         path = folder / "models" / s.slug / "result.json"
-        results[s.label] = (json.loads(path.read_text()) if path.exists() else
+        results[s.label] = (read_result(path) if path.exists() else
                             {"label": s.label, "spec": spec, "status": "not run", "error": "no result yet"})
     return run, results
 
@@ -516,7 +517,8 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
     lead_minutes = [step * (i + 1) for i in range(n_lead)]
     n_windows = int(run["n_windows"])
 
-    write_json(folder / "metrics.json", {"run": run, "models": results})
+    write_json(folder / "metrics.json", {"run": run, "models": {
+        k: {key: v for key, v in r.items() if key != "per_window"} for k, r in results.items()}})
     _write_csv(folder / "metrics.csv", ["model", "metric", "variant", "lead_min", "value"],
                series_rows(ok, lead_minutes))
     _write_csv(folder / "spectra.csv",
@@ -538,11 +540,15 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
           f"member 0. {_wall_time(run)}")
     doc.h("Findings")
     titles = [t for t, p, _ in KEY_METRICS if tuple(p) in SET_LEVEL]
-    doc.p("Every lead comes with 95 % paired bootstrap intervals over the windows (windows resampled with "
-          "replacement, the same draw for both models; a difference whose interval holds 0 is a tie; for the "
-          f"frequency bias, the difference of the distances from 1), except on {' and '.join(titles)}: "
-          "set-level scores with no per-window decomposition, whose leads are stated without an interval "
-          "and may be within noise.")
+    if not any((r.get("per_window") or {}).get("mse_mm_h") for r in ok.values()):
+        doc.p("These results hold no per-window sums (scored before nowcast kept them), so no lead "
+              "below carries an interval and any may be within noise.")
+    else:
+        doc.p("Every lead comes with 95 % paired bootstrap intervals over the windows (windows resampled "
+              "with replacement, the same draw for both models; a difference whose interval holds 0 is a "
+              "tie; for the frequency bias, the difference of the distances from 1), except on "
+              f"{' and '.join(titles)}: set-level scores with no per-window decomposition, whose leads are "
+              "stated without an interval and may be within noise.")
     doc.items(findings(results, focus, n_windows))
     doc.h("Scores averaged over lead times")
     doc.table(["model", "windows"] + [f"{t} ({'↓' if b == 'min' else '↑' if b == 'max' else '→1'})"

@@ -15,11 +15,11 @@ model that was running, and ``resume=True`` skips models already done)::
 
     run.json                     run metadata (config, windows, data description, git, device)
     cases.npz                    past / observed future / mask of the sample cases (see pack_rain)
-    models/<slug>/result.json    scores (ScoreSuite.compute()), speed, describe(), or the error;
-                                 per window the sums every pooled score is made of
+    models/<slug>/result.json    scores (ScoreSuite.compute()), speed, describe(), or the error
+    models/<slug>/windows.npz    per window the sums every pooled score is made of
                                  (ScoreSuite.window_sums: so a model scored on a subset compares
                                  with the others on its windows, and every difference gets a
-                                 paired bootstrap interval)
+                                 paired bootstrap interval); read back by :func:`read_result`
     models/<slug>/samples.npz    the model's forecasts of the sample cases: member 0 at every lead,
                                  a few members and the ensemble mean at member_lead(n_out)
 """
@@ -179,6 +179,27 @@ def write_json(path: Path, obj: Any) -> None:
     tmp.replace(path)
 
 
+def write_result(folder: Path, result: dict[str, Any]) -> None:
+    """``result.json`` of a model, its per-window sums (``result["per_window"]``, thousands of
+    numbers) apart in a compressed ``windows.npz``."""
+    per_window = result.get("per_window")
+    if per_window:
+        tmp = folder / "windows.tmp.npz"
+        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in per_window.items()})
+        tmp.replace(folder / "windows.npz")
+    write_json(folder / "result.json", {k: v for k, v in result.items() if k != "per_window"})
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """A model's ``result.json`` with its per-window sums from ``windows.npz`` beside it, if any."""
+    result = json.loads(path.read_text())
+    windows = path.parent / "windows.npz"
+    if windows.exists():
+        with np.load(windows) as z:
+            result["per_window"] = {k: z[k].tolist() for k in z.files}
+    return result
+
+
 def _finite(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -267,7 +288,7 @@ class EvaluationRunner:
         if not path.exists():
             return False
         try:
-            res = json.loads(path.read_text())
+            res = read_result(path)
         except (OSError, ValueError):
             return False
         if res.get("status") != "ok" or res.get("window_indices") != self.model_indices(spec):
@@ -305,7 +326,7 @@ class EvaluationRunner:
         for spec in specs:
             if resume and self.done(spec):
                 log.info("%s: result exists, skipped (--resume)", spec.label)
-                results[spec.label] = json.loads(self.result_path(spec).read_text())
+                results[spec.label] = read_result(self.result_path(spec))
             else:
                 results[spec.label] = self.run_model(spec)
             if on_result is not None:
@@ -335,7 +356,7 @@ class EvaluationRunner:
             result["error"] = f"{type(err).__name__}: {err}"
             result["traceback"] = traceback.format_exc(limit=8)
         result["wall_s"] = time.perf_counter() - t0
-        write_json(folder / "result.json", result)
+        write_result(folder, result)
         return result
 
     def _score(self, spec: ModelSpec, positions: list[int], folder: Path) -> dict[str, Any]:
