@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from nowcast.fsutil import WriterLock, atomic_write, fsync_dir, fsync_tree
+from nowcast.fsutil import WriterLock, atomic_write, fsync_path, fsync_tree
 from nowcast.schema import (
     CRS,
     RAIN,
@@ -142,7 +142,7 @@ def create_store(ds: xr.Dataset, path: str | Path) -> None:
     _to_zarr(ds, tmp, mode="w-", encoding=_encoding(ds))
     fsync_tree(tmp)
     tmp.rename(path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def append_store(ds: xr.Dataset, path: str | Path) -> None:
@@ -159,7 +159,7 @@ def append_store(ds: xr.Dataset, path: str | Path) -> None:
     # 2 s: file time stamps may lag the clock by a tick
     fsync_tree(path, newer_than=started - 2.0)
     (path / JOURNAL).unlink()  # the commit
-    fsync_dir(path)
+    fsync_path(path)
 
 
 def merge_store(ds: xr.Dataset, path: str | Path) -> None:
@@ -182,7 +182,7 @@ def merge_store(ds: xr.Dataset, path: str | Path) -> None:
     bak = path.with_name(f"{path.name}.bak-{os.getpid()}")
     path.rename(bak)
     tmp.rename(path)  # the commit; recovery handles a kill between the two renames
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
     shutil.rmtree(bak)
 
 
@@ -215,7 +215,7 @@ def recover_store(path: str | Path) -> list[str]:
     if baks and not path.exists():
         bak = baks.pop()
         bak.rename(path)
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
         done.append(f"recovered {path}: put back the store from before an interrupted merge ({bak.name})")
     leftovers = baks + sorted(path.parent.glob(f"{name}.tmp-*"))
     if path.is_dir():
@@ -308,11 +308,11 @@ def _rollback_append(path: Path) -> list[str]:
             for d in sorted((d for d in folder.rglob("*") if d.is_dir()), reverse=True):
                 if not any(d.iterdir()):
                     d.rmdir()
-        fsync_dir(folder)
+        fsync_path(folder)
     for f in path.rglob("*.partial"):  # zarr's temporary files
         f.unlink()
     journal.unlink(missing_ok=True)
-    fsync_dir(path)
+    fsync_path(path)
     return [f"recovered {path}: rolled back an interrupted append ({n} frames kept)"]
 
 

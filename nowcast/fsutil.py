@@ -120,17 +120,9 @@ class WriterLock:
         self.release()
 
 
-def fsync_dir(folder: str | Path) -> None:
-    """Make renames and deletions inside ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: str | Path) -> None:
-    """Make the content of the file at ``path`` durable."""
+def fsync_path(path: str | Path) -> None:
+    """Make durable the content of the file at ``path``, or the renames and deletions inside the
+    folder at ``path``."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -156,7 +148,7 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def fsync_tree(folder: str | Path, newer_than: float | None = None) -> None:
@@ -167,5 +159,5 @@ def fsync_tree(folder: str | Path, newer_than: float | None = None) -> None:
             p = os.path.join(root, name)
             if newer_than is not None and os.stat(p).st_mtime < newer_than:
                 continue
-            fsync_file(p)
-        fsync_dir(root)
+            fsync_path(p)
+        fsync_path(root)

@@ -45,7 +45,7 @@ import numpy as np
 import xarray as xr
 
 import nowcast
-from nowcast.fsutil import fsync_dir, fsync_file, fsync_tree, remove_path
+from nowcast.fsutil import fsync_path, fsync_tree, remove_path
 from nowcast.schema import CONVENTIONS, CRS, RAIN, complete_grid_mapping, latitude_longitude
 
 FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
@@ -251,9 +251,9 @@ def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) ->
         if tmp.is_dir():  # on disk before it gets the final name
             fsync_tree(tmp)
         else:
-            fsync_file(tmp)
+            fsync_path(tmp)
         _replace(tmp, path)
-        fsync_dir(path.parent)  # the rename itself survives a power cut
+        fsync_path(path.parent)  # the rename itself survives a power cut
     finally:
         remove_path(tmp)
     return path

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from nowcast.fsutil import WriterLock, fsync_dir
+from nowcast.fsutil import WriterLock, fsync_path
 from nowcast.io.cf import forecast_filename
 from nowcast.ops.schedule import deadline, expected_scan, utc_now
 from nowcast.ops.settings import OperateSettings
@@ -212,8 +212,8 @@ class Operator:
         else:
             self.s.processed.mkdir(parents=True, exist_ok=True)
             shutil.move(str(path), self.s.processed / path.name)
-            fsync_dir(self.s.processed)
-        fsync_dir(path.parent)
+            fsync_path(self.s.processed)
+        fsync_path(path.parent)
 
     def _housekeeping(self, record: CycleRecord) -> None:
         folders = [self.s.output, self.s.quarantine, *([self.s.processed] if self.s.processed else [])]

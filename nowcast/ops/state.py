@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nowcast.fsutil import atomic_write, fsync_dir, remove_path
+from nowcast.fsutil import atomic_write, fsync_path, remove_path
 
 log = logging.getLogger("nowcast.operate")
 
@@ -119,7 +119,7 @@ def quarantine(path: Path, folder: Path, reason: str) -> Path:
         n += 1
     atomic_write(target.with_name(target.name + ".reason.txt"), reason + "\n")
     shutil.move(str(path), target)
-    fsync_dir(folder)
+    fsync_path(folder)
     return target
 
 
