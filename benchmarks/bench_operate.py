@@ -40,14 +40,11 @@ GRIDS = (
     ("full composite, 2 km", 2, None),
     ("full composite, 1 km", 1, None),
 )
-#: (label, fallback chain, model args)
+#: (label, fallback chain of model specs)
 MODELS = (
-    ("extrapolation (default)", ["extrapolation", "persistence"], {}),
-    (
-        "diffusion DDIM-4, 8 members",
-        ["diffusion", "persistence"],
-        {"diffusion": {"sampler": "ddim", "steps": 4}},
-    ),
+    ("extrapolation (default)", ["extrapolation", "persistence"]),
+    ("diffusion DDIM-4, 8 members",
+     ["diffusion:sampler=ddim,steps=4,match=none,motion_perturbation=0", "persistence"]),
 )
 N_WARM = 2  # warm cycles averaged
 
@@ -57,7 +54,7 @@ def scan_time(path: Path) -> dt.datetime:
 
 
 def run_case(
-    scans: list[Path], root: Path, coarsen: int, crop: str | None, models: list[str], model_args: dict
+    scans: list[Path], root: Path, coarsen: int, crop: str | None, models: list[str]
 ) -> dict:
     s = OperateSettings(
         incoming=root / "incoming",
@@ -69,7 +66,6 @@ def run_case(
         coarsen=coarsen,
         crop=crop,
         models=models,
-        model_args=model_args,
         members=8,
         n_out=12,
         grace_seconds=0,
@@ -84,13 +80,13 @@ def run_case(
     cold = op.run_cycle(now=scan_time(scans[3]) + dt.timedelta(seconds=65), wait=False)
     cold_total = time.perf_counter() - t0
     assert cold.outcome == "written", cold.reason
-    if cold.model != models[0]:  # the first choice cannot run here: say why instead of timing it
+    if cold.model != s.chain[0].name:  # the first choice cannot run here: say why instead of timing it
         return {"refused": cold.models[0]["reason"]}
     warm = []
     for p in scans[4 : 4 + N_WARM]:
         shutil.copy(p, s.incoming)
         rec = op.run_cycle(now=scan_time(p) + dt.timedelta(seconds=65), wait=False)
-        assert rec.outcome == "written" and rec.model == models[0], (rec.reason, rec.models)
+        assert rec.outcome == "written" and rec.model == s.chain[0].name, (rec.reason, rec.models)
         warm.append(rec.seconds)
     mean = {k: round(sum(w.get(k, 0.0) for w in warm) / len(warm), 2) for k in warm[0]}
     return {"cold_total_s": round(cold_total, 2), "warm_s": mean}
@@ -145,9 +141,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for grid, coarsen, crop in GRIDS:
-            for label, models, margs in MODELS:
+            for label, models in MODELS:
                 root = Path(tmp) / f"{len(rows)}"
-                r = run_case(scans, root, coarsen, crop, models, margs)
+                r = run_case(scans, root, coarsen, crop, models)
                 rows.append({"grid": grid, "model": label, **r})
                 shutil.rmtree(root)
                 if "refused" in r:

@@ -71,7 +71,7 @@ def test_bad_checkpoints_are_one_line(case, expected, store, tmp_path, capsys):
     checkpoint = {"other model": CHECKPOINT_DIR / "cgan.pt", "truncated": _truncated(tmp_path),
                   "missing": tmp_path / "missing.pt", "code": tmp_path / "code.pt"}[case]
     out = tmp_path / "out" / "f.nc"
-    assert forecast("--store", store, "--model", "simvp", "--checkpoint", checkpoint, "--output", out) == 2
+    assert forecast("--store", store, "--model", f"simvp:checkpoint={checkpoint}", "--output", out) == 2
     line = one_error_line(capsys, "forecast")
     assert expected in line and str(checkpoint) in line
     assert not marker.exists() and not out.parent.exists()
@@ -80,9 +80,11 @@ def test_bad_checkpoints_are_one_line(case, expected, store, tmp_path, capsys):
 def test_unknown_model_and_argument_are_one_line(store, tmp_path, capsys):
     assert forecast("--store", store, "--model", "nonesuch", "--output", tmp_path / "f.nc") == 2
     assert "unknown forecaster 'nonesuch'; known:" in one_error_line(capsys, "forecast")
-    assert forecast("--store", store, "--model", "persistence", "--model-args", '{"bogus": 1}',
-                    "--output", tmp_path / "f.nc") == 2
+    assert forecast("--store", store, "--model", "persistence:bogus=1", "--output", tmp_path / "f.nc") == 2
     assert "persistence: unknown argument 'bogus'" in one_error_line(capsys, "forecast")
+    assert forecast("--store", store, "--model", "persistence:bogus", "--output", tmp_path / "f.nc") == 2
+    line = one_error_line(capsys, "forecast")
+    assert "bad model spec 'persistence:bogus': 'bogus' is not key=value" in line
 
 
 # ------------------------------------------------------------------ forecast: outputs

@@ -122,3 +122,19 @@ def test_a_second_network_store_is_scored_with_its_own_grid(shared_radar, tmp_pa
     assert metrics["extrapolation"]["scores"]["ensemble"] is None  # deterministic
     md = (out / "report.md").read_text()
     assert "## Ensemble verification" in md and "refused" in md
+
+
+def test_one_model_spec_file_serves_forecast_and_evaluate(store, tmp_path, capsys):
+    spec = tmp_path / "my-model.yaml"
+    spec.write_text("name: extrapolation\nargs: {interp_order: 0}\n")
+    forecast = ["forecast", "--store", str(store), "--model", str(spec), "--n-out", "3", "--members", "1",
+                "--quicklook", "none", "--output", str(tmp_path / "f.nc")]
+    assert cli_main(forecast) == 0
+    assert (tmp_path / "f.nc").exists()
+    assert cli_main(["evaluate", *common(store, tmp_path / "rep", max_windows=1), "--models", str(spec)]) == 0
+    result = json.loads((tmp_path / "rep/models/extrapolation_interp_order=0/result.json").read_text())
+    assert result["status"] == "ok" and result["spec"]["args"] == {"interp_order": 0}
+    spec.write_text("name: extrapolation\nargs: {interp_order: 0, bogus: 1}\n")  # refused by both alike
+    assert cli_main(forecast) == 2 and cli_main(["evaluate", *common(store, tmp_path / "r2"), "--models",
+                                                   str(spec)]) == 2
+    assert capsys.readouterr().err.count("unknown argument 'bogus'") == 2

@@ -156,6 +156,6 @@ def test_help_lists_every_option(capsys):
         main(["forecast", "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--store", "--input-dir", "--issue-time", "--start", "--end", "--model", "--checkpoint",
+    for option in ("--store", "--input-dir", "--issue-time", "--start", "--end", "--model",
                    "--members", "--n-out", "--output", "--quicklook", "--crop", "--device", "--overwrite"):
         assert option in text

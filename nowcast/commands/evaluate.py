@@ -8,8 +8,9 @@
 
 Windows come from a data config's split (:class:`nowcast.data.datamodule.NowcastDataModule`,
 its fixed centred ``eval_crop_size`` scoring window) or from any store made by ``nowcast
-ingest`` with a time range. Models are specs ``name[:key=value,...]`` (see
-:class:`nowcast.evaluation.runner.ModelSpec`). Each model's result is written when it finishes;
+ingest`` with a time range. Models are model specs, ``name[:key=value,...]`` or a mapping, as in
+``nowcast forecast`` and ``nowcast operate`` (:mod:`nowcast.models.spec`; the evaluation's own keys:
+:class:`nowcast.evaluation.runner.EvaluatedModel`). Each model's result is written when it finishes;
 a failing model is reported with its error and the others go on; ``--resume`` skips models
 whose results are already in the output folder.
 
@@ -68,10 +69,10 @@ def build_parser() -> ArgumentParser:
     d.add_argument("--max-windows", type=int | None, default=None,
                    help="score an evenly spaced subset of this many windows (default: all)")
     m = p.add_argument_group("Models")
-    m.add_argument("--models", type=str, default=["persistence", "extrapolation"], nargs="+",
-                   help="model specs 'name[:key=value,...]'; keys checkpoint, members, max_windows, "
-                        "label are the evaluation's, the rest go to the model "
-                        "(e.g. diffusion:sampler=ddim,steps=50)")
+    m.add_argument("--models", type=str | dict[str, Any], default=["persistence", "extrapolation"], nargs="+",
+                   help="model specs, 'name[:key=value,...]' or {name, args, checkpoint, ...} "
+                        "(nowcast.models.spec); keys checkpoint, members, max_windows, label, panels are "
+                        "the evaluation's, the rest go to the model (e.g. diffusion:sampler=ddim,steps=50)")
     m.add_argument("--members", type=int, default=8, help="ensemble members (deterministic models give 1)")
     m.add_argument("--seed", type=int, default=0, help="seed of every model's generator")
     m.add_argument("--batch-size", type=int, default=4, help="windows per forecast call")
@@ -204,7 +205,7 @@ def merge_runs(old: dict[str, Any], new: dict[str, Any], out: Path) -> dict[str,
     times and motion are required; the model list is the old one with this run's models
     replacing or joining it (so a report can be finished on another machine, e.g. the diffusion
     samplers on a GPU after the baselines on a CPU), and each invocation is kept in ``parts``."""
-    from nowcast.evaluation.runner import ModelSpec
+    from nowcast.evaluation.runner import EvaluatedModel
 
     same = {"windows": old.get("window_indices") == new["window_indices"],
             "lead times": old.get("n_out") == new["n_out"],
@@ -213,25 +214,24 @@ def merge_runs(old: dict[str, Any], new: dict[str, Any], out: Path) -> dict[str,
     if differ:
         raise EvaluateInputError(f"{out} holds results for other {', '.join(differ)}; "
                                  "use another --output or drop --resume")
-    models = {ModelSpec(**m).label: m for m in old.get("models", [])}
-    models.update({ModelSpec(**m).label: m for m in new["models"]})
+    models = {EvaluatedModel.parse(m).label: m for m in old.get("models", [])}
+    models.update({EvaluatedModel.parse(m).label: m for m in new["models"]})
     keys = ("command", "device_name", "git", "started", "wall_s")
     parts = old.get("parts") or [{k: old.get(k) for k in keys}]
     return {**new, "models": list(models.values()), "parts": [*parts, *new["parts"]]}
 
 
-def check_models(texts: list[str]) -> list[Any]:
+def check_models(texts: list[Any]) -> list[Any]:
     """The model specs of ``--models``, each refused (one line) before anything runs if its text,
     name or arguments are bad, or its checkpoint is missing, unreadable or another model's."""
     from nowcast.evaluation.runner import parse_specs
-    from nowcast.models.base import check_model
 
     if not texts:
         raise EvaluateInputError("no models given (--models)")
     try:
         specs = parse_specs(texts)
         for spec in specs:
-            check_model(spec.name, spec.checkpoint, **spec.kwargs)
+            spec.check()
     except ValueError as err:
         raise EvaluateInputError(f"--models: {err}") from err
     return specs

@@ -12,7 +12,7 @@ MeteoSwiss 2016-07-11 (summer convection, ingested at 2 km into a cache) when
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
@@ -55,16 +55,12 @@ def build_parser() -> ArgumentParser:
                    help="batch: issue a forecast every N store time steps, counted back from --end when it "
                         "is given (so the last issue time is --end), else forward from --start")
     m = p.add_argument_group("Model")
-    m.add_argument("--model", type=str, default="extrapolation",
-                   help="forecaster registry name (persistence, extrapolation, steps, ...)")
-    m.add_argument("--checkpoint", type=str | None, default=None,
-                   help="checkpoint of a learned model (default: the model's shipped checkpoint)")
-    m.add_argument("--model-args", type=dict, default={},
-                   help="extra constructor arguments, e.g. '{\"ar_order\": 1}' for steps (pixel size "
-                        "and time step come from the store)")
-    m.add_argument("--model-defaults", type=dict, default={},
-                   help="per-model constructor defaults, {name: {arg: value}}; --model-args override them "
-                        "(configs/forecast.yaml gives the diffusion model its 4-step adversarial sampler)")
+    m.add_argument("--model", type=str | dict[str, Any], default="extrapolation",
+                   help="model spec: a registry name (persistence, extrapolation, steps, diffusion, ...; "
+                        "`nowcast models` lists them), 'name:key=value,...' (e.g. steps:ar_order=1, "
+                        "diffusion:steps=10,checkpoint=my.pt) or in a config file {name, args, checkpoint}; "
+                        "pixel size and time step come from the store, a shipped checkpoint brings the "
+                        "settings its model card scored")
     m.add_argument("--members", type=int, default=8,
                    help="ensemble members (deterministic models always give 1)")
     m.add_argument("--n-out", type=int, default=12, help="lead times to forecast (store time steps)")
@@ -96,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     from nowcast.io.cf import ForecastExistsError, OutputPathError
     from nowcast.models.base import DoesNotFitError, ModelArgumentError
     from nowcast.models.checkpoint import CheckpointError
+    from nowcast.models.spec import ModelSpecError
     from nowcast.ops.batch import run
     from nowcast.schema import StoreError
 
     try:
         run(args)
     except (ForecastInputError, ForecastExistsError, StoreError, FileNotFoundError, OutputPathError,
-            ModelArgumentError, CheckpointError, DoesNotFitError) as err:
+            ModelArgumentError, ModelSpecError, CheckpointError, DoesNotFitError) as err:
         return fail("forecast", err)
     return 0

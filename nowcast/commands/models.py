@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from nowcast.samplers import SAMPLERS
 
     import_all()
-    print("forecasters (--model NAME):")
+    print("forecasters (a model spec: NAME, NAME:key=value,... or a YAML file; nowcast/models/spec.py):")
     for name in FORECASTERS.names():
         cls = FORECASTERS.get(name)
         kind = "learned, shipped checkpoint" if hasattr(cls, "from_checkpoint") else "no weights"
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         path = CHECKPOINT_DIR / file
         state = "" if card_of(path) else "  [the file differs from its card: card not applied]"
         print(f"  {file:<14} {card.summary}{state}")
+        if card.forecast_args:
+            shown = ",".join(f"{k}={v}" for k, v in card.forecast_args.items())
+            print(f"  {'':<14} forecasts with the settings its card scored: {shown}")
         if card.below_extrapolation:
             print(f"  {'':<14} NOT FOR REAL FORECASTS: {card.below_extrapolation}")
     return 0

@@ -105,13 +105,11 @@ def build_parser() -> ArgumentParser:
     )
     m = p.add_argument_group("Forecast")
     m.add_argument(
-        "--models", type=list[str], default=DEFAULT["models"], help="the fallback chain, first choice first"
-    )
-    m.add_argument(
-        "--model-args",
-        type=dict,
-        default=DEFAULT["model_args"],
-        help="per-model constructor arguments {name: {arg: value}} (may include checkpoint)",
+        "--models",
+        type=list[str | dict[str, Any]],
+        default=DEFAULT["models"],
+        help="the fallback chain, first choice first: model specs as in `nowcast forecast --model` "
+        "(e.g. '[diffusion:checkpoint=my.pt, extrapolation, persistence]')",
     )
     m.add_argument(
         "--members",
@@ -220,7 +218,7 @@ def serve(operator) -> int:
         "operating: a cycle every %g min, %g s after each scan; models %s",
         s.interval_minutes,
         s.offset_seconds,
-        " -> ".join(s.models),
+        " -> ".join(str(spec) for spec in s.chain),
     )
     while not _Stop.requested:
         start = next_cycle_start(utc_now(), s.interval, s.offset)
@@ -242,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = settings_of(cfg)
+        for spec in settings.chain:  # a typo or a missing checkpoint is refused now, not every cycle
+            spec.check()
         now = None
         if cfg.now:
             now = parse_time(cfg.now).astype(dt.datetime)

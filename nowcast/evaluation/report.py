@@ -29,7 +29,7 @@ import numpy as np
 from nowcast.evaluation import plots
 from nowcast.evaluation.bootstrap import Difference, Pooled, paired_difference, pooled_from_counts
 from nowcast.evaluation.plots import lookup
-from nowcast.evaluation.runner import ModelSpec, member_lead, read_result, unpack_rain, write_json
+from nowcast.evaluation.runner import EvaluatedModel, member_lead, read_result, unpack_rain, write_json
 
 #: (column title, path into the scores, better: "min" | "max" | "one") of the summary table
 KEY_METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -166,7 +166,7 @@ def load_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, An
     run = json.loads((folder / "run.json").read_text())
     results = {}
     for spec in run.get("models", []):
-        s = ModelSpec(**spec)
+        s = EvaluatedModel.parse(spec)
         path = folder / "models" / s.slug / "result.json"
         results[s.label] = (read_result(path) if path.exists() else
                             {"label": s.label, "spec": spec, "status": "not run", "error": "no result yet"})
@@ -407,7 +407,7 @@ def _cases(folder: Path) -> list[dict[str, np.ndarray]]:
 def _samples(folder: Path, results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for label, res in results.items():
-        path = folder / "models" / ModelSpec(**res["spec"]).slug / "samples.npz"
+        path = folder / "models" / EvaluatedModel.parse(res["spec"]).slug / "samples.npz"
         if path.exists():
             with np.load(path) as z:
                 out[label] = {k: unpack_rain(z[k]) for k in z.files}

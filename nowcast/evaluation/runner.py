@@ -1,7 +1,7 @@
 """Run several forecasters on the same windows, streaming each into its own :class:`ScoreSuite`.
 
 The runner never looks at what a model is: it builds each one with
-:func:`nowcast.models.load_forecaster` from a :class:`ModelSpec` and only calls
+:func:`nowcast.models.load_forecaster` from a :class:`nowcast.models.spec.ModelSpec` and only calls
 ``Forecaster.forecast(past, n_out, members, generator, motion)`` (``motion`` only when the
 dataset yields one, e.g. from motion caches: then every model that advects uses the same).
 
@@ -34,23 +34,21 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from nowcast.evaluation.suite import ScoreSuite
 from nowcast.models.base import DoesNotFitError, bind_to_store
+from nowcast.models.spec import ModelSpec
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 log = logging.getLogger("nowcast.evaluate")
 
-#: keys of a model spec handled by the runner; every other key goes to ``load_forecaster``
-RUNNER_KEYS = ("checkpoint", "members", "max_windows", "label", "panels")
 #: ensemble members kept per sample case for the panels (member 0 is also the GIF's field)
 SHOW_MEMBERS = 4
 
@@ -70,65 +68,53 @@ def unpack_rain(packed: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """One model of an evaluation: registry ``name`` plus constructor ``kwargs``.
+class EvaluatedModel(ModelSpec):
+    """A model of an evaluation: its :class:`~nowcast.models.spec.ModelSpec` plus the runner's own keys.
 
-    Written ``name[:key=value,key=value...]``, e.g. ``"steps:members=8"`` or
-    ``"diffusion:sampler=ddim,steps=50,checkpoint=path.pt"``. Values are read as YAML scalars
-    (``50`` -> int, ``true`` -> bool, ``null`` -> None). The keys of :data:`RUNNER_KEYS` are
-    the runner's: ``checkpoint`` (passed to ``load_forecaster``), ``members`` (overrides the
-    run's), ``max_windows`` (score this model on a subset of the run's windows: the sample
-    cases first, the rainiest, then evenly spaced ones; see :meth:`EvaluationRunner.model_positions`,
-    stated in the report), ``label`` (its name in the report; default: the spec text) and
+    Written like any model spec (``"steps:members=8"``,
+    ``"diffusion:sampler=ddim,steps=50,checkpoint=path.pt,max_windows=4"`` or a mapping with these
+    keys beside ``name``/``args``/``checkpoint``). The runner's keys: ``members`` (overrides the
+    run's), ``max_windows`` (score this model on a subset of the run's windows: the sample cases
+    first, the rainiest, then evenly spaced ones; see :meth:`EvaluationRunner.model_positions`,
+    stated in the report), ``label`` (its name in the report; default: the name and args) and
     ``panels`` (default true; ``false``: no extra forecasts of the sample cases outside the
     model's subset, for samplers too slow to spend a forecast on a picture).
     """
 
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    checkpoint: str | None = None
     members: int | None = None
     max_windows: int | None = None
     label: str = ""
     panels: bool = True
 
+    own_keys: ClassVar[tuple[str, ...]] = ("checkpoint", "members", "max_windows", "label", "panels")
+
     @classmethod
-    def parse(cls, text: str | ModelSpec) -> ModelSpec:
-        if isinstance(text, ModelSpec):
-            return text
-        name, _, rest = str(text).strip().partition(":")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ValueError(f"bad model spec {text!r}: expected 'name' or 'name:key=value,key=value'")
-        args: dict[str, Any] = {}
-        for item in filter(None, (s.strip() for s in rest.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq or not key.strip():
-                raise ValueError(f"bad model spec {text!r}: {item!r} is not key=value")
-            args[key.strip()] = yaml.safe_load(value.strip()) if value.strip() else None
-        own = {k: args.pop(k) for k in RUNNER_KEYS if k in args}
+    def validate(cls, values: dict[str, Any]) -> None:
         for key in ("members", "max_windows"):
-            if own.get(key) is not None and (not isinstance(own[key], int) or own[key] < 1):
-                raise ValueError(f"bad model spec {text!r}: {key} must be a positive integer")
-        if not isinstance(own.get("panels", True), bool):
-            raise ValueError(f"bad model spec {text!r}: panels must be true or false")
-        shown = ",".join(f"{k}={v}" for k, v in args.items())
-        label = str(own.get("label") or (f"{name}:{shown}" if shown else name))
-        ckpt = own.get("checkpoint")
-        return cls(name, args, str(ckpt) if ckpt is not None else None, own.get("members"),
-                   own.get("max_windows"), label, own.get("panels", True))
+            value = values.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{key} must be a positive integer")
+        if not isinstance(values.get("panels", True), bool):
+            raise ValueError("panels must be true or false")
+        if not values.get("label"):
+            args = values.get("args") or {}
+            shown = ",".join(f"{k}={v}" for k, v in args.items())
+            values["label"] = f"{values['name']}:{shown}" if shown else values["name"]
+        values["label"] = str(values["label"])
 
     @property
     def slug(self) -> str:
         """A file-name-safe form of the label (the model's folder under ``models/``)."""
         return re.sub(r"[^A-Za-z0-9._=-]+", "_", self.label).strip("_") or self.name
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+#: what names a model of an evaluation: a parsed one, a model spec, its short form or its mapping
+SpecLike = EvaluatedModel | ModelSpec | str | Mapping[str, Any]
 
 
-def parse_specs(specs: Sequence[ModelSpec | str]) -> list[ModelSpec]:
+def parse_specs(specs: Sequence[SpecLike]) -> list[EvaluatedModel]:
     """The specs of one run; ``ValueError`` for a malformed one or two with one label."""
-    parsed = [ModelSpec.parse(s) for s in specs]
+    parsed = [EvaluatedModel.parse(s) for s in specs]
     labels = [s.label for s in parsed]
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:
@@ -279,10 +265,10 @@ class EvaluationRunner:
         return self.cases
 
     # ------------------------------------------------------------------ models
-    def result_path(self, spec: ModelSpec) -> Path:
+    def result_path(self, spec: EvaluatedModel) -> Path:
         return self.out / "models" / spec.slug / "result.json"
 
-    def done(self, spec: ModelSpec) -> bool:
+    def done(self, spec: EvaluatedModel) -> bool:
         """True if ``spec`` already has a successful result in the output folder."""
         path = self.result_path(spec)
         if not path.exists():
@@ -298,7 +284,7 @@ class EvaluationRunner:
             return False
         return True
 
-    def model_positions(self, spec: ModelSpec) -> list[int]:
+    def model_positions(self, spec: EvaluatedModel) -> list[int]:
         """Positions a model is scored on: all, or for ``max_windows=k`` the sample cases (the
         rainiest windows, so a slow sampler's few windows hold rain, and its panels need no extra
         forecasts) and then evenly spaced windows, k in all."""
@@ -313,10 +299,10 @@ class EvaluationRunner:
                 picked.append(p)
         return sorted(picked)
 
-    def model_indices(self, spec: ModelSpec) -> list[int]:
+    def model_indices(self, spec: EvaluatedModel) -> list[int]:
         return [self.indices[p] for p in self.model_positions(spec)]
 
-    def run(self, specs: Sequence[ModelSpec | str], resume: bool = False,
+    def run(self, specs: Sequence[SpecLike], resume: bool = False,
             on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
         """Evaluate every model (failures are recorded, never raised); returns label -> result."""
         specs = parse_specs(specs)
@@ -333,7 +319,7 @@ class EvaluationRunner:
                 on_result(results[spec.label])
         return results
 
-    def run_model(self, spec: ModelSpec) -> dict[str, Any]:
+    def run_model(self, spec: EvaluatedModel) -> dict[str, Any]:
         """Score one model on its windows, write its result (and samples), return the result."""
         folder = self.out / "models" / spec.slug
         folder.mkdir(parents=True, exist_ok=True)
@@ -359,11 +345,9 @@ class EvaluationRunner:
         write_result(folder, result)
         return result
 
-    def _score(self, spec: ModelSpec, positions: list[int], folder: Path) -> dict[str, Any]:
-        from nowcast.models import load_forecaster
-
+    def _score(self, spec: EvaluatedModel, positions: list[int], folder: Path) -> dict[str, Any]:
         t_load = time.perf_counter()
-        forecaster = load_forecaster(spec.name, spec.checkpoint, **spec.kwargs).to(self.device)
+        forecaster = spec.load().to(self.device)
         for store in self.stores:
             bind_to_store(forecaster, store, self.n_out, n_in=self.n_in,
                           shape=self.shape or tuple(store["grid_shape"]))
@@ -455,14 +439,13 @@ class _NoBar:
         pass
 
 
-def weights_fingerprint(spec: ModelSpec) -> list[dict[str, str | None]]:
+def weights_fingerprint(spec: EvaluatedModel) -> list[dict[str, str | None]]:
     """Name and SHA-256 of each checkpoint file ``spec`` loads (None for a missing file), so a
     resumed run re-scores a model whose weights were retrained; [] for models without weights."""
-    from nowcast.models import weight_files
     from nowcast.models.checkpoint import file_sha256
 
     return [{"file": path.name, "sha256": file_sha256(path) if path.is_file() else None}
-            for path in weight_files(spec.name, spec.checkpoint, **spec.kwargs)]
+            for path in spec.weight_files()]
 
 
 def _progress(total: int, label: str, enabled: bool) -> Any:

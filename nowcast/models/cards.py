@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -25,12 +26,14 @@ log = logging.getLogger(__name__)
 class Card:
     """``file``: name in :data:`CHECKPOINT_DIR`; ``summary``: one line; ``below_extrapolation``: the
     measured reason the model should not be used for real forecasts, or "" if it scores as well as
-    pysteps extrapolation."""
+    pysteps extrapolation; ``forecast_args``: the forecaster arguments the card's scores were made
+    with, the defaults of every forecast from this very file (arguments given override them)."""
 
     file: str
     sha256: str
     summary: str
     below_extrapolation: str = ""
+    forecast_args: dict[str, Any] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,7 +42,8 @@ def shipped_cards() -> dict[str, Card]:
     if not CARDS_FILE.is_file():
         return {}
     raw = yaml.safe_load(CARDS_FILE.read_text()) or {}
-    return {name: Card(file=name, **{k: " ".join(str(v).split()) for k, v in entry.items()})
+    return {name: Card(file=name, **{k: v if isinstance(v, dict) else " ".join(str(v).split())
+                                     for k, v in entry.items()})
             for name, entry in raw.items()}
 
 
@@ -56,6 +60,12 @@ def card_of(path: str | Path) -> Card | None:
 @functools.lru_cache(maxsize=32)
 def _sha256(path: str, mtime_ns: int, size: int) -> str:
     return file_sha256(path)
+
+
+def card_forecast_args(path: str | Path | None) -> dict[str, Any]:
+    """The arguments the card of the checkpoint at ``path`` was scored with ({} without a card)."""
+    card = card_of(path) if path else None
+    return dict(card.forecast_args) if card else {}
 
 
 _warned: set[str] = set()

@@ -16,7 +16,7 @@ from torch import nn
 
 from nowcast.data.transforms import RainTransform, build_transform
 from nowcast.models.base import Forecaster, refuse_unknown_arguments
-from nowcast.models.cards import CHECKPOINT_DIR, skill_notice
+from nowcast.models.cards import CHECKPOINT_DIR, card_forecast_args, skill_notice
 from nowcast.models.checkpoint import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
@@ -71,8 +71,10 @@ class LearnedForecaster(Forecaster):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kwargs: Any) -> LearnedForecaster:
-        """Restore from ``path`` (None: the shipped checkpoint); ``kwargs`` go to ``__init__``."""
+        """Restore from ``path`` (None: the shipped checkpoint); ``kwargs`` go to ``__init__``, over
+        the settings the file's model card was scored with (:func:`card_forecast_args`)."""
         path = Path(path) if path else cls.default_checkpoint()
+        kwargs = {**card_forecast_args(path), **kwargs}
         ckpt = load_checkpoint(path, forecaster=cls.name)
         modules = cls.build_modules(ckpt["hparams"])
         for key, module in modules.items():

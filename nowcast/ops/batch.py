@@ -222,8 +222,8 @@ def run(args: Any) -> list[Path]:
     from nowcast.data.store import open_store
     from nowcast.io.cf import ForecastExistsError, check_output_folder
     from nowcast.io.quicklook import QUICKLOOK_KINDS
-    from nowcast.models import load_forecaster
-    from nowcast.models.base import bind_to_store, check_model
+    from nowcast.models.base import bind_to_store
+    from nowcast.models.spec import ModelSpec
     from nowcast.schema import timestep
 
     t_start = time.perf_counter()
@@ -231,8 +231,8 @@ def run(args: Any) -> list[Path]:
         raise ForecastInputError("give --store or --input-dir, not both")
     # refusals that need neither data nor model come first: an ingest or a forecast takes minutes
     check_output_folder(Path(args.output).parent if is_file_output(args.output) else Path(args.output))
-    model_args = {**args.model_defaults.get(args.model, {}), **args.model_args}
-    check_model(args.model, args.checkpoint, **model_args)
+    spec = ModelSpec.parse(args.model)
+    spec.check()
     with tempfile.TemporaryDirectory(prefix="nowcast-ingest-") as tmp:
         if args.store:
             store_path, origin = Path(args.store), "store"
@@ -248,7 +248,7 @@ def run(args: Any) -> list[Path]:
         ds = open_store(store_path)
         step = timestep(ds)
         rows, cols = parse_crop(args.crop, ds.sizes["y"], ds.sizes["x"])
-        forecaster = load_forecaster(args.model, args.checkpoint, **model_args).to(args.device)
+        forecaster = spec.load().to(args.device)
         bind_to_store(forecaster, store_description(ds, store_path, step), args.n_out,
                       shape=(rows.stop - rows.start, cols.stop - cols.start))
         n_in = forecaster.n_in
@@ -291,7 +291,7 @@ def run(args: Any) -> list[Path]:
                  "%d issue time(s) %sZ .. %sZ", store_path, ds.sizes["time"], step / np.timedelta64(1, "m"),
                  ds.sizes["y"], ds.sizes["x"], args.crop or "none", forecaster.name, len(issues),
                  issues[0], issues[-1])
-        job = Job(store_path, ds, rows, cols, step, forecaster, args.checkpoint, origin)
+        job = Job(store_path, ds, rows, cols, step, forecaster, spec.checkpoint, origin)
         written = run_batch(job, issues, paths, args.n_out, args.members, args.seed, max(1, args.batch_size),
                             kinds, args.quicklook_field, args.overwrite)
         ds.close()

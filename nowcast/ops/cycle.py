@@ -35,6 +35,7 @@ import xarray as xr
 
 from nowcast.fsutil import WriterLock, fsync_path
 from nowcast.io.cf import forecast_filename
+from nowcast.models.spec import ModelSpec
 from nowcast.ops.schedule import deadline, expected_scan, utc_now
 from nowcast.ops.settings import OperateSettings
 from nowcast.ops.state import CycleRecord, StateFolder, apply_retention, quarantine, remove_temporaries
@@ -237,16 +238,12 @@ class Operator:
         rows, cols = parse_crop(self.s.crop, ds.sizes["y"], ds.sizes["x"])
         return _Inputs(ds, step, rows, cols, issue)
 
-    def _forecaster(self, name: str) -> Any:
-        """The chain's model ``name``, loaded once per process (``model_args[name]`` may hold its
-        ``checkpoint``)."""
-        if name not in self._forecasters:
-            from nowcast.models import load_forecaster
-
-            args = dict(self.s.model_args.get(name, {}))
-            checkpoint = args.pop("checkpoint", None)
-            self._forecasters[name] = load_forecaster(name, checkpoint, **args)
-        return self._forecasters[name]
+    def _forecaster(self, spec: ModelSpec) -> Any:
+        """The chain's model ``spec``, loaded once per process."""
+        key = str(spec)
+        if key not in self._forecasters:
+            self._forecasters[key] = spec.load()
+        return self._forecasters[key]
 
     def _forecast_with_fallback(
         self, inputs: _Inputs, record: CycleRecord, t0: float, model_seconds: dict[str, float]
@@ -257,15 +254,16 @@ class Operator:
         h, w = inputs.rows.stop - inputs.rows.start, inputs.cols.stop - inputs.cols.start
         record.seconds.setdefault("motion", 0.0)
         record.seconds.setdefault("forecast", 0.0)
-        for name in s.models:
+        for spec in s.chain:
+            name = str(spec)
             entry: dict[str, Any] = {"model": name}
             record.models.append(entry)
             stage = time.perf_counter()
             try:
-                forecaster, frames, needed = self._prepare_model(name, inputs, (h, w))
+                forecaster, frames, needed = self._prepare_model(spec, inputs, (h, w))
                 grid = f"{h}x{w}, {s.members} members"
                 left = s.latency_budget_seconds - (time.perf_counter() - t0)
-                last_resort = name == s.models[-1]  # a late forecast beats none: no deadline
+                last_resort = spec is s.chain[-1]  # a late forecast beats none: no deadline
                 last = self.state.model_seconds(name, grid)
                 if not last_resort and last is not None and last > left:
                     raise HandOver(
@@ -292,14 +290,15 @@ class Operator:
         return None, np.empty(0), np.empty(0), np.empty(0)
 
     def _prepare_model(
-        self, name: str, inputs: _Inputs, shape: tuple[int, int]
+        self, spec: ModelSpec, inputs: _Inputs, shape: tuple[int, int]
     ) -> tuple[Any, np.ndarray, np.ndarray]:
-        """Load and bind ``name`` and read its input frames (n_in, H, W) mm/h; HandOver if it cannot run."""
+        """Load and bind ``spec``'s model and read its input frames (n_in, H, W) mm/h; HandOver if it
+        cannot run."""
         from nowcast.models.base import bind_to_store
         from nowcast.ops.inputs import frames_without_data, input_times, missing_inputs, store_description
         from nowcast.schema import RAIN
 
-        forecaster = self._forecaster(name)
+        forecaster = self._forecaster(spec)
         bind_to_store(
             forecaster, store_description(inputs.ds, self.s.store, inputs.step), self.s.n_out, shape=shape
         )
@@ -361,7 +360,7 @@ class Operator:
             input_files=files,
             extra={
                 "product": self.s.product,
-                "model_chain": ",".join(self.s.models),
+                "model_chain": " | ".join(str(spec) for spec in self.s.chain),
                 "fallback_from": json.dumps(passed),
                 "input_origin": "nowcast operate",
             },

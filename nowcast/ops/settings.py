@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nowcast.models.spec import ModelSpec
+
 
 @dataclass
 class OperateSettings:
@@ -28,8 +30,7 @@ class OperateSettings:
     source: str | None = None
     coarsen: int = 1
     max_rain_rate: float = 500.0
-    models: list[str] = field(default_factory=lambda: ["extrapolation", "persistence"])
-    model_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: list[str | dict[str, Any]] = field(default_factory=lambda: ["extrapolation", "persistence"])
     members: int = 8
     n_out: int = 12
     crop: str | None = None
@@ -51,6 +52,10 @@ class OperateSettings:
         self.processed = Path(self.processed) if self.processed else None
         if not self.models:
             raise ValueError("models: give at least one model (the fallback chain, first choice first)")
+        self.chain = [ModelSpec.parse(m) for m in self.models]
+        names = [str(spec) for spec in self.chain]
+        if len(set(names)) < len(names):
+            raise ValueError(f"models: the chain names a model twice: {names}")
         if self.format not in ("nc", "zarr"):
             raise ValueError(f"format must be nc or zarr, got {self.format!r}")
         if self.interval_minutes <= 0 or self.latency_budget_seconds <= 0:

@@ -16,7 +16,7 @@ from nowcast.data.synthetic import write_synthetic_store
 from nowcast.data.windows import build_window_index
 from nowcast.evaluation import runner as runner_mod
 from nowcast.evaluation.report import KEY_METRICS, SET_LEVEL, findings, mean_of, window_pooled, write_report
-from nowcast.evaluation.runner import EvaluationRunner, ModelSpec, evenly_spaced
+from nowcast.evaluation.runner import EvaluatedModel, EvaluationRunner, evenly_spaced
 from nowcast.types import FUTURE, MASK, PAST
 
 N_IN, N_OUT, CROP = 4, 3, 48
@@ -51,8 +51,9 @@ def report(dataset, diffusion_checkpoint, tmp_path_factory):
     runner = EvaluationRunner(dataset, list(range(len(dataset))), out, N_OUT, members=2, batch_size=2,
                               suite_kwargs={"perceptual": False}, n_cases=1, progress=False)
     runner.prepare()
+    models = [EvaluatedModel.parse(s).to_dict() for s in specs]
     run = {"name": "test", "n_in": N_IN, "n_out": N_OUT, "timestep_minutes": 5.0, "members": 2,
-           "n_windows": len(dataset), "crop": CROP, "models": [ModelSpec.parse(s).to_dict() for s in specs]}
+           "n_windows": len(dataset), "crop": CROP, "models": models}
     (out / "run.json").write_text(json.dumps(run))
     results = runner.run(specs)
     write_report(out)
@@ -60,15 +61,20 @@ def report(dataset, diffusion_checkpoint, tmp_path_factory):
 
 
 def test_model_spec_parsing():
-    spec = ModelSpec.parse("diffusion:sampler=ddim,steps=50,checkpoint=a/b.pt,max_windows=3,members=4")
-    assert spec.name == "diffusion" and spec.kwargs == {"sampler": "ddim", "steps": 50}
+    spec = EvaluatedModel.parse("diffusion:sampler=ddim,steps=50,checkpoint=a/b.pt,max_windows=3,members=4")
+    assert spec.name == "diffusion" and spec.args == {"sampler": "ddim", "steps": 50}
     assert (spec.checkpoint, spec.max_windows, spec.members) == ("a/b.pt", 3, 4)
     assert spec.label == "diffusion:sampler=ddim,steps=50" and "/" not in spec.slug
-    assert ModelSpec.parse("steps").label == "steps"
-    assert ModelSpec.parse("steps").panels and not ModelSpec.parse("steps:panels=false").panels
-    for bad in ("steps:members", "steps:members=0", "a b", "x:max_windows=two", "x:panels=maybe"):
+    assert EvaluatedModel.parse("steps").label == "steps"
+    assert EvaluatedModel.parse("steps").panels and not EvaluatedModel.parse("steps:panels=false").panels
+    for bad in ("steps:members", "steps:members=0", "a b", "x:max_windows=two", "x:panels=maybe",
+                {"name": "steps", "members": 0}, {"name": "steps", "bogus": 1}):
         with pytest.raises(ValueError):
-            ModelSpec.parse(bad)
+            EvaluatedModel.parse(bad)
+    mapping = {"name": "diffusion", "args": {"sampler": "ddim", "steps": 50}, "checkpoint": "a/b.pt",
+               "max_windows": 3, "members": 4}
+    assert EvaluatedModel.parse(mapping) == spec  # the YAML form and the short form are one spec
+    assert EvaluatedModel.parse(spec.to_dict()) == spec  # as stored in run.json
     assert evenly_spaced(10, 3) == [0, 4, 9] and evenly_spaced(3, None) == [0, 1, 2]
 
 
@@ -81,7 +87,7 @@ def test_report_files_and_completeness(report):
                  "figures/spread_skill.png"):
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics["models"]) == [ModelSpec.parse(s).label for s in specs]
+    assert list(metrics["models"]) == [EvaluatedModel.parse(s).label for s in specs]
     for label, res in metrics["models"].items():
         if res["status"] != "ok":
             continue
@@ -161,7 +167,7 @@ def test_resume_skips_finished_models(report, monkeypatch):
 
     monkeypatch.setattr(runner_mod.EvaluationRunner, "run_model", spy)
     again = runner.run(specs[:3] + specs[-1:], resume=True)
-    assert calls == [ModelSpec.parse(specs[-1]).label]  # only the failed one is retried
+    assert calls == [EvaluatedModel.parse(specs[-1]).label]  # only the failed one is retried
     assert again["persistence"] == results["persistence"]
 
 
@@ -175,7 +181,8 @@ def test_resume_scores_again_a_model_whose_weights_changed(dataset, tmp_path, mo
 
     ckpt = tmp_path / "diffusion.pt"
     train(0)
-    spec = ModelSpec.parse(f"diffusion:checkpoint={ckpt},sampler=ddim,steps=1,max_windows=1,panels=false")
+    spec = EvaluatedModel.parse(
+        f"diffusion:checkpoint={ckpt},sampler=ddim,steps=1,max_windows=1,panels=false")
     runner = EvaluationRunner(dataset, list(range(len(dataset))), tmp_path / "out", N_OUT, members=1,
                               suite_kwargs={"perceptual": False}, n_cases=0, progress=False)
     first = runner.run([spec])[spec.label]
@@ -209,10 +216,10 @@ def test_weight_files_name_every_checkpoint_a_model_reads():
 def test_subsets_take_the_sample_cases_first_then_evenly_spaced_windows(dataset, tmp_path):
     runner = EvaluationRunner(dataset, list(range(10)), tmp_path, N_OUT, progress=False)
     runner.cases = [7, 3]
-    assert runner.model_positions(ModelSpec.parse("persistence:max_windows=1")) == [7]
-    assert runner.model_positions(ModelSpec.parse("persistence:max_windows=2")) == [3, 7]
-    assert runner.model_positions(ModelSpec.parse("persistence:max_windows=4")) == [0, 3, 6, 7]
-    assert runner.model_positions(ModelSpec.parse("persistence:max_windows=12")) == list(range(10))
+    assert runner.model_positions(EvaluatedModel.parse("persistence:max_windows=1")) == [7]
+    assert runner.model_positions(EvaluatedModel.parse("persistence:max_windows=2")) == [3, 7]
+    assert runner.model_positions(EvaluatedModel.parse("persistence:max_windows=4")) == [0, 3, 6, 7]
+    assert runner.model_positions(EvaluatedModel.parse("persistence:max_windows=12")) == list(range(10))
 
 
 def test_panels_false_spends_no_forecast_on_cases_outside_the_subset(dataset, tmp_path):

@@ -8,8 +8,10 @@ import torch
 import yaml
 
 from nowcast.models import load_forecaster
+from nowcast.models.cards import shipped_cards
 from nowcast.models.checkpoint import CheckpointMismatchError, load_checkpoint
 from nowcast.models.learned import CHECKPOINT_DIR
+from nowcast.models.spec import ModelSpec
 from nowcast.types import GridSpec, WindowSpec, repo_root
 
 SHIPPED = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt")
@@ -60,8 +62,15 @@ def test_shipped_checkpoints_carry_their_training_record():
 
 def test_default_forecast_model_loads():
     cfg = yaml.safe_load((repo_root() / "configs" / "forecast.yaml").read_text())
-    args = {**cfg["model_defaults"].get(cfg["model"], {}), **cfg["model_args"]}
-    model = load_forecaster(cfg["model"], cfg["checkpoint"], **args)
-    assert model.name == cfg["model"]
-    for name, defaults in cfg["model_defaults"].items():  # every model's defaults load too
-        assert load_forecaster(name, None, **defaults).name == name
+    spec = ModelSpec.parse(cfg["model"])
+    assert spec.load().name == spec.name
+
+
+def test_a_shipped_file_brings_the_settings_its_card_scored():
+    """``diffusion`` with no arguments forecasts as its model card scored it; given arguments win."""
+    card = shipped_cards()["diffusion.pt"]
+    assert card.forecast_args, "the diffusion card states the settings it was scored with"
+    model = load_forecaster("diffusion")
+    assert model.match == card.forecast_args["match"]
+    assert model.motion_perturbation == card.forecast_args["motion_perturbation"]
+    assert load_forecaster("diffusion", match="none").match == "none"
