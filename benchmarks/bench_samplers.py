@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from nowcast.data.datamodule import from_config
-from nowcast.evaluation.runner import device_name as describe_device
+from nowcast.evaluation.provenance import device_name as describe_device
 from nowcast.evaluation.suite import ScoreSuite
 from nowcast.models import load_forecaster
 from nowcast.models.advection import advect

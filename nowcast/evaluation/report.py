@@ -11,141 +11,32 @@
     speed.csv                  seconds per forecast per model on this machine
     figures/*.png, *.gif       metric vs lead time, CSI per threshold, spectra, sample cases
 
-The "findings" paragraph is generated from the numbers: which model leads on each key metric,
-and where the focus model (default: registry name "diffusion") does not lead.
+The "findings" paragraph is generated from the numbers (:mod:`nowcast.evaluation.findings`): which
+model leads on each key metric, and where the focus model (default: registry name "diffusion")
+does not lead. The document model, the tables and the figures have modules of their own
+(``document``, ``tables``, ``figures``); this one assembles them.
 """
 
 from __future__ import annotations
 
-import csv
-import html
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from nowcast.evaluation import plots
-from nowcast.evaluation.bootstrap import Difference, Pooled, paired_difference, pooled_from_counts
+from nowcast.evaluation.document import Doc, fmt
+from nowcast.evaluation.figures import make_figures
+from nowcast.evaluation.findings import KEY_METRICS, SET_LEVEL, findings, mean_of
 from nowcast.evaluation.plots import lookup
-from nowcast.evaluation.runner import EvaluatedModel, member_lead, read_result, unpack_rain, write_json
+from nowcast.evaluation.results import load_run, write_json
+from nowcast.evaluation.tables import series_rows, spectra_rows, write_csv
 
-#: (column title, path into the scores, better: "min" | "max" | "one") of the summary table
-KEY_METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("MSE (mm/h)²", ("mse_mm_h",), "min"), ("MSE pixel", ("mse_pixel",), "min"),
-    ("PSNR", ("psnr",), "max"), ("SSIM", ("ssim",), "max"),
-    ("LPIPS", ("lpips",), "min"), ("FID", ("fid",), "min"),
-    ("CSI 1 mm/h", ("csi", "1.0"), "max"), ("CSI 4 mm/h", ("csi", "4.0"), "max"),
-    ("CSI 8 mm/h", ("csi", "8.0"), "max"), ("CSI 4 mm/h pool 16", ("csi_pool16", "4.0"), "max"),
-    ("bias 1 mm/h", ("bias", "1.0"), "one"),
-    ("FSS 1 mm/h 16 px", ("fss", "1.0", "16"), "max"), ("FSS 4 mm/h 16 px", ("fss", "4.0", "16"), "max"),
-    ("CRPS", ("crps",), "min"), ("RALSD (dB)", ("ralsd",), "min"),
-)
 #: metrics also tabulated per lead time
 PER_LEAD: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("CSI 1 mm/h", ("csi", "1.0")), ("CSI 4 mm/h", ("csi", "4.0")), ("CRPS (mm/h)", ("crps",)),
     ("MSE (mm/h)²", ("mse_mm_h",)), ("SSIM", ("ssim",)),
 )
-#: summary metrics without a per-window decomposition, whose leads carry no bootstrap interval
-SET_LEVEL = {("fid",), ("ralsd",)}
-DIRECTION_TEXT = {"min": "lower is better", "max": "higher is better", "one": "1 is best"}
-
-
-def fmt(x: Any) -> str:
-    """4 significant digits; '–' for a missing value."""
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "–"
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
-
-
-# ----------------------------------------------------------------------------- document
-
-
-class Doc:
-    """A tiny document model rendered both as Markdown and as HTML (one source, two outputs)."""
-
-    def __init__(self, title: str) -> None:
-        self.title = title
-        self.blocks: list[tuple[str, Any]] = []
-
-    def h(self, text: str, level: int = 2) -> None:
-        self.blocks.append(("h", (level, text)))
-
-    def p(self, text: str) -> None:
-        self.blocks.append(("p", text))
-
-    def items(self, lines: Sequence[str]) -> None:
-        if lines:
-            self.blocks.append(("ul", list(lines)))
-
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        self.blocks.append(("table", ([str(c) for c in header], [[fmt(c) for c in r] for r in rows])))
-
-    def img(self, src: str, alt: str) -> None:
-        self.blocks.append(("img", (src, alt)))
-
-    def pre(self, text: str) -> None:
-        self.blocks.append(("pre", text))
-
-    def markdown(self) -> str:
-        out = [f"# {self.title}", ""]
-        for kind, val in self.blocks:
-            if kind == "h":
-                out += [f"{'#' * val[0]} {val[1]}", ""]
-            elif kind == "p":
-                out += [val, ""]
-            elif kind == "ul":
-                out += [f"- {x}" for x in val] + [""]
-            elif kind == "table":
-                cell = lambda s: s.replace("|", "\\|")  # noqa: E731
-                out += ["| " + " | ".join(map(cell, val[0])) + " |",
-                        "|" + "|".join("---" for _ in val[0]) + "|"]
-                out += ["| " + " | ".join(map(cell, r)) + " |" for r in val[1]] + [""]
-            elif kind == "img":
-                out += [f"![{val[1]}]({val[0]})", ""]
-            elif kind == "pre":
-                out += ["```", val, "```", ""]
-        return "\n".join(out)
-
-    def html(self) -> str:
-        e = html.escape
-        body = [f"<h1>{e(self.title)}</h1>"]
-        for kind, val in self.blocks:
-            if kind == "h":
-                body.append(f"<h{val[0]}>{e(val[1])}</h{val[0]}>")
-            elif kind == "p":
-                body.append(f"<p>{_inline(val)}</p>")
-            elif kind == "ul":
-                body.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in val) + "</ul>")
-            elif kind == "table":
-                head = "".join(f"<th>{e(c)}</th>" for c in val[0])
-                rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
-                               for r in val[1])
-                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-            elif kind == "img":
-                body.append(f'<figure><img src="{e(val[0])}" alt="{e(val[1])}"><figcaption>{e(val[1])}'
-                            "</figcaption></figure>")
-            elif kind == "pre":
-                body.append(f"<pre>{e(val)}</pre>")
-        style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-                 "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
-                 "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-                 "th:first-child,td:first-child{text-align:left}img{max-width:100%}"
-                 "pre{background:#f6f6f6;padding:0.5em;overflow-x:auto;font-size:12px}")
-        return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{e(self.title)}</title>"
-                f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
-def _inline(text: str) -> str:
-    """Escape, then turn Markdown **bold** into <b> (the only inline markup the report uses)."""
-    parts = html.escape(text).split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-
-
-# ----------------------------------------------------------------------------- numbers
 
 
 def _wall_time(run: Mapping[str, Any]) -> str:
@@ -158,308 +49,6 @@ def _wall_time(run: Mapping[str, Any]) -> str:
 
     done = "; ".join(f"{took(p)} on {p.get('device_name', '?')}" for p in parts)
     return f"Run in {len(parts)} parts (`--resume`, commands below): {done}."
-
-
-def load_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """``(run metadata, {label: result})`` from a report folder, in the run's model order."""
-    folder = Path(folder)
-    run = json.loads((folder / "run.json").read_text())
-    results = {}
-    for spec in run.get("models", []):
-        s = EvaluatedModel.parse(spec)
-        path = folder / "models" / s.slug / "result.json"
-        results[s.label] = (read_result(path) if path.exists() else
-                            {"label": s.label, "spec": spec, "status": "not run", "error": "no result yet"})
-    return run, results
-
-
-def mean_of(result: Mapping[str, Any], path: Sequence[str]) -> float | None:
-    return lookup(result.get("scores", {}), (*path, "mean"))
-
-
-def leaders(results: Mapping[str, Mapping[str, Any]], path: Sequence[str], better: str) -> list[str]:
-    """Labels with the best mean of ``path`` (ties included); [] if no model has a value."""
-    vals = {k: mean_of(r, path) for k, r in results.items()}
-    vals = {k: (abs(v - 1.0) if better == "one" else -v if better == "max" else v)
-            for k, v in vals.items() if v is not None}
-    if not vals:
-        return []
-    best = min(vals.values())
-    return [k for k, v in vals.items() if v <= best + 1e-12 * max(1.0, abs(best))]
-
-
-def findings(results: Mapping[str, Mapping[str, Any]], focus: str, n_windows: int) -> list[str]:
-    """Generated statements: the leader on each key metric, where the focus model does not lead.
-
-    Only models scored on every window are ranked: a subset can be easier or harder than the
-    rest, so a subset model's numbers are reported but never called a lead or a loss.
-    """
-    ok = {k: r for k, r in results.items() if r.get("status") == "ok"}
-    full = {k: r for k, r in ok.items() if r["n_windows"] >= n_windows}
-    lines = []
-    led: dict[str, list[str]] = {k: [] for k in full}
-    lost: dict[str, list[str]] = {k: [] for k in full}
-    for title, path, better in KEY_METRICS:
-        best = leaders(full, path, better)
-        if not best:
-            continue
-        shown = ", ".join(f"{b} ({fmt(mean_of(full[b], path))})" for b in best)
-        margin = margin_text(best[0], full, path, better)
-        lines.append(f"**{title}** ({DIRECTION_TEXT[better]}): {shown} leads.{margin}")
-        for k in full:
-            if mean_of(full[k], path) is not None:
-                (led if k in best else lost)[k].append(f"{title} (leader: {', '.join(best)})" if k not in best
-                                                        else title)
-    focus_models = [k for k, r in ok.items() if r["spec"]["name"] == focus]
-    if not focus_models:
-        lines.append(f"No **{focus}** model was scored successfully in this run, so it is not compared.")
-    for k in focus_models:
-        if k not in full:
-            continue
-        if lost[k]:
-            lines.append(f"**{k}** does not lead on: {'; '.join(lost[k])}.")
-        lines.append(f"**{k}** leads on: {', '.join(led[k]) if led[k] else 'no key metric'}.")
-        against = against_best_other(k, full, focus)
-        if against:
-            lines.append(f"**{k}** against the best model of another kind on each metric (the difference "
-                         f"in {k}'s favour, 95 % paired bootstrap interval): {against}.")
-    for k, r in ok.items():
-        if k not in full:
-            lines.append(f"**{k}** was scored on a subset of {r['n_windows']} of the {n_windows} windows "
-                         "(the sample cases first), so it is not ranked against the others; its numbers are "
-                         "in the tables for reference only.")
-            if r["spec"]["name"] == focus:
-                lines += same_window_comparison(k, r, full)
-    return lines
-
-
-def window_pooled(result: Mapping[str, Any], path: Sequence[str]) -> tuple[list[int], Pooled] | None:
-    """(window indices, :class:`Pooled`) of a summary metric from ``result``'s per-window sums
-    (:meth:`ScoreSuite.window_sums`); None for FID and the spectra (set-level scores) and for a result
-    written before per-window sums were kept."""
-    per = result.get("per_window") or {}
-    if "mse_mm_h" not in per:
-        return None
-    key, windows = path[0], list(per["window_indices"])
-
-    def at(values: Sequence[float], x: str) -> int | None:
-        found = [i for i, v in enumerate(values) if float(v) == float(x)]
-        return found[0] if found else None
-
-    if key in ("mse_mm_h", "mse_pixel", "ssim", "crps", "lpips", "psnr"):
-        sums = np.asarray(per.get("mse_pixel" if key == "psnr" else key, []))
-        if not sums.size:
-            return None
-        return windows, Pooled(sums[..., 0], sums[..., 1], "psnr" if key == "psnr" else "ratio")
-    if key in ("csi", "bias") or key.startswith("csi_pool"):
-        table = per.get("counts" + key[len("csi"):] if key.startswith("csi_pool") else "counts")
-        j = at(per["thresholds"], path[1])
-        if table is None or j is None:
-            return None
-        counts = np.asarray(table)[:, :, j]  # (W, T, 3)
-        if key == "bias":
-            h, m, f = counts[..., 0], counts[..., 1], counts[..., 2]
-            return windows, Pooled(h + f, h + m, "distance_from_one")
-        return windows, pooled_from_counts(counts)
-    if key == "fss":
-        i, j = at(per["fss_thresholds"], path[1]), at(per["fss_scales"], path[2])
-        if i is None or j is None:
-            return None
-        f2, fo, o2 = np.moveaxis(np.asarray(per["fss"])[:, :, i, j], -1, 0)
-        return windows, Pooled(f2 - 2 * fo + o2, f2 + o2, "one_minus")
-    return None
-
-
-def paired(a: Mapping[str, Any], b: Mapping[str, Any], path: Sequence[str],
-           windows: Sequence[int] | None = None) -> Difference | None:
-    """Paired bootstrap difference a - b of a summary metric on the windows both were scored on (or
-    on ``windows``, which both must hold); None for a set-level metric or a result without
-    per-window sums. For a frequency bias the difference is of the distances from 1."""
-    pa, pb = window_pooled(a, path), window_pooled(b, path)
-    if pa is None or pb is None:
-        return None
-    shared = list(windows) if windows is not None else [w for w in pa[0] if w in set(pb[0])]
-    rows_a, rows_b = {w: i for i, w in enumerate(pa[0])}, {w: i for i, w in enumerate(pb[0])}
-    if not shared or any(w not in rows_a or w not in rows_b for w in shared):
-        return None
-    return paired_difference(pa[1].subset([rows_a[w] for w in shared]),
-                             pb[1].subset([rows_b[w] for w in shared]))
-
-
-def margin_text(leader: str, results: Mapping[str, Mapping[str, Any]], path: Sequence[str],
-                better: str) -> str:
-    """How far ``leader`` is ahead of every other model on ``path``, with 95 % paired bootstrap
-    intervals; differences whose interval holds 0 are called ties."""
-    sign = 1.0 if better == "max" else -1.0  # "min", and "one" (compared as distances from 1)
-    ahead, ties = [], []
-    n = 0
-    for other, res in results.items():
-        if other == leader:
-            continue
-        d = paired(results[leader], res, path)
-        if d is None:
-            continue
-        n = d.n_windows
-        low, high = sorted((sign * d.low, sign * d.high))
-        text = f"{other} {sign * d.value:+.3g} [{low:+.3g}, {high:+.3g}]"
-        (ties if d.is_tie else ahead).append(text)
-    if not ahead and not ties:
-        return ""
-    parts = [f"ahead of {'; '.join(ahead)}"] if ahead else []
-    parts += [f"**tied** (noise could reverse the order) with {'; '.join(ties)}"] if ties else []
-    return (f" Margin, 95 % paired bootstrap interval over the {n} windows: " + "; ".join(parts) + ".")
-
-
-def against_best_other(label: str, full: Mapping[str, Mapping[str, Any]], focus: str) -> str:
-    """``label`` (a ``focus`` model) against the best non-``focus`` model on each metric with per-window
-    sums: "CSI 1 mm/h vs extrapolation -0.014 [-0.02, -0.007] (behind); ..."."""
-    others = {k: r for k, r in full.items() if r["spec"]["name"] != focus}
-    parts = []
-    for title, path, better in KEY_METRICS:
-        best = leaders(others, path, better)
-        d = paired(full[label], full[best[0]], path) if best else None
-        if d is None:
-            continue
-        sign = 1.0 if better == "max" else -1.0  # "min", and "one" (compared as distances from 1)
-        low, high = sorted((sign * d.low, sign * d.high))
-        verdict = "a tie" if d.is_tie else "ahead" if sign * d.value > 0 else "behind"
-        parts.append(f"{title} vs {best[0]} {sign * d.value:+.3g} [{low:+.3g}, {high:+.3g}] ({verdict})")
-    return "; ".join(parts)
-
-
-def same_window_comparison(label: str, result: Mapping[str, Any],
-                           full: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """A subset model against every fully scored model on the subset's own windows (CSI at 1 mm/h,
-    mean over lead times, pooled over those windows; paired bootstrap intervals)."""
-    path = ("csi", "1.0")
-    mine = window_pooled(result, path)
-    if mine is None:
-        return []
-    windows = mine[0]
-    others = {k: d for k, d in ((k, paired(result, r, path, windows)) for k, r in full.items())
-              if d is not None}
-    if not others:
-        return []
-    shown = "; ".join(f"{k} {mine[1].value() - d.value:.3f} ({'a tie' if d.is_tie else 'differs'}: "
-                      f"difference {d.value:+.3f}, 95 % interval [{d.low:+.3f}, {d.high:+.3f}])"
-                      for k, d in others.items())
-    ahead = [k for k, d in others.items() if not d.is_tie and d.value < 0]
-    verdict = (f"it does not lead there ({', '.join(ahead)} score higher beyond noise)" if ahead
-               else "no model scores higher beyond noise")
-    return [f"On the same {len(windows)} window(s), CSI at 1 mm/h (mean over lead times): **{label}** "
-            f"{mine[1].value():.3f}; {shown} — {verdict}."]
-
-
-def series_rows(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> list[list[Any]]:
-    """Every per-lead/mean score as rows [model, metric, variant, lead_min, value]."""
-    rows: list[list[Any]] = []
-
-    def walk(label: str, node: Any, path: list[str]) -> None:
-        if not isinstance(node, Mapping) or (path and path[0] == "rapsd"):
-            return
-        if "mean" in node and "per_lead" in node:
-            variant = "/".join(path[1:])
-            rows.extend([label, path[0], variant, lead_minutes[i], v]
-                        for i, v in enumerate(node["per_lead"] or []))
-            rows.append([label, path[0], variant, "mean", node["mean"]])
-            return
-        for key, child in node.items():
-            walk(label, child, [*path, key])
-
-    for label, res in results.items():
-        walk(label, res.get("scores", {}), [])
-    return rows
-
-
-def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows([["" if v is None else v for v in r] for r in rows])
-
-
-def _spectra_rows(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> list[list[Any]]:
-    rows = []
-    for label, res in results.items():
-        spec = lookup(res.get("scores", {}), ("rapsd",))
-        if not spec:
-            continue
-        for i, (fc, ob) in enumerate(zip(spec["forecast"], spec["observed"], strict=True)):
-            rows += [[label, lead_minutes[i], wl, fq, f, o]
-                     for wl, fq, f, o in zip(spec["wavelength_km"], spec["freq_per_km"], fc, ob, strict=True)]
-    return rows
-
-
-# ----------------------------------------------------------------------------- the report
-
-
-def _cases(folder: Path) -> list[dict[str, np.ndarray]]:
-    path = folder / "cases.npz"
-    if not path.exists():
-        return []
-    with np.load(path) as z:
-        n = len(z["positions"])
-        keys = ("past", "future", "mask", "store", "anchor")
-        return [{k: unpack_rain(z[f"case{c}_{k}"]) if k in ("past", "future") else z[f"case{c}_{k}"]
-                 for k in keys} for c in range(n)]
-
-
-def _samples(folder: Path, results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
-    out = {}
-    for label, res in results.items():
-        path = folder / "models" / EvaluatedModel.parse(res["spec"]).slug / "samples.npz"
-        if path.exists():
-            with np.load(path) as z:
-                out[label] = {k: unpack_rain(z[k]) for k in z.files}
-    return out
-
-
-def _case_title(case: Mapping[str, np.ndarray]) -> str:
-    anchor = np.datetime64(int(case["anchor"]), "ns").astype("datetime64[m]")
-    return f"{case['store']} issued {anchor}Z"
-
-
-def make_figures(folder: Path, results: Mapping[str, Mapping[str, Any]],
-                 lead_minutes: Sequence[float]) -> list[tuple[str, str]]:
-    """Draw every figure into ``folder/figures``; returns [(relative path, caption)]."""
-    figs = folder / "figures"
-    figs.mkdir(exist_ok=True)
-    made: list[tuple[str, str]] = []
-
-    def add(path: Path | None, caption: str) -> None:
-        if path is not None:
-            made.append((path.relative_to(folder).as_posix(), caption))
-
-    add(plots.plot_lead_times(results, lead_minutes, figs / "lead_times.png"), "Scores against lead time")
-    add(plots.plot_csi_thresholds(results, figs / "csi_thresholds.png"),
-        "CSI (mean over lead times) per threshold, plain and after max-pooling")
-    add(plots.plot_spectra(results, lead_minutes, figs / "spectra.png"),
-        "Radially averaged power spectra (member 0 vs observed), window-averaged")
-    add(plots.plot_rank_histograms(results, lead_minutes, figs / "rank_histograms.png"),
-        "Rank histograms of the ensembles (all lead times and per lead-time group)")
-    add(plots.plot_reliability(results, lead_minutes, figs / "reliability.png"),
-        f"Reliability diagrams (bins of at least {plots.MIN_BIN_SAMPLES} pixels)")
-    add(plots.plot_roc(results, lead_minutes, figs / "roc.png"), "ROC curves")
-    add(plots.plot_spread_skill(results, lead_minutes, figs / "spread_skill.png"),
-        "Spread against the error of the ensemble mean")
-    samples = _samples(folder, results)
-    for c, case in enumerate(_cases(folder)):
-        member0 = {k: s[f"case{c}_member0"] for k, s in samples.items() if f"case{c}_member0" in s}
-        if not member0:
-            continue
-        title = _case_title(case)
-        add(plots.plot_case(case, member0, lead_minutes, title, figs / f"case{c}.png"),
-            f"Case {c}: {title}; past, observed and member 0 of each model")
-        lead = member_lead(len(case["future"]))
-        members = {k: s[f"case{c}_members"] for k, s in samples.items() if f"case{c}_members" in s}
-        means = {k: s[f"case{c}_mean"] for k, s in samples.items() if f"case{c}_mean" in s}
-        add(plots.plot_members(case, members, means, lead, lead_minutes[lead], title,
-                               figs / f"case{c}_members.png"),
-            f"Case {c}: ensemble members and ensemble mean at +{lead_minutes[lead]:g} min")
-        if c == 0:
-            add(plots.write_case_gif(case, member0, lead_minutes, title, figs / "case0.gif"),
-                "Case 0 animated over lead time (observed and member 0 of each model)")
-    return made
 
 
 def ensemble_section(doc: Doc, ok: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> None:
@@ -519,17 +108,17 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
 
     write_json(folder / "metrics.json", {"run": run, "models": {
         k: {key: v for key, v in r.items() if key != "per_window"} for k, r in results.items()}})
-    _write_csv(folder / "metrics.csv", ["model", "metric", "variant", "lead_min", "value"],
+    write_csv(folder / "metrics.csv", ["model", "metric", "variant", "lead_min", "value"],
                series_rows(ok, lead_minutes))
-    _write_csv(folder / "spectra.csv",
+    write_csv(folder / "spectra.csv",
                ["model", "lead_min", "wavelength_km", "freq_per_km", "power_forecast", "power_observed"],
-               _spectra_rows(ok, lead_minutes))
+               spectra_rows(ok, lead_minutes))
     speed_rows = [[k, r["speed"]["seconds_per_forecast"], r["speed"]["seconds_per_forecast_warm"],
                    r["speed"]["first_call_s"], r["speed"]["members"], r["speed"]["batch_size"],
                    r["speed"]["n_forecasts"], r["speed"]["device_name"]] for k, r in ok.items()]
     speed_header = ["model", "s/forecast", "s/forecast (after 1st call)", "1st call s", "members",
                     "batch", "forecasts", "device"]
-    _write_csv(folder / "speed.csv", speed_header, speed_rows)
+    write_csv(folder / "speed.csv", speed_header, speed_rows)
     made = make_figures(folder, ok, lead_minutes) if figures and ok else []
 
     doc = Doc(f"Nowcast evaluation: {run.get('name', folder.name)}")

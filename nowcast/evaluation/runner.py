@@ -10,192 +10,33 @@ once per store of the run): one that does not fit (e.g. a learned model trained 
 step or pixel size) gets the status "refused" with the reason, one that breaks "failed"; the
 others go on either way.
 
-Output folder layout (written as each model finishes, so a crash or a Ctrl-C loses at most the
-model that was running, and ``resume=True`` skips models already done)::
-
-    run.json                     run metadata (config, windows, data description, git, device)
-    cases.npz                    past / observed future / mask of the sample cases (see pack_rain)
-    models/<slug>/result.json    scores (ScoreSuite.compute()), speed, describe(), or the error
-    models/<slug>/windows.npz    per window the sums every pooled score is made of
-                                 (ScoreSuite.window_sums: so a model scored on a subset compares
-                                 with the others on its windows, and every difference gets a
-                                 paired bootstrap interval); read back by :func:`read_result`
-    models/<slug>/samples.npz    the model's forecasts of the sample cases: member 0 at every lead,
-                                 a few members and the ensemble mean at member_lead(n_out)
+Each model's results are written as it finishes (:mod:`nowcast.evaluation.results` has the
+folder layout), so a crash or a Ctrl-C loses at most the model that was running, and
+``resume=True`` skips models already done.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import re
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from nowcast.evaluation.cases import choose_cases, evenly_spaced
+from nowcast.evaluation.provenance import device_name
+from nowcast.evaluation.results import SHOW_MEMBERS, member_lead, pack_rain, read_result, write_result
+from nowcast.evaluation.specs import EvaluatedModel, SpecLike, parse_specs, weights_fingerprint
 from nowcast.evaluation.suite import ScoreSuite
 from nowcast.models.base import DoesNotFitError, bind_to_store
-from nowcast.models.spec import ModelSpec
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 log = logging.getLogger("nowcast.evaluate")
-
-#: ensemble members kept per sample case for the panels (member 0 is also the GIF's field)
-SHOW_MEMBERS = 4
-
-
-def member_lead(n_out: int) -> int:
-    """Lead index at which the report shows ensemble members (the middle of the forecast)."""
-    return max(0, n_out // 2 - 1)
-
-
-def pack_rain(rain: np.ndarray) -> np.ndarray:
-    """mm/h -> uint16 hundredths of mm/h (floored, clipped at 655 mm/h): small, exact for display."""
-    return np.clip(np.floor(np.asarray(rain, dtype=np.float64) * 100.0), 0, 65535).astype(np.uint16)
-
-
-def unpack_rain(packed: np.ndarray) -> np.ndarray:
-    return packed.astype(np.float32) / 100.0
-
-
-@dataclass(frozen=True)
-class EvaluatedModel(ModelSpec):
-    """A model of an evaluation: its :class:`~nowcast.models.spec.ModelSpec` plus the runner's own keys.
-
-    Written like any model spec (``"steps:members=8"``,
-    ``"diffusion:sampler=ddim,steps=50,checkpoint=path.pt,max_windows=4"`` or a mapping with these
-    keys beside ``name``/``args``/``checkpoint``). The runner's keys: ``members`` (overrides the
-    run's), ``max_windows`` (score this model on a subset of the run's windows: the sample cases
-    first, the rainiest, then evenly spaced ones; see :meth:`EvaluationRunner.model_positions`,
-    stated in the report), ``label`` (its name in the report; default: the name and args) and
-    ``panels`` (default true; ``false``: no extra forecasts of the sample cases outside the
-    model's subset, for samplers too slow to spend a forecast on a picture).
-    """
-
-    members: int | None = None
-    max_windows: int | None = None
-    label: str = ""
-    panels: bool = True
-
-    own_keys: ClassVar[tuple[str, ...]] = ("checkpoint", "members", "max_windows", "label", "panels")
-
-    @classmethod
-    def validate(cls, values: dict[str, Any]) -> None:
-        for key in ("members", "max_windows"):
-            value = values.get(key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"{key} must be a positive integer")
-        if not isinstance(values.get("panels", True), bool):
-            raise ValueError("panels must be true or false")
-        if not values.get("label"):
-            args = values.get("args") or {}
-            shown = ",".join(f"{k}={v}" for k, v in args.items())
-            values["label"] = f"{values['name']}:{shown}" if shown else values["name"]
-        values["label"] = str(values["label"])
-
-    @property
-    def slug(self) -> str:
-        """A file-name-safe form of the label (the model's folder under ``models/``)."""
-        return re.sub(r"[^A-Za-z0-9._=-]+", "_", self.label).strip("_") or self.name
-
-
-#: what names a model of an evaluation: a parsed one, a model spec, its short form or its mapping
-SpecLike = EvaluatedModel | ModelSpec | str | Mapping[str, Any]
-
-
-def parse_specs(specs: Sequence[SpecLike]) -> list[EvaluatedModel]:
-    """The specs of one run; ``ValueError`` for a malformed one or two with one label."""
-    parsed = [EvaluatedModel.parse(s) for s in specs]
-    labels = [s.label for s in parsed]
-    dup = {x for x in labels if labels.count(x) > 1}
-    if dup:
-        raise ValueError(f"two models share the label(s) {sorted(dup)}; give one a label=...")
-    return parsed
-
-
-def evenly_spaced(n: int, k: int | None) -> list[int]:
-    """``k`` indices spread evenly over ``range(n)`` (all of them when ``k`` is None or >= n)."""
-    if k is None or k >= n:
-        return list(range(n))
-    if k < 1:
-        raise ValueError(f"max_windows must be >= 1, got {k}")
-    return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
-
-
-def choose_cases(rain: Sequence[float], stores: Sequence[str], n_cases: int) -> list[int]:
-    """Positions of the sample cases: the rainiest window of each store in turn, rainiest first."""
-    order = sorted(range(len(rain)), key=lambda i: -rain[i])
-    picked: list[int] = []
-    for i in order:  # first one per store, then fill up with the rainiest remaining
-        if len(picked) < n_cases and stores[i] not in {stores[j] for j in picked}:
-            picked.append(i)
-    picked += [i for i in order if i not in picked][: max(0, n_cases - len(picked))]
-    return picked
-
-
-def device_name(device: torch.device) -> str:
-    """A human-readable name of the machine's compute device (GPU model or CPU model and cores)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    import platform
-
-    return f"CPU {cpu or platform.processor() or platform.machine()} ({os.cpu_count()} cores, " \
-           f"{torch.get_num_threads()} torch threads)"
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON atomically (NaN/inf are written as null)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_finite(obj), indent=1, default=str))
-    tmp.replace(path)
-
-
-def write_result(folder: Path, result: dict[str, Any]) -> None:
-    """``result.json`` of a model, its per-window sums (``result["per_window"]``, thousands of
-    numbers) apart in a compressed ``windows.npz``."""
-    per_window = result.get("per_window")
-    if per_window:
-        tmp = folder / "windows.tmp.npz"
-        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in per_window.items()})
-        tmp.replace(folder / "windows.npz")
-    write_json(folder / "result.json", {k: v for k, v in result.items() if k != "per_window"})
-
-
-def read_result(path: Path) -> dict[str, Any]:
-    """A model's ``result.json`` with its per-window sums from ``windows.npz`` beside it, if any."""
-    result = json.loads(path.read_text())
-    windows = path.parent / "windows.npz"
-    if windows.exists():
-        with np.load(windows) as z:
-            result["per_window"] = {k: z[k].tolist() for k in z.files}
-    return result
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _finite(obj.item())
-    return obj
 
 
 class EvaluationRunner:
@@ -437,15 +278,6 @@ class _NoBar:
 
     def close(self) -> None:
         pass
-
-
-def weights_fingerprint(spec: EvaluatedModel) -> list[dict[str, str | None]]:
-    """Name and SHA-256 of each checkpoint file ``spec`` loads (None for a missing file), so a
-    resumed run re-scores a model whose weights were retrained; [] for models without weights."""
-    from nowcast.models.checkpoint import file_sha256
-
-    return [{"file": path.name, "sha256": file_sha256(path) if path.is_file() else None}
-            for path in spec.weight_files()]
 
 
 def _progress(total: int, label: str, enabled: bool) -> Any:

@@ -15,8 +15,11 @@ from nowcast.data.store import open_store
 from nowcast.data.synthetic import write_synthetic_store
 from nowcast.data.windows import build_window_index
 from nowcast.evaluation import runner as runner_mod
-from nowcast.evaluation.report import KEY_METRICS, SET_LEVEL, findings, mean_of, window_pooled, write_report
-from nowcast.evaluation.runner import EvaluatedModel, EvaluationRunner, evenly_spaced
+from nowcast.evaluation.cases import evenly_spaced
+from nowcast.evaluation.findings import KEY_METRICS, SET_LEVEL, findings, mean_of, window_pooled
+from nowcast.evaluation.report import write_report
+from nowcast.evaluation.runner import EvaluationRunner
+from nowcast.evaluation.specs import EvaluatedModel
 from nowcast.types import FUTURE, MASK, PAST
 
 N_IN, N_OUT, CROP = 4, 3, 48

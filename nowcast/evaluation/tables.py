@@ -1,0 +1,50 @@
+"""The report's CSV tables: every score per model, metric, variant and lead time; the spectra."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nowcast.evaluation.plots import lookup
+
+
+def series_rows(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> list[list[Any]]:
+    """Every per-lead/mean score as rows [model, metric, variant, lead_min, value]."""
+    rows: list[list[Any]] = []
+
+    def walk(label: str, node: Any, path: list[str]) -> None:
+        if not isinstance(node, Mapping) or (path and path[0] == "rapsd"):
+            return
+        if "mean" in node and "per_lead" in node:
+            variant = "/".join(path[1:])
+            rows.extend([label, path[0], variant, lead_minutes[i], v]
+                        for i, v in enumerate(node["per_lead"] or []))
+            rows.append([label, path[0], variant, "mean", node["mean"]])
+            return
+        for key, child in node.items():
+            walk(label, child, [*path, key])
+
+    for label, res in results.items():
+        walk(label, res.get("scores", {}), [])
+    return rows
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows([["" if v is None else v for v in r] for r in rows])
+
+
+def spectra_rows(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> list[list[Any]]:
+    rows = []
+    for label, res in results.items():
+        spec = lookup(res.get("scores", {}), ("rapsd",))
+        if not spec:
+            continue
+        for i, (fc, ob) in enumerate(zip(spec["forecast"], spec["observed"], strict=True)):
+            rows += [[label, lead_minutes[i], wl, fq, f, o]
+                     for wl, fq, f, o in zip(spec["wavelength_km"], spec["freq_per_km"], fc, ob, strict=True)]
+    return rows
