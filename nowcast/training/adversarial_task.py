@@ -31,6 +31,7 @@ from nowcast.models.diffusion.networks import Denoiser, build_denoiser
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion
 from nowcast.samplers.adversarial import ADVERSARIAL_STEPS
 from nowcast.samplers.base import randn_like
+from nowcast.training.prepared import PreparedResiduals
 from nowcast.training.task import ForecastTask
 from nowcast.types import MOTION, PAST, GridSpec, WindowSpec
 
@@ -65,6 +66,9 @@ class AdversarialTask(ForecastTask):
         lr_g, lr_d, betas: Adam for the generator and the discriminator.
         grad_clip: gradient-norm clipping of both (0 = off); manual optimisation does it itself.
         val_members: ensemble members per validation window.
+        precompute: train on precomputed diffusion inputs (extrapolation, residual, coarse grid)
+            of the training windows, as the CPU diffusion recipe does
+            (:class:`~nowcast.training.prepared.PreparedResiduals`).
         init_from: an adversarial checkpoint of the same sizes and step count whose generator
             starts this fit (the discriminator starts afresh); see :class:`ForecastTask`.
     """
@@ -73,7 +77,7 @@ class AdversarialTask(ForecastTask):
                  disc_channels: int = 64, disc_depth: int = 3, r1_gamma: float = 0.1,
                  lambda_rec: float = 0.0, lr_g: float = 5e-5, lr_d: float = 1e-4,
                  betas: tuple[float, float] = (0.5, 0.9), grad_clip: float = 1.0,
-                 val_members: int = 1, init_from: str | None = None) -> None:
+                 val_members: int = 1, precompute: bool = False, init_from: str | None = None) -> None:
         if steps not in ADVERSARIAL_STEPS:
             raise ValueError(f"steps must be one of {ADVERSARIAL_STEPS}, got {steps}")
         base = DiffusionForecaster.from_checkpoint(diffusion_checkpoint)
@@ -96,6 +100,11 @@ class AdversarialTask(ForecastTask):
                                            disc_channels, disc_depth)
         self.sampler = self.diffusion.build_sampler("adversarial", generator=self.generator)
         self.sampler.set_timesteps(steps)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit" and self.hparams.precompute:
+            PreparedResiduals.replace_training_windows(self._trainer, self.diffusion)
 
     def init_targets(self) -> dict[str, list[torch.nn.Module]]:
         return {"generator": [self.generator]}

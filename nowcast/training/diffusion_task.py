@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nowcast.data.datamodule import NowcastDataModule
 from nowcast.models.diffusion.forecaster import DiffusionForecaster
 from nowcast.models.diffusion.networks import DENOISERS, build_denoiser
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion
@@ -93,11 +92,8 @@ class DiffusionTask(ForecastTask):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if stage == "fit" and self.hparams.precompute and isinstance(datamodule, NowcastDataModule):
-            if not datamodule.with_motion:
-                raise ValueError("precompute needs the data module's motion (data.with_motion: true)")
-            datamodule.replace_dataset("train", PreparedResiduals.from_datamodule(datamodule, self.diffusion))
+        if stage == "fit" and self.hparams.precompute:
+            PreparedResiduals.replace_training_windows(self._trainer, self.diffusion)
 
     def init_targets(self) -> dict[str, list[torch.nn.Module]]:
         return {"denoiser": [self.diffusion.denoiser, self.ema]}

@@ -80,6 +80,17 @@ class PreparedResiduals(Dataset):
         return cls(full, diffusion, dm.crop_size, augment=dm.augment, prefer_rain=dm.prefer_rainy_crops,
                    min_wet_fraction=dm.min_wet_fraction)
 
+    @classmethod
+    def replace_training_windows(cls, trainer: Any, diffusion: ConditionalDiffusion) -> None:
+        """Give the fit of ``trainer`` the precomputed inputs of its training windows (a fit whose
+        data is not a :class:`NowcastDataModule`, e.g. a test's loader, is left as it is)."""
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if not isinstance(datamodule, NowcastDataModule):
+            return
+        if not datamodule.with_motion:
+            raise ValueError("precompute needs the data module's motion (data.with_motion: true)")
+        datamodule.replace_dataset("train", cls.from_datamodule(datamodule, diffusion))
+
     def __len__(self) -> int:
         return len(self.items)
 

@@ -1,0 +1,47 @@
+"""`nowcast train fit` of the adversarial stage as configured (configs/train/adversarial.yaml), on CPU:
+precomputed diffusion inputs, a few GAN steps, an export the diffusion forecaster samples with."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import yaml
+from tiny_setup import N_OUT, write_data_config
+
+from nowcast.commands.train import main as train_main
+from nowcast.models.diffusion import DiffusionForecaster
+from nowcast.training.diffusion_task import DiffusionTask
+from nowcast.types import repo_root
+
+
+def test_adversarial_stage_trains_on_precomputed_inputs(tmp_path, caplog):
+    torch.set_num_threads(1)
+    data = write_data_config(tmp_path)
+    recipe = yaml.safe_load((repo_root() / "configs/train/diffusion.yaml").read_text())["model"]["init_args"]
+    base = DiffusionTask(**{**recipe, "n_out": N_OUT, "dim": 16, "depth": 1, "heads": 2, "channels": [8, 16]})
+    base_path = base.export(tmp_path / "diffusion.pt")
+    config = yaml.safe_load((repo_root() / "configs/train/adversarial.yaml").read_text())
+    assert config["model"]["init_args"]["precompute"], "the CPU stage precomputes like its base recipe"
+    config["model"]["init_args"].update(diffusion_checkpoint=str(base_path), z_dim=4, disc_channels=8,
+                                        disc_depth=2)
+    config.pop("data")
+    trainer = config["trainer"]
+    trainer.update(val_check_interval=2, default_root_dir=str(tmp_path / "runs"), enable_progress_bar=False,
+                   logger=False, num_sanity_val_steps=0, enable_model_summary=False)
+    for cb in trainer["callbacks"]:
+        if "ExportCheckpoint" in cb["class_path"]:
+            cb["init_args"]["dirpath"] = str(tmp_path / "export")
+        if "ModelCheckpoint" in cb["class_path"]:
+            cb["init_args"]["dirpath"] = str(tmp_path / "checkpoints")
+    (tmp_path / "adversarial.yaml").write_text(yaml.safe_dump(config))
+    with caplog.at_level(logging.INFO, logger="nowcast.training.prepared"):
+        assert train_main(["fit", "--config", str(tmp_path / "adversarial.yaml"), "--data", str(data),
+                           "--trainer.max_steps", "4"]) == 0
+    assert any("precomputed the diffusion inputs" in r.getMessage() for r in caplog.records)
+    export = tmp_path / "export" / "diffusion-adversarial-last.pt"
+    model = DiffusionForecaster.from_checkpoint(base_path, sampler="adversarial", steps=4,
+                                                sampler_checkpoint=export)
+    seed = torch.Generator().manual_seed(0)
+    rain = model.forecast(torch.rand(1, 4, 32, 32) * 5, N_OUT, members=2, generator=seed)
+    assert rain.shape == (1, 2, N_OUT, 32, 32) and torch.isfinite(rain).all()
