@@ -254,7 +254,8 @@ class Operator:
         h, w = inputs.rows.stop - inputs.rows.start, inputs.cols.stop - inputs.cols.start
         record.seconds.setdefault("motion", 0.0)
         record.seconds.setdefault("forecast", 0.0)
-        for spec in s.chain:
+        chain = s.chain
+        for position, spec in enumerate(chain):
             name = str(spec)
             entry: dict[str, Any] = {"model": name}
             record.models.append(entry)
@@ -263,7 +264,7 @@ class Operator:
                 forecaster, frames, needed = self._prepare_model(spec, inputs, (h, w))
                 grid = f"{h}x{w}, {s.members} members"
                 left = s.latency_budget_seconds - (time.perf_counter() - t0)
-                last_resort = spec is s.chain[-1]  # a late forecast beats none: no deadline
+                last_resort = position == len(chain) - 1  # a late forecast beats none: no deadline
                 last = self.state.model_seconds(name, grid)
                 if not last_resort and last is not None and last > left:
                     raise HandOver(

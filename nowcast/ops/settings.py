@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nowcast.models.spec import ModelSpec
+if TYPE_CHECKING:
+    from nowcast.models.spec import ModelSpec
 
 
 @dataclass
@@ -52,14 +53,20 @@ class OperateSettings:
         self.processed = Path(self.processed) if self.processed else None
         if not self.models:
             raise ValueError("models: give at least one model (the fallback chain, first choice first)")
-        self.chain = [ModelSpec.parse(m) for m in self.models]
-        names = [str(spec) for spec in self.chain]
+        names = [str(spec) for spec in self.chain]  # a bad spec is refused here, at once
         if len(set(names)) < len(names):
             raise ValueError(f"models: the chain names a model twice: {names}")
         if self.format not in ("nc", "zarr"):
             raise ValueError(f"format must be nc or zarr, got {self.format!r}")
         if self.interval_minutes <= 0 or self.latency_budget_seconds <= 0:
             raise ValueError("interval_minutes and latency_budget_seconds must be > 0")
+
+    @property
+    def chain(self) -> list[ModelSpec]:
+        """``models`` read as model specs (:class:`~nowcast.models.spec.ModelSpecError` for a bad one)."""
+        from nowcast.models.spec import ModelSpec
+
+        return [ModelSpec.parse(m) for m in self.models]
 
     @property
     def interval(self) -> dt.timedelta:

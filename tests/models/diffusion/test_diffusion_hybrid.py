@@ -132,6 +132,7 @@ def test_untrained_recipe_stays_on_the_extrapolation_of_a_real_event(shared_rada
     from data_pipelines.sources import get_source
     from nowcast.evaluation.categorical import CategoricalScores
     from nowcast.models import load_forecaster
+    from nowcast.models.cards import shipped_cards
     from nowcast.models.diffusion.wrapper import motion_of
     from nowcast.training.diffusion_task import DiffusionTask
     from nowcast.types import repo_root
@@ -155,9 +156,8 @@ def test_untrained_recipe_stays_on_the_extrapolation_of_a_real_event(shared_rada
     assert float(scores.compute()["csi"].reshape(-1)[0]) > 0.95
     assert (ours[:, :, 0] - extrap[:, :, 0]).abs().mean() < 0.05 * extrap[:, 0, 0].mean()
 
-    # the same with the member post-processing `nowcast forecast` uses for the shipped model
-    forecast_config = yaml.safe_load((repo_root() / "configs/forecast.yaml").read_text())
-    options = forecast_config["model_defaults"]["diffusion"]
+    # the same with the member post-processing the shipped model forecasts with (its card's settings)
+    options = shipped_cards()["diffusion.pt"].forecast_args
     post = {k: v for k, v in options.items() if k not in ("sampler", "steps")}
     assert post  # matching and motion perturbations
     processed = DiffusionTask(**{**recipe, "val_steps": 2}).to_forecaster(**post)
