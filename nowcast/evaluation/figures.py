@@ -3,6 +3,7 @@ and animations (drawn by :mod:`nowcast.evaluation.plots` from the folder's store
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import numpy as np
 from nowcast.evaluation import plots
 from nowcast.evaluation.results import member_lead, unpack_rain
 from nowcast.evaluation.specs import EvaluatedModel
+
+log = logging.getLogger(__name__)
 
 
 def _cases(folder: Path) -> list[dict[str, np.ndarray]]:
@@ -64,6 +67,15 @@ def make_figures(folder: Path, results: Mapping[str, Mapping[str, Any]],
     add(plots.plot_spread_skill(results, lead_minutes, figs / "spread_skill.png"),
         "Spread against the error of the ensemble mean")
     samples = _samples(folder, results)
+    lacking = [label for label in results if label not in samples]
+    kept = sorted(figs.glob("case*.png")) + sorted(figs.glob("case*.gif"))
+    if lacking and kept:  # e.g. a clone (samples.npz are not in git): fewer models must not overwrite them
+        log.warning("sample-case figures kept as drawn before: no stored samples here for %s",
+                    ", ".join(lacking))
+        for path in kept:
+            add(path, f"{path.stem}: sample case, kept from an earlier drawing (this folder lacks the stored "
+                      f"samples of {len(lacking)} model(s), so it may not show every model)")
+        return made
     for c, case in enumerate(_cases(folder)):
         member0 = {k: s[f"case{c}_member0"] for k, s in samples.items() if f"case{c}_member0" in s}
         if not member0:

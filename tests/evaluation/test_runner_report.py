@@ -296,3 +296,17 @@ def test_a_focus_model_on_a_subset_is_compared_on_its_own_windows(report, datase
     assert np.array_equal(same, counts)
     # the same model on the same windows: no difference
     assert f"extrapolation {pooled_csi(counts):.3f} (a tie: difference +0.000" in line
+
+
+def test_a_folder_without_some_samples_keeps_its_case_figures(report, tmp_path):
+    """samples.npz are not kept in git: redrawing a clone's report must not replace the case panels
+    with ones that lack those models."""
+    import shutil
+
+    out = shutil.copytree(report[0], tmp_path / "clone")
+    before = (out / "figures/case0.png").read_bytes()
+    removed = sorted(out.glob("models/*/samples.npz"))[0]
+    removed.unlink()
+    write_report(out)
+    assert (out / "figures/case0.png").read_bytes() == before
+    assert "kept from an earlier drawing" in (out / "report.md").read_text()
