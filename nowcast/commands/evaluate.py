@@ -35,8 +35,6 @@ EXIT_MODEL_FAILED = 1
 
 HELP = "score forecasters on a store split and write a report (tables, plots, metrics.json, CSV)"
 
-log = logging.getLogger("nowcast.evaluate")
-
 
 def build_parser() -> ArgumentParser:
     p = command_parser("nowcast evaluate", description=__doc__)

@@ -27,7 +27,6 @@ log = logging.getLogger("nowcast.evaluate")
 def check_models(texts: list[Any]) -> list[EvaluatedModel]:
     """The model specs of ``--models``, each refused (one line) before anything runs if its text,
     name or arguments are bad, or its checkpoint is missing, unreadable or another model's."""
-
     if not texts:
         raise EvaluateInputError("no models given (--models)")
     try:
