@@ -40,6 +40,7 @@ from nowcast.evaluation.provenance import device_name as describe_device
 from nowcast.evaluation.suite import ScoreSuite
 from nowcast.models import load_forecaster
 from nowcast.models.advection import advect
+from nowcast.models.diffusion.forecaster import RAW_SAMPLES
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 # DDPM last: the device is warm by then, so its single timed run needs no warm-up run
@@ -164,12 +165,12 @@ def main() -> None:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps({"windows": len(batches), "extrapolation": ref}, indent=1))
         return
-    base = load_forecaster("diffusion", args.checkpoint)
+    base = load_forecaster("diffusion", args.checkpoint, **RAW_SAMPLES)
     n_full = base.diffusion.schedule.n_train_steps
     rows, notes = [], []
     for sampler, steps in SAMPLERS:
         steps = steps or n_full
-        kw = {"sampler": sampler, "steps": steps}
+        kw = {**RAW_SAMPLES, "sampler": sampler, "steps": steps}
         if sampler == "adversarial":
             path = args.adversarial.format(k=steps)
             if not Path(path).exists():
@@ -179,7 +180,8 @@ def main() -> None:
         model = load_forecaster("diffusion", args.checkpoint, **kw).to(device)
         row = {"sampler": label(sampler, steps)}
         if sampler == "ddpm" and args.scale_full_schedule:
-            short = {n: load_forecaster("diffusion", args.checkpoint, sampler="ddpm", steps=n).to(device)
+            short = {n: load_forecaster("diffusion", args.checkpoint, **{**RAW_SAMPLES, "sampler": "ddpm",
+                                                                         "steps": n}).to(device)
                      for n in (2, 12)}
             t2, _ = time_forecast(short[2], batches[0], args.members, device, args.repeats)
             t12, peak = time_forecast(short[12], batches[0], args.members, device, args.repeats)

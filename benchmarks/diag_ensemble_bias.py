@@ -23,6 +23,7 @@ from nowcast.data.datamodule import from_config
 from nowcast.evaluation.crps import crps_ensemble
 from nowcast.evaluation.inputs import reduce_ensemble
 from nowcast.models import load_forecaster
+from nowcast.models.diffusion.forecaster import RAW_SAMPLES
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 MEMBERS = 8
@@ -65,7 +66,7 @@ def main() -> None:
     for v in variants:
         parts = v.split(":")
         name, steps, scale, eta = parts + ["10", "1", "0"][len(parts) - 1:]
-        f = load_forecaster("diffusion", ckpt, sampler=name, steps=int(steps),
+        f = load_forecaster("diffusion", ckpt, sampler=name, steps=int(steps), **RAW_SAMPLES,
                             sampler_args={"eta": float(eta)} if name == "ddim" else None)
         f.diffusion.residual_scale *= float(scale)
         models[v] = f

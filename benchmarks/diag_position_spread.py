@@ -19,6 +19,7 @@ import torch
 from nowcast.data.datamodule import from_config
 from nowcast.evaluation.crps import crps_ensemble
 from nowcast.models import load_forecaster
+from nowcast.models.diffusion.forecaster import RAW_SAMPLES
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 MEMBERS, STRIDE, RATES = 8, 4, (0.0, 0.5, 1.0, 2.0)
@@ -40,7 +41,8 @@ def main() -> None:
                      eval_crop_size=256, eval_batch_size=1)
     dm.setup("validate")
     ds = dm.dataset("val")
-    model = load_forecaster("diffusion", sys.argv[1] if len(sys.argv) > 1 else None, sampler="ddim", steps=4)
+    model = load_forecaster("diffusion", sys.argv[1] if len(sys.argv) > 1 else None, sampler="ddim", steps=4,
+                            **RAW_SAMPLES)
     extrapolation = load_forecaster("extrapolation")
     crps = {(name, r): [] for name in ("diffusion", "extrapolation") for r in RATES}
     mae = []

@@ -23,6 +23,9 @@ from nowcast.types import GridSpec, WindowSpec
 #: checkpoint ``hparams`` keys that build the denoiser; the others configure the wrapper
 WRAPPER_KEYS = ("prediction_type", "residual", "n_train_steps", "loss_weighting", "min_snr_gamma", "coarsen",
                 "residual_scale")
+#: the arguments that turn the member post-processing off: the samples as drawn (a shipped file's
+#: card turns it on by default; benchmarks and diagnostics of the sampling itself pass these)
+RAW_SAMPLES: dict[str, Any] = {"match": "none", "motion_perturbation": 0.0}
 
 
 @FORECASTERS.register("diffusion")
