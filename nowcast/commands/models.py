@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     command_parser("nowcast models", __doc__).parse_args(argv)
     from nowcast.models import FORECASTERS, import_all
     from nowcast.models.cards import CHECKPOINT_DIR, card_of, shipped_cards
+    from nowcast.models.spec import short_form
     from nowcast.samplers import SAMPLERS
 
     import_all()
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         state = "" if card_of(path) else "  [the file differs from its card: card not applied]"
         print(f"  {file:<14} {card.summary}{state}")
         if card.forecast_args:
-            shown = ",".join(f"{k}={v}" for k, v in card.forecast_args.items())
+            shown = short_form(file.removesuffix(".pt"), card.forecast_args)
             print(f"  {'':<14} forecasts with the settings its card scored: {shown}")
         if card.below_extrapolation:
             print(f"  {'':<14} NOT FOR REAL FORECASTS: {card.below_extrapolation}")

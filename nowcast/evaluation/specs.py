@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from nowcast.models.spec import ModelSpec
+from nowcast.models.spec import ModelSpec, short_form
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,7 @@ class EvaluatedModel(ModelSpec):
                 raise ValueError(f"{key} must be a positive integer")
         if not isinstance(values.get("panels", True), bool):
             raise ValueError("panels must be true or false")
-        if not values.get("label"):
-            args = values.get("args") or {}
-            shown = ",".join(f"{k}={v}" for k, v in args.items())
-            values["label"] = f"{values['name']}:{shown}" if shown else values["name"]
-        values["label"] = str(values["label"])
+        values["label"] = str(values.get("label") or short_form(values["name"], values.get("args") or {}))
 
     @property
     def slug(self) -> str:

@@ -34,6 +34,11 @@ NAME = re.compile(r"[A-Za-z0-9_.-]+")
 SPEC_FILE_SUFFIXES = (".yaml", ".yml")
 
 
+def short_form(name: str, args: Mapping[str, Any]) -> str:
+    """``name:key=value,...`` (just ``name`` without args)."""
+    return f"{name}:{','.join(f'{k}={v}' for k, v in args.items())}" if args else name
+
+
 class ModelSpecError(ValueError):
     """A model spec that cannot be read (the message names the spec and what is wrong)."""
 
@@ -118,13 +123,13 @@ class ModelSpec:
 
     @classmethod
     def validate(cls, values: dict[str, Any]) -> None:
-        """Refuse bad values of the spec's own fields (``ValueError``); subclasses add theirs."""
+        """Refuse bad values of the spec's own fields (``ValueError``) and fill in the ones derived
+        from others; subclasses add theirs (the base spec has none)."""
 
     def __str__(self) -> str:
         """The short form (``checkpoint`` as its last key)."""
-        items = [*(f"{k}={v}" for k, v in self.args.items()),
-                 *([f"checkpoint={self.checkpoint}"] if self.checkpoint else [])]
-        return f"{self.name}:{','.join(items)}" if items else self.name
+        own = {"checkpoint": self.checkpoint} if self.checkpoint else {}
+        return short_form(self.name, {**self.args, **own})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
