@@ -20,9 +20,9 @@ rows=("$@")
 
 declare -A overrides=(
   [recipe]=""
-  [unscaled]="--model.init_args.residual_scale 1.0"
-  [full-res]="--model.init_args.coarsen 1"
-  [transformer]="--model.init_args.architecture transformer --model.init_args.dim 144 --model.init_args.depth 6 --model.init_args.heads 4"
+  [unscaled]="--model.init_args.model.args.residual_scale 1.0"
+  [full-res]="--model.init_args.model.args.coarsen 1"
+  [transformer]="--model.init_args.model.args.architecture transformer --model.init_args.model.args.dim 144 --model.init_args.model.args.depth 6 --model.init_args.model.args.heads 4"
 )
 
 mkdir -p runs/ablation outputs/ablation

@@ -16,13 +16,13 @@ MODELS=${*:-diffusion convlstm simvp cgan}
 for m in $MODELS; do
   if [ "$m" = diffusion ]; then
     train diffusion --data configs/data/radar-mix.yaml --config configs/train/diffusion.yaml \
-      --config configs/train/gpu.yaml --model.init_args.init_from nowcast/checkpoints/diffusion.pt --trainer.max_time "$BUDGET" \
+      --config configs/train/gpu.yaml --model.init_args.model.checkpoint nowcast/checkpoints/diffusion.pt --trainer.max_time "$BUDGET" \
       --data.num_workers 4 --trainer.default_root_dir runs/diffusion &
   else
     # the shipped cGAN holds no discriminators: train fresh ones alone first (d_warmup)
     extra=(); [ "$m" = cgan ] && extra=(--model.init_args.d_warmup 200)
     train $m --config configs/train/baselines.yaml --config configs/train/$m.yaml \
-      --model.init_args.init_from nowcast/checkpoints/$m.pt --trainer.max_time "$BUDGET" \
+      --model.init_args.model.checkpoint nowcast/checkpoints/$m.pt --trainer.max_time "$BUDGET" \
       --data.num_workers 3 --trainer.default_root_dir runs/$m "${extra[@]}" &
   fi
 done

@@ -6,7 +6,7 @@ source "$(dirname "$0")/common.sh"
 python3 -c "import torch, lightning, zarr; print('torch', torch.__version__, 'lightning', lightning.__version__, 'zarr', zarr.__version__)"
 D="--data configs/data/radar-mix.yaml --config configs/train/diffusion-transformer.yaml --trainer.max_time 00:00:04:30"
 train diff_res $D --trainer.default_root_dir runs/diff_res & P1=$!
-train diff_dir $D --model.init_args.residual false --trainer.default_root_dir runs/diff_dir & P2=$!
+train diff_dir $D --model.init_args.model.args.residual false --trainer.default_root_dir runs/diff_dir & P2=$!
 ( for m in simvp convlstm cgan; do
     train $m --config configs/train/baselines.yaml --config configs/train/$m.yaml --trainer.max_time 00:00:01:30 \
       --data.num_workers 3 --trainer.default_root_dir runs/$m
@@ -32,7 +32,7 @@ for v in res dir; do metrics $v runs/diff_$v; done
 pack
 for k in 4 2 1; do
   train adv$k --data configs/data/radar-mix.yaml --config configs/train/adversarial.yaml \
-    --model.init_args.diffusion_checkpoint $OUT/diffusion.pt --model.init_args.steps $k \
+    --model.init_args.model.checkpoint $OUT/diffusion.pt --model.init_args.model.args.steps $k \
     --trainer.max_time 00:00:01:45 --data.num_workers 4 --trainer.default_root_dir runs/adv$k &
 done
 wait

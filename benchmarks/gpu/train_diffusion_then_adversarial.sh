@@ -14,7 +14,7 @@ grep -E "exported|it/s" /tmp/logs/diff.txt | tail -3
 pack
 for k in 4 2 1; do
   train adv$k --data configs/data/radar-mix.yaml --config configs/train/adversarial.yaml \
-    --model.init_args.diffusion_checkpoint $OUT/diffusion.pt --model.init_args.steps $k \
+    --model.init_args.model.checkpoint $OUT/diffusion.pt --model.init_args.model.args.steps $k \
     --trainer.max_time 00:00:01:10 --data.num_workers 4 --trainer.default_root_dir runs/adv$k &
 done
 wait

@@ -15,6 +15,11 @@ arguments, ``checkpoint`` the weights of a learned model (None: its shipped file
 may add the settings it was scored with: :attr:`nowcast.models.cards.Card.forecast_args`).
 A command that needs settings of its own (evaluation's ``members``, ``label`` ...) extends the
 class, so the short form carries them as further keys.
+
+Training (``nowcast train``) takes the same spec as its task's ``model``: there ``args`` are what
+the network is built with (what its checkpoint will store, e.g.
+:class:`~nowcast.models.diffusion.settings.DiffusionNetwork`) and ``checkpoint`` the weights the
+fit starts from; one setting is one override, ``--model.init_args.model.args.coarsen 1``.
 """
 
 from __future__ import annotations

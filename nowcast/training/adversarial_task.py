@@ -26,16 +26,20 @@ from torch import Tensor
 
 from nowcast.models.checkpoint import file_sha256
 from nowcast.models.diffusion.discriminator import Discriminator
-from nowcast.models.diffusion.forecaster import WRAPPER_KEYS, DiffusionForecaster
+from nowcast.models.diffusion.forecaster import DiffusionForecaster
 from nowcast.models.diffusion.networks import Denoiser, build_denoiser
+from nowcast.models.diffusion.settings import WRAPPER_KEYS
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion
+from nowcast.models.spec import ModelSpec
 from nowcast.samplers.adversarial import ADVERSARIAL_STEPS
 from nowcast.samplers.base import randn_like
 from nowcast.training.prepared import PreparedResiduals
-from nowcast.training.task import ForecastTask
+from nowcast.training.task import ForecastTask, trained_model
 from nowcast.types import MOTION, PAST, GridSpec, WindowSpec
 
 ADVERSARIAL_FORECASTER = "diffusion-adversarial"
+#: the sampler this stage trains the network of
+ADVERSARIAL = "adversarial"
 
 
 def init_generator(denoiser: Denoiser, net_hparams: dict[str, Any], z_dim: int) -> Denoiser:
@@ -54,10 +58,15 @@ class AdversarialTask(ForecastTask):
     """Train the adversarial large-step generator on top of a trained diffusion checkpoint.
 
     Args:
-        diffusion_checkpoint: the exported diffusion model (nowcast checkpoint, forecaster
-            "diffusion"); its window, grid, transform, objective and network sizes are reused.
-        steps: large steps K in (1, 2, 4): the generator is trained at the timesteps of the
-            "adversarial" sampler with K steps and must be sampled with K.
+        model: the model whose sampler this trains, as ``nowcast forecast`` would sample it:
+            ``{name: diffusion, checkpoint: <base>, args: {sampler: adversarial, steps: K,
+            sampler_checkpoint: <generator>}}`` (:class:`~nowcast.models.spec.ModelSpec`).
+            ``checkpoint`` is the exported diffusion model whose window, grid, transform,
+            objective and network sizes are reused; ``steps`` the large steps K in (1, 2, 4) (the
+            generator is trained at the timesteps of the "adversarial" sampler with K steps and
+            must be sampled with K; default 4); ``sampler_checkpoint`` an adversarial file of the
+            same sizes and step count whose generator starts this fit (the discriminator starts
+            afresh; the task's ``init_from``, see :class:`ForecastTask`).
         z_dim: latent size of the generator.
         disc_channels, disc_depth: discriminator width and number of down-sampling blocks.
         r1_gamma: weight of the R1 penalty ``gamma/2 E||grad_x D(x_real)||^2``.
@@ -69,23 +78,34 @@ class AdversarialTask(ForecastTask):
         precompute: train on precomputed diffusion inputs (extrapolation, residual, coarse grid)
             of the training windows, as the CPU diffusion recipe does
             (:class:`~nowcast.training.prepared.PreparedResiduals`).
-        init_from: an adversarial checkpoint of the same sizes and step count whose generator
-            starts this fit (the discriminator starts afresh); see :class:`ForecastTask`.
     """
 
-    def __init__(self, diffusion_checkpoint: str, steps: int = 4, z_dim: int = 64,
-                 disc_channels: int = 64, disc_depth: int = 3, r1_gamma: float = 0.1,
-                 lambda_rec: float = 0.0, lr_g: float = 5e-5, lr_d: float = 1e-4,
-                 betas: tuple[float, float] = (0.5, 0.9), grad_clip: float = 1.0,
-                 val_members: int = 1, precompute: bool = False, init_from: str | None = None) -> None:
+    def __init__(self, model: ModelSpec, z_dim: int = 64, disc_channels: int = 64, disc_depth: int = 3,
+                 r1_gamma: float = 0.1, lambda_rec: float = 0.0, lr_g: float = 5e-5, lr_d: float = 1e-4,
+                 betas: tuple[float, float] = (0.5, 0.9), grad_clip: float = 1.0, val_members: int = 1,
+                 precompute: bool = False) -> None:
+        task = type(self).__name__
+        spec = trained_model(model, task, [DiffusionForecaster.name])
+        sampling = {"sampler": ADVERSARIAL, "steps": 4, "sampler_checkpoint": None}
+        unknown = sorted(set(spec.args) - set(sampling))
+        if unknown:
+            raise ValueError(f"{task}: model args {unknown} are not the adversarial sampler's; "
+                             f"known: {', '.join(sampling)}")
+        sampling.update(spec.args)
+        if sampling["sampler"] != ADVERSARIAL:
+            raise ValueError(f"{task} trains the {ADVERSARIAL!r} sampler, not {sampling['sampler']!r}")
+        steps = sampling["steps"]
         if steps not in ADVERSARIAL_STEPS:
             raise ValueError(f"steps must be one of {ADVERSARIAL_STEPS}, got {steps}")
-        base = DiffusionForecaster.from_checkpoint(diffusion_checkpoint)
-        super().__init__(n_out=base.window.n_out, val_members=val_members, lr=lr_g, init_from=init_from)
-        self.save_hyperparameters()
+        if spec.checkpoint is None:
+            raise ValueError(f"{task} needs the diffusion model's checkpoint (model.checkpoint)")
+        base = DiffusionForecaster.from_checkpoint(spec.checkpoint)
+        init_from = sampling["sampler_checkpoint"]
+        super().__init__(n_out=base.window.n_out, val_members=val_members, lr=lr_g,
+                         init_from=None if init_from is None else str(init_from))
+        self.save_settings(spec)
         self.automatic_optimization = False
-        self.base_checkpoint = {"path": str(diffusion_checkpoint),
-                                "sha256": file_sha256(diffusion_checkpoint)}
+        self.base_checkpoint = {"path": spec.checkpoint, "sha256": file_sha256(spec.checkpoint)}
         self.window: WindowSpec = base.window
         self.grid: GridSpec = base.grid
         self.base_hparams = dict(base.hparams)
@@ -98,7 +118,7 @@ class AdversarialTask(ForecastTask):
                                               **self.wrapper_hparams)
         self.discriminator = Discriminator(self.generator.n_out, self.generator.cond_channels,
                                            disc_channels, disc_depth)
-        self.sampler = self.diffusion.build_sampler("adversarial", generator=self.generator)
+        self.sampler = self.diffusion.build_sampler(ADVERSARIAL, generator=self.generator)
         self.sampler.set_timesteps(steps)
 
     def setup(self, stage: str) -> None:

@@ -4,16 +4,16 @@ Both tasks train a :class:`~nowcast.models.blocks.NetForecaster`'s network in tr
 on the batches of the shared DataModule, and inherit the shared validation (CSI at 1 mm/h,
 MSE in mm/h) of :class:`~nowcast.training.task.ForecastTask`.
 
-- :class:`RegressionTask` (``model: convlstm | simvp``): masked MSE (or L1) to the observed
+- :class:`RegressionTask` (``model: {name: convlstm | simvp}``): masked MSE (or L1) to the observed
   future in transform space; one optimiser, automatic optimisation.
 - :class:`CGANTask`: DGMR-style training with manual optimisation; per batch one
   discriminator step (hinge loss, spatial + temporal discriminator) and one generator step
   (hinge adversarial loss on one sample + ``reg_weight`` x grid-cell regulariser on the mean
   of ``n_samples`` samples). ``d_warmup`` batches of discriminator-only steps come first
-  when a fit starts from a shipped file (``init_from``), which holds the generator alone.
+  when a fit starts from a shipped file (``model.checkpoint``), which holds the generator alone.
 
-Network sizes are named presets of the forecaster class (``size: default | tiny``) with
-``hparams`` overrides; the frame counts always come from ``n_in``/``n_out``.
+The model spec's ``args`` name a size preset of the forecaster class (``size: default | small |
+tiny``) and override its settings; the frame counts always come from ``n_in``/``n_out``.
 """
 
 from __future__ import annotations
@@ -30,37 +30,55 @@ from nowcast.models import import_all
 from nowcast.models.base import FORECASTERS
 from nowcast.models.baselines.cgan import SpatialDiscriminator, TemporalDiscriminator
 from nowcast.models.blocks import NetForecaster
-from nowcast.training.task import ForecastTask
+from nowcast.models.spec import ModelSpec
+from nowcast.training.task import ForecastTask, trained_model
 from nowcast.types import FUTURE, MASK, PAST, GridSpec, WindowSpec
+
+#: the models the tasks build when none is named: the default preset, trained from scratch
+DEFAULT_REGRESSION = ModelSpec("simvp")
+DEFAULT_CGAN = ModelSpec("cgan")
 
 
 class NetTask(ForecastTask):
     """What both baseline tasks share: building the network, transform-space batches,
-    the forecaster view of the current weights and the shippable checkpoint."""
+    the forecaster view of the current weights and the shippable checkpoint.
+
+    Args:
+        model: what to train, ``{name, args, checkpoint}`` (:class:`~nowcast.models.spec.ModelSpec`;
+            ``name`` one of the task's :attr:`trains`): ``args`` are ``size`` (a named preset of
+            the forecaster class, default "default"), ``transform`` (model space, default "dbz")
+            and overrides of the preset's settings; ``checkpoint`` a file of the same settings
+            whose weights start the fit (see :class:`ForecastTask`).
+        n_in, n_out, timestep_minutes, pixel_size_m: the window and grid trained for.
+        val_members: ensemble members per validation window.
+        lr, weight_decay: the optimiser's.
+    """
+
+    #: the registry names this task trains
+    trains: tuple[str, ...] = ()
 
     def __init__(
         self,
-        model: str,
-        size: str = "default",
-        hparams: dict[str, Any] | None = None,
+        model: ModelSpec,
         n_in: int = 4,
         n_out: int = 12,
         timestep_minutes: float = 5.0,
         pixel_size_m: float = 2000.0,
-        transform: str = "dbz",
         val_members: int = 1,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        init_from: str | None = None,
     ) -> None:
+        spec = trained_model(model, type(self).__name__, self.trains)
         super().__init__(n_out=n_out, val_members=val_members, lr=lr, weight_decay=weight_decay,
-                         init_from=init_from)
+                         init_from=spec.checkpoint)
         import_all()
-        cls = FORECASTERS.get(model)
+        cls = FORECASTERS.get(spec.name)
         if not issubclass(cls, NetForecaster):
-            raise ValueError(f"{model!r} is not a network forecaster these tasks can train")
+            raise ValueError(f"{spec.name!r} is not a network forecaster these tasks can train")
         self.forecaster_cls = cls
-        preset = cls.hparams_for(size, **(hparams or {}))
+        args = dict(spec.args)
+        size, transform = args.pop("size", "default"), args.pop("transform", "dbz")
+        preset = cls.hparams_for(size, **args)
         # the window fixes the frame counts of the networks that are built for them
         frames = {"n_in": n_in, "n_out": n_out}
         self.net_hparams = {k: frames.get(k, v) for k, v in preset.items()}
@@ -68,6 +86,7 @@ class NetTask(ForecastTask):
         self.rain_transform = build_transform(transform)
         self.window = WindowSpec(n_in=n_in, n_out=n_out, timestep_minutes=timestep_minutes)
         self.grid = GridSpec(pixel_size_m=pixel_size_m)
+        self.spec = spec
 
     @property
     def net(self) -> nn.Module:
@@ -152,25 +171,23 @@ class RegressionTask(NetTask):
     rain (the remedy of the weighted/balanced losses of DGMR and TrajGRU for forecasts that
     fade heavy rain)."""
 
+    trains = ("convlstm", "simvp")
+
     def __init__(
         self,
-        model: Literal["convlstm", "simvp"] = "simvp",
-        size: str = "default",
-        hparams: dict[str, Any] | None = None,
+        model: ModelSpec = DEFAULT_REGRESSION,
         loss: Literal["mse", "l1"] = "mse",
         rain_weighted: bool = False,
         n_in: int = 4,
         n_out: int = 12,
         timestep_minutes: float = 5.0,
         pixel_size_m: float = 2000.0,
-        transform: str = "dbz",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        init_from: str | None = None,
     ) -> None:
-        super().__init__(model, size, hparams, n_in, n_out, timestep_minutes, pixel_size_m,
-                         transform, val_members=1, lr=lr, weight_decay=weight_decay, init_from=init_from)
-        self.save_hyperparameters()
+        super().__init__(model, n_in, n_out, timestep_minutes, pixel_size_m, val_members=1, lr=lr,
+                         weight_decay=weight_decay)
+        self.save_settings(self.spec)
         self.loss, self.rain_weighted = loss, rain_weighted
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -190,10 +207,11 @@ class CGANTask(NetTask):
     mm/h); unlike DGMR the difference is taken in transform space, where the network works.
     """
 
+    trains = ("cgan",)
+
     def __init__(
         self,
-        size: str = "default",
-        hparams: dict[str, Any] | None = None,
+        model: ModelSpec = DEFAULT_CGAN,
         d_base: int = 32,
         d_blocks: int = 4,
         d_frames: int = 4,
@@ -204,16 +222,13 @@ class CGANTask(NetTask):
         n_out: int = 12,
         timestep_minutes: float = 5.0,
         pixel_size_m: float = 2000.0,
-        transform: str = "dbz",
         val_members: int = 4,
         lr: float = 5e-5,
         lr_d: float = 2e-4,
         d_warmup: int = 0,
-        init_from: str | None = None,
     ) -> None:
-        super().__init__("cgan", size, hparams, n_in, n_out, timestep_minutes, pixel_size_m,
-                         transform, val_members=val_members, lr=lr, init_from=init_from)
-        self.save_hyperparameters()
+        super().__init__(model, n_in, n_out, timestep_minutes, pixel_size_m, val_members=val_members, lr=lr)
+        self.save_settings(self.spec)
         self.automatic_optimization = False
         self.d_spatial = SpatialDiscriminator(d_base, d_blocks, d_frames)
         self.d_temporal = TemporalDiscriminator(d_base, d_blocks, d_crop)

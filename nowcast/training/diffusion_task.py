@@ -17,35 +17,27 @@ from torch import Tensor
 
 from nowcast.models.diffusion.forecaster import DiffusionForecaster
 from nowcast.models.diffusion.networks import DENOISERS, build_denoiser
+from nowcast.models.diffusion.settings import DiffusionNetwork
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion
+from nowcast.models.spec import ModelSpec
 from nowcast.training.prepared import PreparedResiduals
-from nowcast.training.task import ForecastTask
+from nowcast.training.task import ForecastTask, trained_model, typed_args
 from nowcast.types import GridSpec, WindowSpec
+
+#: the diffusion model of :class:`DiffusionNetwork`'s defaults, trained from scratch
+DEFAULT_MODEL = ModelSpec(DiffusionForecaster.name)
 
 
 class DiffusionTask(ForecastTask):
     """Conditional diffusion training.
 
     Args:
+        model: what to train, ``{name: diffusion, args: {...}, checkpoint: ...}``
+            (:class:`~nowcast.models.spec.ModelSpec`): ``args`` are the network and objective
+            (:class:`~nowcast.models.diffusion.settings.DiffusionNetwork`), ``checkpoint`` a
+            diffusion file of the same settings whose (EMA) weights start both the network and
+            its average (fine-tuning; see :class:`ForecastTask`).
         n_in, n_out: past frames seen and future frames predicted.
-        architecture: the denoiser, "transformer" (patch Transformer,
-            :class:`~nowcast.models.diffusion.denoiser.SpatioTemporalTransformer`) or "hybrid"
-            (convolutional U-shape around space-time attention on a coarse token grid,
-            :class:`~nowcast.models.diffusion.hybrid.SpaceTimeUNet`).
-        dim, depth, heads, mlp_ratio: the Transformer's width, blocks, heads, MLP expansion.
-        patch: patch size of "transformer".
-        channels: convolution widths per resolution of "hybrid" (one halving per extra entry).
-        prediction_type: "v" (default), "epsilon" or "x0".
-        residual: diffuse ``future - extrapolation`` instead of the future.
-        use_extrapolation: condition the denoiser on the extrapolation frames.
-        transform: the rain transform defining model space: a name ("dbz", "log") or its
-            arguments, e.g. ``{"name": "log", "eps": 1.0}`` (log(R + 1)).
-        n_train_steps: noise-schedule length (cosine).
-        coarsen: diffuse the residual on a grid this many times coarser (see
-            :class:`~nowcast.models.diffusion.wrapper.ConditionalDiffusion`).
-        residual_scale: the diffused residual is divided by this (about its standard deviation).
-        loss_weighting: "none", "min_snr" or "v_min_snr" (see
-            :class:`~nowcast.models.diffusion.wrapper.ConditionalDiffusion`).
         lr, weight_decay: AdamW.
         warmup_steps: linear learning-rate warm-up.
         ema_decay: decay of the weight average used for validation and export.
@@ -55,37 +47,24 @@ class DiffusionTask(ForecastTask):
             (:class:`~nowcast.training.prepared.PreparedResiduals`); needs the data module's
             motion (``with_motion``).
         timestep_minutes, pixel_size_m: what the data are (stored in the exported checkpoint).
-        init_from: a diffusion checkpoint of the same sizes whose (EMA) weights start both the
-            network and its average (fine-tuning; see :class:`ForecastTask`).
     """
 
-    def __init__(self, n_in: int = 4, n_out: int = 12, architecture: str = "transformer", dim: int = 256,
-                 depth: int = 6, heads: int = 8, patch: int = 8, mlp_ratio: float = 4.0,
-                 channels: list[int] | None = None, prediction_type: str = "v", residual: bool = True,
-                 use_extrapolation: bool = True, transform: str | dict[str, Any] = "dbz",
-                 n_train_steps: int = 1000, coarsen: int = 1, residual_scale: float = 1.0,
-                 loss_weighting: str = "none", lr: float = 3e-4, weight_decay: float = 0.0,
-                 warmup_steps: int = 200, ema_decay: float = 0.999, val_sampler: str = "ddim",
-                 val_steps: int = 10, val_members: int = 1, precompute: bool = False,
-                 timestep_minutes: float = 5.0,
-                 pixel_size_m: float = 2000.0, init_from: str | None = None) -> None:
+    def __init__(self, model: ModelSpec = DEFAULT_MODEL, n_in: int = 4, n_out: int = 12, lr: float = 3e-4,
+                 weight_decay: float = 0.0, warmup_steps: int = 200, ema_decay: float = 0.999,
+                 val_sampler: str = "ddim", val_steps: int = 10, val_members: int = 1,
+                 precompute: bool = False, timestep_minutes: float = 5.0,
+                 pixel_size_m: float = 2000.0) -> None:
+        spec = trained_model(model, type(self).__name__, [DiffusionForecaster.name])
+        network = typed_args(spec, DiffusionNetwork)
         super().__init__(n_out=n_out, val_members=val_members, lr=lr, weight_decay=weight_decay,
-                         init_from=init_from)
-        self.save_hyperparameters()
-        if architecture not in DENOISERS:
-            raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(DENOISERS)}")
-        self.net_hparams = dict(n_in=n_in, n_out=n_out, extrapolation=use_extrapolation, dim=dim,
-                                depth=depth, heads=heads, mlp_ratio=mlp_ratio)
-        if architecture == "transformer":  # the key is left out so older checkpoints still match
-            self.net_hparams["patch"] = patch
-        else:
-            self.net_hparams.update(architecture=architecture, channels=list(channels or (32, 64, 96)))
-        self.wrapper_hparams = dict(prediction_type=prediction_type, residual=residual,
-                                    n_train_steps=n_train_steps, loss_weighting=loss_weighting)
-        if coarsen != 1 or residual_scale != 1.0:  # idem: absent = the defaults
-            self.wrapper_hparams.update(coarsen=coarsen, residual_scale=residual_scale)
+                         init_from=spec.checkpoint)
+        self.save_settings(spec)
+        if network.architecture not in DENOISERS:
+            raise ValueError(f"unknown architecture {network.architecture!r}; known: {', '.join(DENOISERS)}")
+        self.net_hparams = network.denoiser_hparams(n_in, n_out)
+        self.wrapper_hparams = network.wrapper_hparams()
         self.diffusion = ConditionalDiffusion(build_denoiser(self.net_hparams),
-                                              transform=transform, **self.wrapper_hparams)
+                                              transform=network.transform, **self.wrapper_hparams)
         self.ema = copy.deepcopy(self.diffusion.denoiser).requires_grad_(False)
         self.window = WindowSpec(n_in=n_in, n_out=n_out, timestep_minutes=timestep_minutes)
         self.grid = GridSpec(pixel_size_m=pixel_size_m)

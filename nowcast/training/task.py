@@ -19,9 +19,12 @@ monitored quantity), ``val/mse`` the masked MSE in mm/h of the ensemble mean.
 
 from __future__ import annotations
 
+import inspect
 from abc import abstractmethod
+from collections.abc import Collection, Mapping
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
@@ -35,10 +38,31 @@ from nowcast.models.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from nowcast.models.spec import ModelSpec
 from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
 
 #: checkpoint ``hparams`` keys that may differ when fine-tuning (provenance, not architecture)
 PROVENANCE_KEYS = ("base_checkpoint",)
+
+T = TypeVar("T")
+
+
+def trained_model(model: ModelSpec | Mapping[str, Any] | str, task: str, names: Collection[str]) -> ModelSpec:
+    """The spec a task trains (a :class:`ModelSpec`, or its mapping or short form when a task is
+    built in Python), refusing a model the task cannot train (``ValueError`` naming both)."""
+    spec = ModelSpec.parse(model)
+    if spec.name not in names:
+        raise ValueError(f"{task} trains {' or '.join(sorted(names))}, not {spec.name!r}")
+    return spec
+
+
+def typed_args(spec: ModelSpec, settings: type[T]) -> T:
+    """``spec.args`` as the dataclass ``settings``, refusing a key it does not have (``ValueError``)."""
+    known = [f.name for f in fields(settings)]  # type: ignore[arg-type]
+    unknown = sorted(set(spec.args) - set(known))
+    if unknown:
+        raise ValueError(f"model {spec.name!r}: unknown setting(s) {unknown}; known: {', '.join(known)}")
+    return settings(**spec.args)
 
 
 class ForecastTask(L.LightningModule):
@@ -46,7 +70,13 @@ class ForecastTask(L.LightningModule):
     ``weight_decay`` of the optimiser; ``init_from``: a nowcast checkpoint of the same model
     and setup whose weights start the fit (fine-tuning, e.g. continuing a shipped model on
     another machine) or are scored by ``nowcast train validate`` (the training-time metric of
-    a shipped file); ``--ckpt_path`` resumption still wins over it."""
+    a shipped file); ``--ckpt_path`` resumption still wins over it.
+
+    Subclasses take what they train as ``model``, a :class:`~nowcast.models.spec.ModelSpec`
+    (``{name, args, checkpoint}``, the spec ``nowcast forecast`` and ``evaluate`` read): ``args``
+    are what its network is built with, ``checkpoint`` is their ``init_from``, so
+    ``--model.init_args.model.args.<setting>`` and ``--model.init_args.model.checkpoint F`` work
+    on the command line."""
 
     def __init__(self, n_out: int = 12, val_members: int = 1, lr: float = 2e-4,
                  weight_decay: float = 0.0, init_from: str | None = None) -> None:
@@ -76,6 +106,12 @@ class ForecastTask(L.LightningModule):
         raise NotImplementedError(f"{type(self).__name__} cannot start from a checkpoint (init_from)")
 
     # --- shared -------------------------------------------------------------------------
+    def save_settings(self, spec: ModelSpec) -> None:
+        """Lightning's ``hparams`` (saved in its checkpoints): the calling subclass's ``__init__``
+        arguments, with the model spec as a plain mapping."""
+        self.save_hyperparameters(ignore=["model"], frame=inspect.currentframe().f_back)
+        self.hparams["model"] = spec.to_dict()
+
     def setup(self, stage: str) -> None:
         # before Lightning restores a --ckpt_path, so a resumed run keeps its own weights
         if stage in ("fit", "validate") and self.init_from:

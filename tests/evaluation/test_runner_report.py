@@ -40,7 +40,7 @@ def diffusion_checkpoint(tmp_path_factory):
     from nowcast.training.diffusion_task import DiffusionTask
 
     torch.manual_seed(0)
-    task = DiffusionTask(n_in=N_IN, n_out=N_OUT, dim=16, depth=1, heads=2, patch=4, val_steps=2)
+    task = DiffusionTask("diffusion:dim=16,depth=1,heads=2,patch=4", n_in=N_IN, n_out=N_OUT, val_steps=2)
     return task.export(tmp_path_factory.mktemp("ckpt") / "diffusion.pt")
 
 
@@ -180,7 +180,7 @@ def test_resume_scores_again_a_model_whose_weights_changed(dataset, tmp_path, mo
 
     def train(seed: int) -> None:
         torch.manual_seed(seed)
-        DiffusionTask(n_in=N_IN, n_out=N_OUT, dim=16, depth=1, heads=2, patch=4).export(ckpt)
+        DiffusionTask("diffusion:dim=16,depth=1,heads=2,patch=4", n_in=N_IN, n_out=N_OUT).export(ckpt)
 
     ckpt = tmp_path / "diffusion.pt"
     train(0)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from nowcast.models.checkpoint import load_checkpoint
 from nowcast.models.diffusion.discriminator import Discriminator
 from nowcast.models.diffusion.forecaster import DiffusionForecaster
+from nowcast.models.spec import ModelSpec
 from nowcast.training.adversarial_task import ADVERSARIAL_FORECASTER, AdversarialTask
 from nowcast.training.diffusion_task import DiffusionTask
 from nowcast.types import FUTURE, MASK, MOTION, PAST
@@ -31,11 +32,18 @@ BASES = {"transformer": {"patch": 4},
 def diffusion_ckpt(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny exported diffusion model whose weights are all non-trivial (not the zero init)."""
     torch.manual_seed(0)
-    task = DiffusionTask(n_in=N_IN, n_out=N_OUT, dim=16, depth=1, heads=2, **BASES[request.param])
+    network = {"dim": 16, "depth": 1, "heads": 2, **BASES[request.param]}
+    task = DiffusionTask(ModelSpec("diffusion", network), n_in=N_IN, n_out=N_OUT)
     with torch.no_grad():
         for p in task.ema.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return task.export(tmp_path_factory.mktemp("diffusion") / "diffusion.pt")
+
+
+def stage_of(base: Path | str, steps: int = 4, **settings) -> AdversarialTask:
+    """The adversarial stage of the diffusion model ``base`` (its spec as ``nowcast forecast`` reads it)."""
+    spec = ModelSpec("diffusion", {"sampler": "adversarial", "steps": steps}, str(base))
+    return AdversarialTask(spec, **settings)
 
 
 def make_batch(seed: int, b: int = 2) -> dict[str, torch.Tensor]:
@@ -48,7 +56,7 @@ def make_batch(seed: int, b: int = 2) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("steps", [1, 4])
 def test_generator_starts_as_the_denoiser(diffusion_ckpt: Path, steps: int) -> None:
-    task = AdversarialTask(str(diffusion_ckpt), steps=steps, z_dim=8, disc_channels=8, disc_depth=2)
+    task = stage_of(diffusion_ckpt, steps, z_dim=8, disc_channels=8, disc_depth=2)
     x_t, cond = torch.randn(3, N_OUT, SIZE, SIZE), torch.randn(3, task.generator.cond_channels, SIZE, SIZE)
     t = torch.tensor([999, 500, 3])
     ref = task.denoiser(x_t, t, cond)
@@ -61,11 +69,11 @@ def test_generator_starts_as_the_denoiser(diffusion_ckpt: Path, steps: int) -> N
 
 def test_bad_arguments_are_refused(diffusion_ckpt: Path) -> None:
     with pytest.raises(ValueError, match="steps"):
-        AdversarialTask(str(diffusion_ckpt), steps=3)
+        stage_of(diffusion_ckpt, steps=3)
     with pytest.raises(ValueError, match="z_dim"):
-        AdversarialTask(str(diffusion_ckpt), z_dim=0)
+        stage_of(diffusion_ckpt, z_dim=0)
     with pytest.raises(FileNotFoundError):
-        AdversarialTask("no/such/diffusion.pt")
+        stage_of("no/such/diffusion.pt")
 
 
 def test_discriminator_shapes_and_gradients() -> None:
@@ -80,8 +88,8 @@ def test_discriminator_shapes_and_gradients() -> None:
 
 
 def test_gan_steps_export_and_load(diffusion_ckpt: Path, tmp_path: Path) -> None:
-    task = AdversarialTask(str(diffusion_ckpt), steps=2, z_dim=8, disc_channels=8, disc_depth=2,
-                           r1_gamma=1.0, lambda_rec=0.5, lr_g=1e-3, lr_d=1e-3)
+    task = stage_of(diffusion_ckpt, steps=2, z_dim=8, disc_channels=8, disc_depth=2,
+                    r1_gamma=1.0, lambda_rec=0.5, lr_g=1e-3, lr_d=1e-3)
     disc0 = [p.detach().clone() for p in task.discriminator.parameters()]
     batches = [make_batch(i) for i in range(3)]
     trainer = L.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,

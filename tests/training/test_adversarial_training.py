@@ -19,12 +19,12 @@ def test_adversarial_stage_trains_on_precomputed_inputs(tmp_path, caplog):
     torch.set_num_threads(1)
     data = write_data_config(tmp_path)
     recipe = yaml.safe_load((repo_root() / "configs/train/diffusion.yaml").read_text())["model"]["init_args"]
-    base = DiffusionTask(**{**recipe, "n_out": N_OUT, "dim": 16, "depth": 1, "heads": 2, "channels": [8, 16]})
+    recipe["model"]["args"].update(dim=16, depth=1, heads=2, channels=[8, 16])
+    base = DiffusionTask(**{**recipe, "n_out": N_OUT})
     base_path = base.export(tmp_path / "diffusion.pt")
     config = yaml.safe_load((repo_root() / "configs/train/adversarial.yaml").read_text())
     assert config["model"]["init_args"]["precompute"], "the CPU stage precomputes like its base recipe"
-    config["model"]["init_args"].update(diffusion_checkpoint=str(base_path), z_dim=4, disc_channels=8,
-                                        disc_depth=2)
+    config["model"]["init_args"].update(z_dim=4, disc_channels=8, disc_depth=2)
     config.pop("data")
     trainer = config["trainer"]
     trainer.update(val_check_interval=2, default_root_dir=str(tmp_path / "runs"), enable_progress_bar=False,
@@ -37,6 +37,7 @@ def test_adversarial_stage_trains_on_precomputed_inputs(tmp_path, caplog):
     (tmp_path / "adversarial.yaml").write_text(yaml.safe_dump(config))
     with caplog.at_level(logging.INFO, logger="nowcast.training.prepared"):
         assert train_main(["fit", "--config", str(tmp_path / "adversarial.yaml"), "--data", str(data),
+                           "--model.init_args.model.checkpoint", str(base_path),  # the spec's base model
                            "--trainer.max_steps", "4"]) == 0
     assert any("precomputed the diffusion inputs" in r.getMessage() for r in caplog.records)
     export = tmp_path / "export" / "diffusion-adversarial-last.pt"

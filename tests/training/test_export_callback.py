@@ -27,13 +27,12 @@ def _trainer(export: ExportCheckpoint) -> L.Trainer:
 
 
 def test_fit_exports_and_validate_does_not(tmp_path):
-    task = RegressionTask(model="convlstm", size="tiny", n_out=3)
+    task = RegressionTask("convlstm:size=tiny", n_out=3)
     _trainer(ExportCheckpoint(dirpath=str(tmp_path / "fit"), every_n_train_steps=0)).fit(
         task, _loader(2), _loader(1))
     assert sorted(p.name for p in (tmp_path / "fit").iterdir()) == ["model-best.pt", "model-last.pt"]
 
-    scored = RegressionTask(model="convlstm", size="tiny", n_out=3,
-                            init_from=str(tmp_path / "fit" / "model-best.pt"))
+    scored = RegressionTask(f"convlstm:size=tiny,checkpoint={tmp_path / 'fit' / 'model-best.pt'}", n_out=3)
     trainer = _trainer(ExportCheckpoint(dirpath=str(tmp_path / "validate")))
     trainer.validate(scored, _loader(1))
     assert "val/csi_1" in trainer.callback_metrics

@@ -1,4 +1,5 @@
-"""Fine-tuning from a nowcast checkpoint (``init_from``): the weights arrive, another setup is refused."""
+"""Fine-tuning from a nowcast checkpoint (the trained model spec's ``checkpoint``, a task's
+``init_from``): the weights arrive, another setup is refused."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import pytest
 import torch
 
 from nowcast.models.checkpoint import CheckpointMismatchError, load_checkpoint
+from nowcast.models.spec import ModelSpec
 from nowcast.training.adversarial_task import AdversarialTask
 from nowcast.training.baseline_tasks import CGANTask, RegressionTask
 from nowcast.training.diffusion_task import DiffusionTask
 
-TINY_DIFFUSION = {"n_out": 3, "dim": 16, "depth": 1, "heads": 2, "patch": 4}
+TINY_DIFFUSION = {"dim": 16, "depth": 1, "heads": 2, "patch": 4}
 
 
 def _scramble(task) -> None:
@@ -29,12 +31,25 @@ def _assert_holds(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> 
         torch.testing.assert_close(mine[name].float(), value.float(), rtol=0, atol=0, msg=name)
 
 
-BUILDERS = {
-    "diffusion": lambda **kw: DiffusionTask(**TINY_DIFFUSION, **kw),
-    "simvp": lambda **kw: RegressionTask(model="simvp", size="tiny", n_out=3, **kw),
-    "convlstm": lambda **kw: RegressionTask(model="convlstm", size="tiny", n_out=3, **kw),
-    "cgan": lambda **kw: CGANTask(size="tiny", n_out=3, **kw),
-}
+def diffusion(checkpoint: str | None = None, n_out: int = 3, **settings) -> DiffusionTask:
+    """The tiny diffusion task, with ``settings`` overriding its network's, started from ``checkpoint``."""
+    return DiffusionTask(ModelSpec("diffusion", {**TINY_DIFFUSION, **settings}, checkpoint), n_out=n_out)
+
+
+def adversarial(base: str, steps: int, generator: str | None = None) -> AdversarialTask:
+    """The tiny adversarial stage of ``base`` (continuing ``generator``)."""
+    sampling = {"sampler": "adversarial", "steps": steps, "sampler_checkpoint": generator}
+    spec = ModelSpec("diffusion", sampling, base)
+    return AdversarialTask(spec, z_dim=4, disc_channels=8, disc_depth=1)
+
+
+def tiny(task: type, name: str):
+    """A builder of ``task`` training the tiny preset of ``name``, started from an optional checkpoint."""
+    return lambda checkpoint=None: task(ModelSpec(name, {"size": "tiny"}, checkpoint), n_out=3)
+
+
+BUILDERS = {"diffusion": diffusion, "simvp": tiny(RegressionTask, "simvp"),
+            "convlstm": tiny(RegressionTask, "convlstm"), "cgan": tiny(CGANTask, "cgan")}
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
@@ -43,7 +58,7 @@ def test_init_from_copies_every_module_and_records_it(name, tmp_path):
     _scramble(source)
     path = source.export(tmp_path / "source.pt")
     saved = load_checkpoint(path)["state_dict"]
-    task = BUILDERS[name](init_from=str(path))
+    task = BUILDERS[name](str(path))
     first = next(iter(task.init_targets().values()))[0]
     with pytest.raises(AssertionError):  # a fresh task differs from the scrambled source...
         _assert_holds(first, saved[next(iter(task.init_targets()))])
@@ -56,18 +71,18 @@ def test_init_from_copies_every_module_and_records_it(name, tmp_path):
     assert record["path"] == str(path) and len(record["sha256"]) == 64
     assert record["training"] == load_checkpoint(path)["training"]
     # a second continuation keeps the whole chain, so every stage's budget stays on file
-    again = BUILDERS[name](init_from=str(tuned))
+    again = BUILDERS[name](str(tuned))
     again.setup("fit")
     chain = load_checkpoint(again.export(tmp_path / "again.pt"))["training"]["init_from"]
     assert chain["training"]["init_from"]["sha256"] == record["sha256"]
 
 
 def test_validate_scores_the_init_from_weights(tmp_path):
-    """``nowcast train validate --model.init_args.init_from F`` scores F, not fresh weights."""
+    """``nowcast train validate --model.init_args.model.checkpoint F`` scores F, not fresh weights."""
     source = BUILDERS["convlstm"]()
     _scramble(source)
     path = source.export(tmp_path / "source.pt")
-    task = BUILDERS["convlstm"](init_from=str(path))
+    task = BUILDERS["convlstm"](str(path))
     task.setup("validate")
     saved = load_checkpoint(path)["state_dict"]
     for key, modules in task.init_targets().items():
@@ -75,25 +90,38 @@ def test_validate_scores_the_init_from_weights(tmp_path):
 
 
 def test_init_from_refuses_another_size_window_or_model(tmp_path):
-    path = DiffusionTask(**TINY_DIFFUSION).export(tmp_path / "diffusion.pt")
+    path = str(diffusion().export(tmp_path / "diffusion.pt"))
     with pytest.raises(CheckpointMismatchError, match="dim"):
-        DiffusionTask(**{**TINY_DIFFUSION, "dim": 32}, init_from=str(path)).setup("fit")
+        diffusion(path, dim=32).setup("fit")
     with pytest.raises(CheckpointMismatchError, match="n_out"):
-        DiffusionTask(**{**TINY_DIFFUSION, "n_out": 2}, init_from=str(path)).setup("fit")
+        diffusion(path, n_out=2).setup("fit")
     with pytest.raises(CheckpointMismatchError, match="time step"):
-        DiffusionTask(**TINY_DIFFUSION, timestep_minutes=10.0, init_from=str(path)).setup("fit")
+        spec = ModelSpec("diffusion", TINY_DIFFUSION, path)
+        DiffusionTask(spec, n_out=3, timestep_minutes=10.0).setup("fit")
     with pytest.raises(CheckpointMismatchError, match="'diffusion' model, not 'simvp'"):
-        BUILDERS["simvp"](init_from=str(path)).setup("fit")
+        BUILDERS["simvp"](path).setup("fit")
 
 
 def test_adversarial_stage_resumes_its_generator(tmp_path):
-    base = DiffusionTask(**TINY_DIFFUSION).export(tmp_path / "diffusion.pt")
-    source = AdversarialTask(str(base), steps=2, z_dim=4, disc_channels=8, disc_depth=1)
+    base = str(diffusion().export(tmp_path / "diffusion.pt"))
+    source = adversarial(base, steps=2)
     _scramble(source)
-    path = source.export(tmp_path / "adversarial.pt")
-    task = AdversarialTask(str(base), steps=2, z_dim=4, disc_channels=8, disc_depth=1, init_from=str(path))
+    path = str(source.export(tmp_path / "adversarial.pt"))
+    task = adversarial(base, steps=2, generator=path)
     task.setup("fit")
     _assert_holds(task.generator, load_checkpoint(path)["state_dict"]["generator"])
     with pytest.raises(CheckpointMismatchError, match="steps"):
-        AdversarialTask(str(base), steps=4, z_dim=4, disc_channels=8, disc_depth=1,
-                        init_from=str(path)).setup("fit")
+        adversarial(base, steps=4, generator=path).setup("fit")
+
+
+def test_tasks_refuse_a_model_they_do_not_train(tmp_path):
+    """The trained model spec names what is built; a task refuses another model or an unknown setting."""
+    with pytest.raises(ValueError, match="RegressionTask trains convlstm or simvp, not 'cgan'"):
+        RegressionTask(ModelSpec("cgan"))
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['dimm'\]"):
+        DiffusionTask("diffusion:dimm=3")
+    base = str(diffusion().export(tmp_path / "diffusion.pt"))
+    with pytest.raises(ValueError, match="trains the 'adversarial' sampler, not 'ddim'"):
+        AdversarialTask(ModelSpec("diffusion", {"sampler": "ddim"}, base))
+    with pytest.raises(ValueError, match="needs the diffusion model's checkpoint"):
+        AdversarialTask(ModelSpec("diffusion", {"steps": 2}))

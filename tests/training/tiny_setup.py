@@ -31,8 +31,8 @@ def write_data_config(tmp: Path) -> Path:
 def write_train_config(tmp: Path, every_n_steps: int = 2) -> Path:
     """configs/train/diffusion.yaml shrunk to a CPU-sized model, saving every ``every_n_steps``."""
     config = yaml.safe_load((repo_root() / "configs/train/diffusion.yaml").read_text())
-    config["model"]["init_args"].update(n_out=N_OUT, dim=16, depth=1, heads=2, channels=[8, 16], val_steps=2,
-                                        val_members=1)
+    config["model"]["init_args"]["model"]["args"].update(dim=16, depth=1, heads=2, channels=[8, 16])
+    config["model"]["init_args"].update(n_out=N_OUT, val_steps=2, val_members=1)
     config.pop("data", None)
     trainer = config["trainer"]
     trainer.update(accelerator="cpu", precision="32-true", val_check_interval=2, log_every_n_steps=1,

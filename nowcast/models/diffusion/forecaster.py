@@ -13,6 +13,7 @@ from nowcast.models.advection import advect
 from nowcast.models.base import FORECASTERS
 from nowcast.models.checkpoint import CheckpointMismatchError, check_compatible, load_checkpoint
 from nowcast.models.diffusion.networks import Denoiser, build_denoiser
+from nowcast.models.diffusion.settings import WRAPPER_KEYS
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion, motion_of
 from nowcast.models.learned import CHECKPOINT_DIR, LearnedForecaster
 from nowcast.models.matching import match_to_observation
@@ -20,9 +21,6 @@ from nowcast.models.perturbation import bps_displacements, displace
 from nowcast.samplers import SAMPLERS, Sampler
 from nowcast.types import GridSpec, WindowSpec
 
-#: checkpoint ``hparams`` keys that build the denoiser; the others configure the wrapper
-WRAPPER_KEYS = ("prediction_type", "residual", "n_train_steps", "loss_weighting", "min_snr_gamma", "coarsen",
-                "residual_scale")
 #: the arguments that turn the member post-processing off: the samples as drawn (a shipped file's
 #: card turns it on by default; benchmarks and diagnostics of the sampling itself pass these)
 RAW_SAMPLES: dict[str, Any] = {"match": "none", "motion_perturbation": 0.0}

@@ -40,7 +40,7 @@ def test_discriminators_score_each_sample() -> None:
 
 def test_fits_one_batch_and_round_trips(batch: dict[str, torch.Tensor], tmp_path) -> None:
     torch.manual_seed(0)
-    task = CGANTask(size="tiny", d_base=4, d_blocks=3, d_frames=2, d_crop=16, n_samples=2,
+    task = CGANTask("cgan:size=tiny", d_base=4, d_blocks=3, d_frames=2, d_crop=16, n_samples=2,
                     n_in=N_IN, n_out=N_OUT, lr=3e-3, lr_d=3e-3, val_members=2)
 
     def grid_cell() -> float:
@@ -71,7 +71,7 @@ def test_fits_one_batch_and_round_trips(batch: dict[str, torch.Tensor], tmp_path
 def test_discriminator_warmup_leaves_the_generator_alone(batch: dict[str, torch.Tensor]) -> None:
     """``d_warmup`` batches train the discriminators only; the generator learns after them."""
     torch.manual_seed(0)
-    task = CGANTask(size="tiny", d_base=4, d_blocks=3, d_frames=2, d_crop=16, n_samples=2,
+    task = CGANTask("cgan:size=tiny", d_base=4, d_blocks=3, d_frames=2, d_crop=16, n_samples=2,
                     n_in=N_IN, n_out=N_OUT, lr=3e-3, lr_d=3e-3, val_members=2, d_warmup=3)
 
     def weights(module: torch.nn.Module) -> list[torch.Tensor]:

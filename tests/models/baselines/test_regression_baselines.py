@@ -34,7 +34,7 @@ def test_tiny_forecaster_contract(name: str, batch: dict[str, torch.Tensor]) -> 
 def test_overfits_one_batch_and_round_trips(name: str, batch: dict[str, torch.Tensor], tmp_path) -> None:
     torch.manual_seed(0)
     # tiny nets: a high rate overfits fast
-    task = RegressionTask(model=name, size="tiny", n_in=N_IN, n_out=N_OUT, lr=3e-3)
+    task = RegressionTask(f"{name}:size=tiny", n_in=N_IN, n_out=N_OUT, lr=3e-3)
     with torch.no_grad():
         before = task.training_loss(batch).item()
     trainer = fit_one_batch(task, batch, batches=60)
@@ -60,9 +60,9 @@ def test_overfits_one_batch_and_round_trips(name: str, batch: dict[str, torch.Te
 
 def test_bad_hparams_are_named() -> None:
     with pytest.raises(ValueError, match="bad hparams"):
-        RegressionTask(model="simvp", size="tiny", hparams={"hid_z": 3})
+        RegressionTask("simvp:size=tiny,hid_z=3")
     with pytest.raises(ValueError, match="unknown size"):
-        RegressionTask(model="convlstm", size="huge")
+        RegressionTask("convlstm:size=huge")
 
 
 def test_simvp_rolls_out_beyond_its_trained_horizon(batch: dict[str, torch.Tensor]) -> None:
@@ -84,8 +84,8 @@ def test_rain_weighted_loss_weights_each_error_by_the_observed_rain(batch: dict[
     from nowcast.types import FUTURE, MASK
 
     assert rain_weight(torch.tensor([0.0, 2.0, 23.0, 100.0])).tolist() == [1.0, 3.0, 24.0, 24.0]
-    plain = RegressionTask(model="convlstm", size="tiny", n_in=N_IN, n_out=N_OUT)
-    weighted = RegressionTask(model="convlstm", size="tiny", n_in=N_IN, n_out=N_OUT, rain_weighted=True)
+    plain = RegressionTask("convlstm:size=tiny", n_in=N_IN, n_out=N_OUT)
+    weighted = RegressionTask("convlstm:size=tiny", n_in=N_IN, n_out=N_OUT, rain_weighted=True)
     for task in (plain, weighted):
         task.nets["net"].forward = lambda x, n_out, **kw: torch.zeros(x.shape[0], n_out, *x.shape[-2:])
     rain = batch[FUTURE][:, :N_OUT]

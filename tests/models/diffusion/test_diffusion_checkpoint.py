@@ -17,7 +17,7 @@ from nowcast.types import GridSpec, WindowSpec
 @pytest.fixture(scope="module")
 def task() -> DiffusionTask:
     torch.manual_seed(0)
-    task = DiffusionTask(n_in=4, n_out=3, dim=16, depth=1, heads=2, patch=4, val_steps=2)
+    task = DiffusionTask("diffusion:dim=16,depth=1,heads=2,patch=4", n_in=4, n_out=3, val_steps=2)
     with torch.no_grad():  # leave adaLN-zero's identity start so that members differ
         for p in task.ema.parameters():
             if p.abs().sum() == 0:
