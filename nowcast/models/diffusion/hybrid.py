@@ -19,6 +19,12 @@ the local work:
 3. the tokens are merged back into channels and decoded by upsampling stages with skip
    connections; a zero-initialised convolution gives the ``n_out`` output frames.
 
+With ``fold > 1`` the network works on a full-resolution field at the cost of a coarse one: each
+``fold x fold`` block of pixels becomes ``fold**2`` channels on entry (space-to-depth, lossless,
+unlike block means) and the output channels are put back into their pixels at the end, followed
+by a per-frame 3x3 convolution that starts as the identity and can learn to blend the blocks'
+seams. A 2 km residual then costs what an 8 km one does, and keeps its 2 km detail.
+
 The output convolution and every residual branch's last layer start at zero, so an untrained
 network outputs 0: with the x0 objective on the extrapolation residual (the recipe in
 ``configs/train/diffusion.yaml``) an untrained or barely trained model forecasts the
@@ -75,23 +81,28 @@ class SpaceTimeUNet(nn.Module):
         dim, depth, heads, mlp_ratio: the Transformer on the coarsest grid (tokens of ``dim``
             per frame and cell).
         z_dim: size of an optional latent input (adversarial large-step generator; 0 = none).
+        fold: side of the pixel blocks folded into channels (space-to-depth) before the first
+            convolution and unfolded after the last; 1 = none.
     """
 
     def __init__(self, n_in: int = 4, n_out: int = 12, extrapolation: bool = True,
                  channels: tuple[int, ...] | list[int] = (32, 64, 128), dim: int = 96, depth: int = 2,
-                 heads: int = 4, mlp_ratio: float = 2.0, z_dim: int = 0) -> None:
+                 heads: int = 4, mlp_ratio: float = 2.0, z_dim: int = 0, fold: int = 1) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if len(channels) < 1:
             raise ValueError("channels needs at least one width")
+        if int(fold) < 1:
+            raise ValueError(f"fold must be >= 1, got {fold}")
         self.n_in, self.n_out, self.extrapolation = n_in, n_out, extrapolation
-        self.channels, self.dim, self.z_dim = channels, dim, z_dim
+        self.channels, self.dim, self.z_dim, self.fold = channels, dim, z_dim, int(fold)
+        folded = self.fold ** 2
         self.t_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.z_proj = nn.Linear(z_dim, dim) if z_dim > 0 else None
         if self.z_proj is not None:
             nn.init.zeros_(self.z_proj.weight)
             nn.init.zeros_(self.z_proj.bias)
-        self.stem = nn.Conv2d(n_out + self.cond_channels, channels[0], 3, padding=1)
+        self.stem = nn.Conv2d((n_out + self.cond_channels) * folded, channels[0], 3, padding=1)
         self.enc = nn.ModuleList(ResBlock(c, c, dim) for c in channels)
         self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1)
                                   for a, b in zip(channels[:-1], channels[1:], strict=True))
@@ -103,9 +114,15 @@ class SpaceTimeUNet(nn.Module):
         self.up = nn.ModuleList(nn.Conv2d(b, a, 3, padding=1)
                                 for a, b in zip(channels[:-1], channels[1:], strict=True))
         self.out_norm = nn.GroupNorm(_groups(channels[0]), channels[0])
-        self.out = nn.Conv2d(channels[0], n_out, 3, padding=1)
+        self.out = nn.Conv2d(channels[0], n_out * folded, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.seams = None
+        if self.fold > 1:  # per-frame 3x3 at full resolution, the identity at first, no bias (0 stays 0)
+            self.seams = nn.Conv2d(n_out, n_out, 3, padding=1, groups=n_out, bias=False)
+            with torch.no_grad():
+                self.seams.weight.zero_()
+                self.seams.weight[:, 0, 1, 1] = 1.0
 
     @property
     def cond_channels(self) -> int:
@@ -113,8 +130,8 @@ class SpaceTimeUNet(nn.Module):
 
     @property
     def size_multiple(self) -> int:
-        """H and W of every input must be multiples of this (one halving per extra level)."""
-        return 2 ** (len(self.channels) - 1)
+        """H and W of every input must be multiples of this (the fold, then one halving per extra level)."""
+        return self.fold * 2 ** (len(self.channels) - 1)
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor, z: Tensor | None = None) -> Tensor:
         """
@@ -134,7 +151,8 @@ class SpaceTimeUNet(nn.Module):
                              f"(B, {self.cond_channels}, H, W), got {tuple(x_t.shape)} and "
                              f"{tuple(cond.shape)}")
         if h % m or w % m:
-            raise ValueError(f"frame {h}x{w} is not a multiple of {m} ({len(self.channels) - 1} halvings)")
+            raise ValueError(f"frame {h}x{w} is not a multiple of {m} (fold {self.fold}, "
+                             f"{len(self.channels) - 1} halvings)")
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(b)
         c = self.t_mlp(timestep_embedding(t, self.dim).to(x_t.dtype))
         if z is not None and self.z_proj is None:
@@ -142,7 +160,7 @@ class SpaceTimeUNet(nn.Module):
         if z is not None:
             c = c + self.z_proj(z.to(c.dtype))
 
-        x = self.stem(torch.cat([x_t, cond], dim=1))
+        x = self.stem(F.pixel_unshuffle(torch.cat([x_t, cond], dim=1), self.fold))
         skips = []
         for level, block in enumerate(self.enc):
             x = block(x, c)
@@ -163,4 +181,7 @@ class SpaceTimeUNet(nn.Module):
             x = self.dec[level](torch.cat([x, skips[level]], dim=1), c)
             if level > 0:
                 x = self.up[level - 1](F.interpolate(x, scale_factor=2.0, mode="nearest"))
-        return self.out(F.silu(self.out_norm(x)))
+        out = self.out(F.silu(self.out_norm(x)))
+        if self.seams is None:
+            return out
+        return self.seams(F.pixel_shuffle(out, self.fold))

@@ -25,6 +25,8 @@ class DiffusionNetwork:
             (convolutional U-shape around space-time attention on a coarse token grid,
             :class:`~nowcast.models.diffusion.hybrid.SpaceTimeUNet`).
         channels: convolution widths per resolution of "hybrid" (one halving per extra entry).
+        fold: "hybrid" folds each ``fold x fold`` block of pixels into channels before its first
+            convolution (space-to-depth): a full-resolution residual at a coarse grid's cost.
         dim, depth, heads, mlp_ratio: the Transformer's width, blocks, heads, MLP expansion.
         patch: patch size (px of the diffusion grid) of "transformer".
         prediction_type: the network's target, "v", "epsilon" or "x0".
@@ -41,6 +43,7 @@ class DiffusionNetwork:
 
     architecture: str = "transformer"
     channels: list[int] = field(default_factory=lambda: [32, 64, 96])
+    fold: int = 1
     dim: int = 256
     depth: int = 6
     heads: int = 8
@@ -62,9 +65,13 @@ class DiffusionNetwork:
         hp: dict[str, Any] = dict(n_in=n_in, n_out=n_out, extrapolation=self.use_extrapolation, dim=self.dim,
                                   depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio)
         if self.architecture == "transformer":
+            if self.fold != 1:
+                raise ValueError(f"fold={self.fold} is a setting of the 'hybrid' architecture, not 'transformer'")
             hp["patch"] = self.patch
         else:
             hp.update(architecture=self.architecture, channels=list(self.channels))
+            if self.fold != 1:
+                hp["fold"] = self.fold
         return hp
 
     def wrapper_hparams(self) -> dict[str, Any]:

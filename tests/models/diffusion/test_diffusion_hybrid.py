@@ -45,6 +45,27 @@ def test_untrained_outputs_zero_on_any_multiple_of_its_size():
         net(x, t, c[:, :2])
 
 
+def test_folded_network_works_at_full_resolution_on_a_coarse_grid():
+    """fold=4: pixels in, pixels out (not block means), an untrained output of 0, 4x the multiple."""
+    net = make(init_zeros=False, fold=4)
+    assert net.size_multiple == 8
+    x, t, c = inputs(h=16, w=24)
+    out = net(x, t, c)
+    assert out.shape == x.shape and torch.count_nonzero(out) == 0
+    with pytest.raises(ValueError, match="multiple of 8"):
+        net(*inputs(h=12))
+    with pytest.raises(ValueError, match="fold"):
+        make(fold=0)
+
+    trained = make(fold=4).eval()  # weights everywhere
+    out = trained(x, t, c)
+    blocks = out.reshape(2, N_OUT, 4, 4, 6, 4).std(dim=(3, 5))  # spread inside each 4x4 block
+    assert (blocks > 0).all()  # full-resolution detail, not one value per block
+    c2 = c.clone()
+    c2[:, 0, 5, 5] += 1.0  # one past pixel
+    assert not torch.equal(trained(x, t, c2), out)
+
+
 def test_future_sees_far_past_and_diffusion_time():
     net = make().eval()
     x, t, c = inputs(h=32, w=32)
@@ -96,20 +117,29 @@ def test_coarse_residual_round_trip_and_shapes():
         ConditionalDiffusion(make(), coarsen=2, residual=False)
 
 
-def test_untrained_model_forecasts_the_extrapolation_exactly():
+def folded_model(net: SpaceTimeUNet | None = None) -> ConditionalDiffusion:
+    """The full-resolution residual, 4x4 pixel blocks folded into channels (the "folded" variant)."""
+    return ConditionalDiffusion(net or make(init_zeros=False, fold=4), prediction_type="x0", coarsen=1,
+                                residual_scale=0.25)
+
+
+@pytest.mark.parametrize("build", [coarse_model, folded_model], ids=["coarse", "folded"])
+def test_untrained_model_forecasts_the_extrapolation_exactly(build):
     """The safety property by construction: zero output = zero residual = the extrapolation."""
     b = rain_batch()
-    d = coarse_model()
+    d = build()
     rain = d.sample(b["past"], N_OUT, members=3, sampler="ddim", n_steps=3,
                     generator=torch.Generator().manual_seed(0), motion=b["motion"])
     extrap = d.to_rain(d.to_model(advect(b["past"][:, -1], b["motion"], N_OUT)).clamp(-1, 1))
     torch.testing.assert_close(rain, extrap[:, None].expand_as(rain))
 
 
-def test_coarse_model_learns_one_batch():
+@pytest.mark.parametrize("fold", [1, 4])
+def test_coarse_model_learns_one_batch(fold):
     torch.manual_seed(0)
     b = rain_batch()
-    d = coarse_model(make(init_zeros=False, channels=(16, 32), dim=32))
+    net = make(init_zeros=False, channels=(16, 32), dim=32, fold=fold)
+    d = coarse_model(net) if fold == 1 else folded_model(net)
     opt = torch.optim.Adam(d.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
     losses = []
