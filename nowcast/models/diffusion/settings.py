@@ -66,7 +66,7 @@ class DiffusionNetwork:
                                   depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio)
         if self.architecture == "transformer":
             if self.fold != 1:
-                raise ValueError(f"fold={self.fold} is a setting of the 'hybrid' architecture, not 'transformer'")
+                raise ValueError(f"fold={self.fold} is a setting of the 'hybrid' architecture only")
             hp["patch"] = self.patch
         else:
             hp.update(architecture=self.architecture, channels=list(self.channels))
