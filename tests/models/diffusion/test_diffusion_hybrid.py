@@ -11,6 +11,7 @@ from nowcast.models.advection import advect
 from nowcast.models.diffusion import ConditionalDiffusion
 from nowcast.models.diffusion.hybrid import SpaceTimeUNet
 from nowcast.models.diffusion.networks import build_denoiser
+from nowcast.models.diffusion.settings import DiffusionNetwork
 
 N_IN, N_OUT = 3, 4
 
@@ -56,6 +57,9 @@ def test_folded_network_works_at_full_resolution_on_a_coarse_grid():
         net(*inputs(h=12))
     with pytest.raises(ValueError, match="fold"):
         make(fold=0)
+    with pytest.raises(ValueError, match="'hybrid' architecture only"):
+        DiffusionNetwork(architecture="transformer", fold=4).denoiser_hparams(N_IN, N_OUT)
+    assert DiffusionNetwork(architecture="hybrid", fold=4).denoiser_hparams(N_IN, N_OUT)["fold"] == 4
 
     trained = make(fold=4).eval()  # weights everywhere
     out = trained(x, t, c)
