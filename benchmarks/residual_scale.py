@@ -28,7 +28,7 @@ from nowcast.types import MASK, repo_root
 def residual_std(coarsen: int, crops: int, seed: int = 0) -> float:
     """Standard deviation (model-space units) of the residual on the ``coarsen`` x coarser grid."""
     recipe = yaml.safe_load((repo_root() / "configs/train/diffusion.yaml").read_text())["model"]["init_args"]
-    recipe["model"]["args"].update(coarsen=coarsen, fold=1)
+    recipe["model"]["args"]["coarsen"] = coarsen
     diffusion = DiffusionTask(**recipe).diffusion
     dm = from_config(repo_root() / "configs/data/radar-mix.yaml", crop_size=256, with_motion=True,
                      cached_motion_only=True, in_memory=True)

@@ -139,7 +139,7 @@ def test_untrained_model_forecasts_the_extrapolation_exactly(build):
 
 
 @pytest.mark.parametrize("fold", [1, 4])
-def test_coarse_model_learns_one_batch(fold):
+def test_coarse_and_folded_models_learn_one_batch(fold):
     torch.manual_seed(0)
     b = rain_batch()
     net = make(init_zeros=False, channels=(16, 32), dim=32, fold=fold)
