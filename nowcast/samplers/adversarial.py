@@ -1,12 +1,15 @@
 """Adversarial large-step sampler (Denoising Diffusion GAN, Xiao et al., ICLR 2022).
 
 A generator ``G(x_t, t, cond, z)`` predicts the clean sample from a noisy one and a latent
-``z`` (the model function draws ``z``); ``x_s`` is then drawn from the diffusion posterior
+``z`` (the model function draws ``z``, and the spatial latent maps of a generator that has
+them: :func:`draw_latents`); ``x_s`` is then drawn from the diffusion posterior
 ``q(x_s | x_t, x0_hat)`` between large steps. Because the generator's prediction is a sample
 (not a mean) of ``p(x0 | x_t)``, a few steps (1, 2, 4) reproduce the data distribution
 where ancestral sampling with a mean predictor would need hundreds.
 
-The generator is initialised from the trained denoiser, so its raw output keeps the
+The generator is trained against a discriminator (the DDGAN objective) or with a proper scoring
+rule (fair CRPS), both by :class:`~nowcast.training.adversarial_task.AdversarialTask`; either way
+it is initialised from the trained denoiser, so its raw output keeps the
 denoiser's ``prediction_type`` and is turned into ``x0_hat`` with the schedule. The sampler owns
 the generator and how it is called (:meth:`AdversarialSampler.network`): whoever samples calls it
 as any other sampler.
@@ -23,6 +26,18 @@ from nowcast.samplers.schedules import NoiseSchedule
 
 #: step counts an adversarial generator is trained for (its checkpoint records which one)
 ADVERSARIAL_STEPS = (1, 2, 4)
+
+
+def draw_latents(net: nn.Module, x_t: Tensor, generator: Generator | None = None) -> dict[str, Tensor]:
+    """Fresh standard-normal latents for one call of a generator: ``z`` (B, z_dim) when it has
+    ``z_dim``, ``noise`` (B, noise_maps, H, W) when it has ``noise_maps``; as keyword arguments."""
+    latents = {}
+    if getattr(net, "z_dim", 0) > 0:
+        latents["z"] = randn_like(torch.empty(x_t.shape[0], net.z_dim, device=x_t.device), generator)
+    if getattr(net, "noise_maps", 0) > 0:
+        latents["noise"] = randn_like(torch.empty(x_t.shape[0], net.noise_maps, *x_t.shape[-2:],
+                                                  device=x_t.device), generator)
+    return latents
 
 
 @SAMPLERS.register("adversarial")
@@ -51,8 +66,7 @@ class AdversarialSampler(DDPMSampler):
                              "(configs/train/adversarial.yaml trains one)")
 
         def fn(x_t: Tensor, t: Tensor, cond: Tensor, generator: Generator | None) -> Tensor:
-            z = randn_like(torch.empty(x_t.shape[0], net.z_dim, device=x_t.device), generator)
-            return net(x_t, t, cond, z if net.z_dim > 0 else None)
+            return net(x_t, t, cond, **draw_latents(net, x_t, generator))
 
         return fn
 

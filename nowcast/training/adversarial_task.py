@@ -1,4 +1,14 @@
-"""The adversarial large-step stage (Denoising Diffusion GAN, Xiao et al., ICLR 2022).
+"""The large-step stage: a generator that samples ``p(x0 | x_t)`` at a few large timesteps.
+
+Two objectives train the same generator for the same "adversarial" sampler: the Denoising
+Diffusion GAN's (``objective="gan"``, Xiao et al., ICLR 2022), and a proper scoring rule
+(``objective="crps"``: the fair CRPS of two generator samples against the true ``x0``, pixel by
+pixel, as in distributional diffusion models trained with scoring rules, De Bortoli et al. 2025,
+and CRPS-trained weather ensembles such as AIFS-CRPS). The scoring rule needs no discriminator;
+its minimum is the true conditional distribution, so it rewards spread exactly where the data
+has it, which the GAN does not guarantee (it tends to collapse onto few samples).
+
+The GAN stage, in detail:
 
 Starting from a trained conditional diffusion model, a generator ``G(x_t, t, cond, z)`` (the
 denoiser with a latent input ``z``, zero-initialised so that it starts as the trained
@@ -31,24 +41,41 @@ from nowcast.models.diffusion.networks import Denoiser, build_denoiser
 from nowcast.models.diffusion.settings import WRAPPER_KEYS
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion
 from nowcast.models.spec import ModelSpec
-from nowcast.samplers.adversarial import ADVERSARIAL_STEPS
+from nowcast.samplers.adversarial import ADVERSARIAL_STEPS, draw_latents
 from nowcast.samplers.base import randn_like
 from nowcast.training.prepared import PreparedResiduals
 from nowcast.training.task import ForecastTask, trained_model
 from nowcast.types import MOTION, PAST, GridSpec, WindowSpec
 
 ADVERSARIAL_FORECASTER = "diffusion-adversarial"
+#: the generator's training objectives (see the module docstring)
+OBJECTIVES = ("gan", "crps")
 #: the sampler this stage trains the network of
 ADVERSARIAL = "adversarial"
 
 
-def init_generator(denoiser: Denoiser, net_hparams: dict[str, Any], z_dim: int) -> Denoiser:
-    """A copy of ``denoiser`` with a ``z_dim`` latent input whose projection is zero: at
-    initialisation it computes exactly the denoiser's output for any ``z``."""
+def generator_hparams(net_hparams: dict[str, Any], z_dim: int, noise_maps: int = 0) -> dict[str, Any]:
+    """The generator's network arguments: the denoiser's plus its latents (``noise_maps`` only
+    when used: the patch Transformer has none)."""
+    return {**net_hparams, "z_dim": z_dim, **({"noise_maps": noise_maps} if noise_maps else {})}
+
+
+def init_generator(denoiser: Denoiser, net_hparams: dict[str, Any], z_dim: int,
+                   noise_maps: int = 0) -> Denoiser:
+    """A copy of ``denoiser`` with a ``z_dim`` latent input (and ``noise_maps`` spatial latent
+    maps) whose weights are zero: at initialisation it computes exactly the denoiser's output
+    for any latent."""
     if z_dim < 1:
         raise ValueError(f"the generator needs a latent (z_dim >= 1), got {z_dim}")
-    gen = build_denoiser({**net_hparams, "z_dim": z_dim})
-    missing, unexpected = gen.load_state_dict(denoiser.state_dict(), strict=False)
+    if noise_maps and net_hparams.get("architecture", "transformer") != "hybrid":
+        raise ValueError("noise_maps needs the 'hybrid' denoiser")
+    gen = build_denoiser(generator_hparams(net_hparams, z_dim, noise_maps))
+    state = dict(denoiser.state_dict())
+    if noise_maps:  # the stem takes the noise maps as extra inputs, their weights zero
+        stem = gen.stem.weight.detach().clone().zero_()
+        stem[:, :state["stem.weight"].shape[1]] = state["stem.weight"]
+        state["stem.weight"] = stem
+    missing, unexpected = gen.load_state_dict(state, strict=False)
     if unexpected or set(missing) != {"z_proj.weight", "z_proj.bias"}:
         raise ValueError(f"denoiser does not fit the generator: missing {missing}, unexpected {unexpected}")
     return gen
@@ -67,12 +94,15 @@ class AdversarialTask(ForecastTask):
             must be sampled with K; default 4); ``sampler_checkpoint`` an adversarial file of the
             same sizes and step count whose generator starts this fit (the discriminator starts
             afresh; the task's ``init_from``, see :class:`ForecastTask`).
+        objective: "gan" (the discriminator's verdict) or "crps" (a proper scoring rule, no
+            discriminator; see the module docstring).
         z_dim: latent size of the generator.
-        disc_channels, disc_depth: discriminator width and number of down-sampling blocks.
-        r1_gamma: weight of the R1 penalty ``gamma/2 E||grad_x D(x_real)||^2``.
+        noise_maps: spatial latent maps of the generator ("hybrid" denoiser only; 0 = none).
+        disc_channels, disc_depth: discriminator width and number of down-sampling blocks ("gan").
+        r1_gamma: weight of the R1 penalty ``gamma/2 E||grad_x D(x_real)||^2`` ("gan").
         lambda_rec: weight of the masked MSE between the generator's x0 and the true x0
-            (0 = the pure GAN objective of the paper).
-        lr_g, lr_d, betas: Adam for the generator and the discriminator.
+            (0 = the pure GAN objective of the paper; "gan").
+        lr_g, lr_d, betas: Adam for the generator and the discriminator (``lr_d``: "gan" only).
         grad_clip: gradient-norm clipping of both (0 = off); manual optimisation does it itself.
         val_members: ensemble members per validation window.
         precompute: train on precomputed diffusion inputs (extrapolation, residual, coarse grid)
@@ -80,11 +110,14 @@ class AdversarialTask(ForecastTask):
             (:class:`~nowcast.training.prepared.PreparedResiduals`).
     """
 
-    def __init__(self, model: ModelSpec, z_dim: int = 64, disc_channels: int = 64, disc_depth: int = 3,
+    def __init__(self, model: ModelSpec, objective: str = "gan", z_dim: int = 64, noise_maps: int = 0,
+                 disc_channels: int = 64, disc_depth: int = 3,
                  r1_gamma: float = 0.1, lambda_rec: float = 0.0, lr_g: float = 5e-5, lr_d: float = 1e-4,
                  betas: tuple[float, float] = (0.5, 0.9), grad_clip: float = 1.0, val_members: int = 1,
                  precompute: bool = False) -> None:
         task = type(self).__name__
+        if objective not in OBJECTIVES:
+            raise ValueError(f"{task}: objective must be one of {OBJECTIVES}, got {objective!r}")
         spec = trained_model(model, task, [DiffusionForecaster.name])
         sampling = {"sampler": ADVERSARIAL, "steps": 4, "sampler_checkpoint": None}
         unknown = sorted(set(spec.args) - set(sampling))
@@ -113,11 +146,11 @@ class AdversarialTask(ForecastTask):
         self.wrapper_hparams = {k: v for k, v in base.hparams.items() if k in WRAPPER_KEYS}
         # the trained denoiser, frozen (the forecaster's base model; reference for the init test)
         self.denoiser = base.modules["denoiser"].requires_grad_(False).eval()
-        self.generator = init_generator(self.denoiser, self.net_hparams, z_dim)
+        self.generator = init_generator(self.denoiser, self.net_hparams, z_dim, noise_maps)
         self.diffusion = ConditionalDiffusion(self.generator, transform=base.transform,
                                               **self.wrapper_hparams)
-        self.discriminator = Discriminator(self.generator.n_out, self.generator.cond_channels,
-                                           disc_channels, disc_depth)
+        self.discriminator = (Discriminator(self.generator.n_out, self.generator.cond_channels,
+                                            disc_channels, disc_depth) if objective == "gan" else None)
         self.sampler = self.diffusion.build_sampler(ADVERSARIAL, generator=self.generator)
         self.sampler.set_timesteps(steps)
 
@@ -138,8 +171,8 @@ class AdversarialTask(ForecastTask):
 
     def generate_x0(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """The generator's clean-data sample (clipped as the sampler clips it)."""
-        z = torch.randn(x_t.shape[0], self.generator.z_dim, device=x_t.device)
-        return self.sampler.predict_x0(self.generator(x_t, t, cond, z).float(), t, x_t)
+        out = self.generator(x_t, t, cond, **draw_latents(self.generator, x_t))
+        return self.sampler.predict_x0(out.float(), t, x_t)
 
     def _real_pair(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
         with torch.no_grad():
@@ -155,6 +188,8 @@ class AdversarialTask(ForecastTask):
         return mean + var.sqrt() * randn_like(mean)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        if self.hparams.objective == "crps":
+            return self._crps_step(batch)
         opt_g, opt_d = self.optimizers()
         x0, x_s, x_t, t, s, cond, covered = self._real_pair(batch)
         b = x0.shape[0]
@@ -198,8 +233,34 @@ class AdversarialTask(ForecastTask):
         self.log("train/loss", loss_g.detach(), prog_bar=True, batch_size=b)
         return loss_g.detach()
 
+    def fair_crps(self, x0: Tensor, x_t: Tensor, t: Tensor, cond: Tensor, covered: Tensor | None) -> Tensor:
+        """Fair CRPS of two generator samples of ``x0`` given ``x_t``, averaged over covered cells:
+        ``(|a - x0| + |b - x0|) / 2 - |a - b| / 2`` (unbiased for the CRPS of the generator's
+        distribution; 0 only when it is a point mass on ``x0``)."""
+        a, b = self.generate_x0(x_t, t, cond), self.generate_x0(x_t, t, cond)
+        score = ((a - x0).abs() + (b - x0).abs() - (a - b).abs()) / 2
+        if covered is None:
+            return score.mean()
+        mask = covered[:, None].to(score.dtype).expand_as(score)
+        return (score * mask).sum() / mask.sum().clamp(min=1.0)
+
+    def _crps_step(self, batch: dict[str, Tensor]) -> Tensor:
+        opt_g = self.optimizers()
+        x0, _, x_t, t, _, cond, covered = self._real_pair(batch)
+        loss = self.fair_crps(x0, x_t, t, cond, covered)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self._clip(opt_g)
+        opt_g.step()
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=x0.shape[0])
+        return loss.detach()
+
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        """The generator's loss on a batch with the current discriminator (no update)."""
+        """The generator's loss on a batch (no update): its fair CRPS, or with "gan" its loss
+        against the current discriminator."""
+        if self.hparams.objective == "crps":
+            x0, _, x_t, t, _, cond, covered = self._real_pair(batch)
+            return self.fair_crps(x0, x_t, t, cond, covered)
         _, _, x_t, t, s, cond, _ = self._real_pair(batch)
         x_fake = self._fake_prev(self.generate_x0(x_t, t, cond), x_t, t, s)
         return F.softplus(-self.discriminator(x_fake, x_t, t, cond).float()).mean()
@@ -210,8 +271,11 @@ class AdversarialTask(ForecastTask):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas = tuple(self.hparams.betas)
-        return [torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas),
-                torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas)]
+        optimisers = [torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)]
+        if self.discriminator is not None:
+            optimisers.append(torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d,
+                                               betas=betas))
+        return optimisers
 
     # --- validation and export ----------------------------------------------------------
     @torch.no_grad()
@@ -241,7 +305,8 @@ class AdversarialTask(ForecastTask):
         hp = self.hparams
         return {
             "forecaster": ADVERSARIAL_FORECASTER,
-            "hparams": {"generator": {**self.net_hparams, "z_dim": self.generator.z_dim},
+            "hparams": {"generator": generator_hparams(self.net_hparams, self.generator.z_dim,
+                                                       getattr(self.generator, "noise_maps", 0)),
                         "steps": len(self.sampler.timesteps), **self.wrapper_hparams,
                         "base_checkpoint": self.base_checkpoint},
             "transform": self.diffusion.transform.to_dict(),
@@ -249,7 +314,8 @@ class AdversarialTask(ForecastTask):
             "grid": self.grid.to_dict(),
             "data": self.data_description(),
             "metrics": metrics,
-            "training": {"global_step": int(self.global_step), "r1_gamma": float(hp.r1_gamma),
+            "training": {"global_step": int(self.global_step), "objective": hp.objective,
+                         "r1_gamma": float(hp.r1_gamma),
                          "lambda_rec": float(hp.lambda_rec), "lr_g": float(hp.lr_g), "lr_d": float(hp.lr_d),
                          "world_size": int(trainer.world_size) if trainer else 1},
             "state_dict": {"generator": {k: v.detach().float().cpu()

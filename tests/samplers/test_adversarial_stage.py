@@ -118,3 +118,67 @@ def test_gan_steps_export_and_load(diffusion_ckpt: Path, tmp_path: Path) -> None
     assert theirs.shape == (2, 2, N_OUT, SIZE, SIZE)
     assert torch.allclose(ours, theirs, atol=1e-5)  # the loaded generator is the trained one
     assert not torch.allclose(theirs[:, 0], theirs[:, 1])  # members differ (noise and z)
+
+
+def test_generator_with_noise_maps_starts_as_the_denoiser(diffusion_ckpt: Path) -> None:
+    if load_checkpoint(diffusion_ckpt)["hparams"].get("architecture") != "hybrid":
+        with pytest.raises(ValueError, match="noise_maps needs the 'hybrid'"):
+            stage_of(diffusion_ckpt, z_dim=8, noise_maps=2, objective="crps")
+        return
+    task = stage_of(diffusion_ckpt, z_dim=8, noise_maps=2, objective="crps")
+    assert task.discriminator is None  # the scoring rule needs none
+    x_t, cond = torch.randn(3, N_OUT, SIZE, SIZE), torch.randn(3, task.generator.cond_channels, SIZE, SIZE)
+    t = torch.tensor([999, 500, 3])
+    ref = task.denoiser(x_t, t, cond)
+    noise = 10 * torch.randn(3, 2, SIZE, SIZE)
+    assert torch.equal(task.generator(x_t, t, cond, torch.randn(3, 8), noise=noise), ref)
+    with pytest.raises(ValueError, match="noise must be"):
+        task.generator(x_t, t, cond, torch.randn(3, 8), noise=noise[:, :1])
+
+
+def test_fair_crps_is_the_two_member_score(diffusion_ckpt: Path) -> None:
+    """Against pointwise CRPS of nowcast.evaluation (the standard ensemble estimator): for two
+    members the fair one subtracts |a - b| / 2 where the standard one subtracts |a - b| / 4."""
+    from nowcast.evaluation.crps import crps_ensemble
+
+    task = stage_of(diffusion_ckpt, z_dim=8, objective="crps")
+    g = torch.Generator().manual_seed(0)
+    a, b, x0 = (torch.randn(2, N_OUT, 4, 4, generator=g) for _ in range(3))
+    draws = iter([a, b])
+    task.generate_x0 = lambda *args: next(draws)  # the two generator samples, fixed
+    covered = torch.ones(2, 4, 4, dtype=torch.bool)
+    covered[:, 0] = False
+    score = task.fair_crps(x0, None, None, None, covered)
+    standard = crps_ensemble(torch.stack([a, b], dim=1), x0)
+    expected = (standard - (a - b).abs() / 4)[covered[:, None].expand_as(a)].mean()
+    assert torch.allclose(score, expected, atol=1e-6)
+
+
+def test_crps_steps_spread_the_members(diffusion_ckpt: Path, tmp_path: Path) -> None:
+    settings = {"z_dim": 8, "objective": "crps", "lr_g": 1e-3}
+    if load_checkpoint(diffusion_ckpt)["hparams"].get("architecture") == "hybrid":
+        settings["noise_maps"] = 2
+    task = stage_of(diffusion_ckpt, steps=2, **settings)
+    batches = [make_batch(i) for i in range(3)]
+    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
+                        num_sanity_val_steps=0, default_root_dir=tmp_path)
+    trainer.fit(task, DataLoader(batches, batch_size=None), DataLoader(batches[:1], batch_size=None))
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    assert task.generator.z_proj.weight.abs().sum() > 0  # the latent is now used
+    if "noise_maps" in settings:
+        assert task.generator.stem.weight[:, -2 * task.generator.fold ** 2:].abs().sum() > 0
+
+    path = task.export(tmp_path / "crps.pt")
+    ckpt = load_checkpoint(path, forecaster=ADVERSARIAL_FORECASTER)
+    assert ckpt["training"]["objective"] == "crps"
+    assert ckpt["hparams"]["generator"].get("noise_maps", 0) == settings.get("noise_maps", 0)
+    forecaster = DiffusionForecaster.from_checkpoint(diffusion_ckpt, sampler="adversarial", steps=2,
+                                                     sampler_checkpoint=path)
+    batch = make_batch(10)
+    task.eval()
+    ours = task.sample(batch[PAST], members=2, generator=torch.Generator().manual_seed(3),
+                       motion=batch[MOTION])
+    theirs = forecaster.forecast(batch[PAST], N_OUT, members=2, generator=torch.Generator().manual_seed(3),
+                                 motion=batch[MOTION])
+    assert torch.allclose(ours, theirs, atol=1e-5)

@@ -20,6 +20,7 @@ CONFIGS = {
     ("diffusion.yaml", "gpu.yaml"): "diffusion",
     ("diffusion-transformer.yaml",): "diffusion",
     ("adversarial.yaml",): "diffusion",
+    ("adversarial.yaml", "scoring-rule.yaml"): "diffusion",
     ("baselines.yaml", "simvp.yaml"): "simvp",
     ("baselines.yaml", "convlstm.yaml", "cpu.yaml"): "convlstm",
     ("baselines.yaml", "cgan.yaml"): "cgan",
@@ -44,6 +45,9 @@ def build(files: tuple[str, ...], *overrides: str, tmp_path) -> ForecastTask:
 def test_every_training_config_builds_the_model_it_names(files, tmp_path):
     task = build(files, tmp_path=tmp_path)
     assert task.hparams["model"]["name"] == CONFIGS[files]
+    if "scoring-rule.yaml" in files:  # the second file turns the GAN stage into the scoring-rule one
+        assert task.hparams["objective"] == "crps" and task.discriminator is None
+        assert task.generator.noise_maps > 0
 
 
 def test_one_setting_of_the_trained_model_is_one_override(tmp_path):

@@ -81,13 +81,17 @@ class SpaceTimeUNet(nn.Module):
         dim, depth, heads, mlp_ratio: the Transformer on the coarsest grid (tokens of ``dim``
             per frame and cell).
         z_dim: size of an optional latent input (adversarial large-step generator; 0 = none).
+        noise_maps: standard-normal maps of the diffusion grid given beside ``x_t`` (a spatial
+            latent of a large-step generator: pixel-by-pixel randomness that a global ``z``
+            cannot give); their input weights start at zero, so the network starts as without.
         fold: side of the pixel blocks folded into channels (space-to-depth) before the first
             convolution and unfolded after the last; 1 = none.
     """
 
     def __init__(self, n_in: int = 4, n_out: int = 12, extrapolation: bool = True,
                  channels: tuple[int, ...] | list[int] = (32, 64, 128), dim: int = 96, depth: int = 2,
-                 heads: int = 4, mlp_ratio: float = 2.0, z_dim: int = 0, fold: int = 1) -> None:
+                 heads: int = 4, mlp_ratio: float = 2.0, z_dim: int = 0, fold: int = 1,
+                 noise_maps: int = 0) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if len(channels) < 1:
@@ -95,14 +99,21 @@ class SpaceTimeUNet(nn.Module):
         if int(fold) < 1:
             raise ValueError(f"fold must be >= 1, got {fold}")
         self.n_in, self.n_out, self.extrapolation = n_in, n_out, extrapolation
+        if int(noise_maps) < 0:
+            raise ValueError(f"noise_maps must be >= 0, got {noise_maps}")
         self.channels, self.dim, self.z_dim, self.fold = channels, dim, z_dim, int(fold)
+        self.noise_maps = int(noise_maps)
         folded = self.fold ** 2
         self.t_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.z_proj = nn.Linear(z_dim, dim) if z_dim > 0 else None
         if self.z_proj is not None:
             nn.init.zeros_(self.z_proj.weight)
             nn.init.zeros_(self.z_proj.bias)
-        self.stem = nn.Conv2d((n_out + self.cond_channels) * folded, channels[0], 3, padding=1)
+        inputs = n_out + self.cond_channels + self.noise_maps
+        self.stem = nn.Conv2d(inputs * folded, channels[0], 3, padding=1)
+        if self.noise_maps:  # the noise maps are the last inputs (after pixel_unshuffle too)
+            with torch.no_grad():
+                self.stem.weight[:, -self.noise_maps * folded:].zero_()
         self.enc = nn.ModuleList(ResBlock(c, c, dim) for c in channels)
         self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1)
                                   for a, b in zip(channels[:-1], channels[1:], strict=True))
@@ -133,13 +144,16 @@ class SpaceTimeUNet(nn.Module):
         """H and W of every input must be multiples of this (the fold, then one halving per extra level)."""
         return self.fold * 2 ** (len(self.channels) - 1)
 
-    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor, z: Tensor | None = None) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor, z: Tensor | None = None,
+                noise: Tensor | None = None) -> Tensor:
         """
         Args:
             x_t: (B, n_out, H, W) noisy future frames (model space).
             t: (B,) diffusion time (integer steps or floats), or a scalar for all.
             cond: (B, cond_channels, H, W) past frames, then extrapolation frames if used.
             z: (B, z_dim) latent, or None.
+            noise: (B, noise_maps, H, W) spatial latent, or None (zeros: the network's mean
+                behaviour); only with ``noise_maps``.
 
         Returns:
             (B, n_out, H, W) the network output (epsilon, v or x0 by the wrapper's objective).
@@ -160,7 +174,13 @@ class SpaceTimeUNet(nn.Module):
         if z is not None:
             c = c + self.z_proj(z.to(c.dtype))
 
-        x = self.stem(F.pixel_unshuffle(torch.cat([x_t, cond], dim=1), self.fold))
+        inputs = [x_t, cond]
+        maps = (b, self.noise_maps, h, w)
+        if noise is not None and noise.shape != maps:
+            raise ValueError(f"noise must be (B, noise_maps, H, W) = {maps}, got {tuple(noise.shape)}")
+        if self.noise_maps:
+            inputs.append(noise.to(x_t.dtype) if noise is not None else x_t.new_zeros(maps))
+        x = self.stem(F.pixel_unshuffle(torch.cat(inputs, dim=1), self.fold))
         skips = []
         for level, block in enumerate(self.enc):
             x = block(x, c)
