@@ -54,6 +54,33 @@ def make_batch(seed: int, b: int = 2) -> dict[str, torch.Tensor]:
     return {PAST: rain(N_IN), FUTURE: rain(N_OUT), MASK: mask, MOTION: torch.full((b, 2, SIZE, SIZE), 0.5)}
 
 
+def fit(task: AdversarialTask, tmp_path: Path, max_steps: int) -> L.Trainer:
+    """A few optimiser steps of ``task`` on three random batches (one validation batch)."""
+    batches = [make_batch(i) for i in range(3)]
+    trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
+                        num_sanity_val_steps=0, default_root_dir=tmp_path)
+    trainer.fit(task, DataLoader(batches, batch_size=None), DataLoader(batches[:1], batch_size=None))
+    return trainer
+
+
+def sampled_as_exported(task: AdversarialTask, base: Path, export: Path) -> torch.Tensor:
+    """The forecast of the diffusion forecaster loading ``export`` on ``base``, checked to equal the
+    task's own sampling with the same seed (the loaded generator is the trained one)."""
+    steps = len(task.sampler.timesteps)
+    forecaster = DiffusionForecaster.from_checkpoint(base, sampler="adversarial", steps=steps,
+                                                     sampler_checkpoint=export)
+    batch = make_batch(10)
+    task.eval()
+    ours = task.sample(batch[PAST], members=2, generator=torch.Generator().manual_seed(3),
+                       motion=batch[MOTION])
+    theirs = forecaster.forecast(batch[PAST], N_OUT, members=2, generator=torch.Generator().manual_seed(3),
+                                 motion=batch[MOTION])
+    assert theirs.shape == (2, 2, N_OUT, SIZE, SIZE)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    return theirs
+
+
 @pytest.mark.parametrize("steps", [1, 4])
 def test_generator_starts_as_the_denoiser(diffusion_ckpt: Path, steps: int) -> None:
     task = stage_of(diffusion_ckpt, steps, z_dim=8, disc_channels=8, disc_depth=2)
@@ -72,6 +99,8 @@ def test_bad_arguments_are_refused(diffusion_ckpt: Path) -> None:
         stage_of(diffusion_ckpt, steps=3)
     with pytest.raises(ValueError, match="z_dim"):
         stage_of(diffusion_ckpt, z_dim=0)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        stage_of(diffusion_ckpt, objective="mse")
     with pytest.raises(FileNotFoundError):
         stage_of("no/such/diffusion.pt")
 
@@ -91,12 +120,7 @@ def test_gan_steps_export_and_load(diffusion_ckpt: Path, tmp_path: Path) -> None
     task = stage_of(diffusion_ckpt, steps=2, z_dim=8, disc_channels=8, disc_depth=2,
                     r1_gamma=1.0, lambda_rec=0.5, lr_g=1e-3, lr_d=1e-3)
     disc0 = [p.detach().clone() for p in task.discriminator.parameters()]
-    batches = [make_batch(i) for i in range(3)]
-    trainer = L.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
-                        num_sanity_val_steps=0, default_root_dir=tmp_path)
-    trainer.fit(task, DataLoader(batches, batch_size=None), DataLoader(batches[:1], batch_size=None))
-    logged = trainer.callback_metrics
+    logged = fit(task, tmp_path, max_steps=6).callback_metrics
     for key in ("train/loss_d", "train/loss_g", "train/r1", "train/rec", "val/csi_1", "val/mse"):
         assert key in logged and math.isfinite(float(logged[key])), key
     assert task.generator.z_proj.weight.abs().sum() > 0  # the latent is now used
@@ -106,17 +130,7 @@ def test_gan_steps_export_and_load(diffusion_ckpt: Path, tmp_path: Path) -> None
     ckpt = load_checkpoint(path, forecaster=ADVERSARIAL_FORECASTER)
     assert ckpt["hparams"]["steps"] == 2 and ckpt["hparams"]["generator"]["z_dim"] == 8
     assert ckpt["window"] == load_checkpoint(diffusion_ckpt)["window"]
-
-    forecaster = DiffusionForecaster.from_checkpoint(diffusion_ckpt, sampler="adversarial", steps=2,
-                                                     sampler_checkpoint=path)
-    batch = make_batch(10)
-    task.eval()
-    ours = task.sample(batch[PAST], members=2, generator=torch.Generator().manual_seed(3),
-                       motion=batch[MOTION])
-    theirs = forecaster.forecast(batch[PAST], N_OUT, members=2, generator=torch.Generator().manual_seed(3),
-                                 motion=batch[MOTION])
-    assert theirs.shape == (2, 2, N_OUT, SIZE, SIZE)
-    assert torch.allclose(ours, theirs, atol=1e-5)  # the loaded generator is the trained one
+    theirs = sampled_as_exported(task, diffusion_ckpt, path)
     assert not torch.allclose(theirs[:, 0], theirs[:, 1])  # members differ (noise and z)
 
 
@@ -154,17 +168,12 @@ def test_fair_crps_is_the_two_member_score(diffusion_ckpt: Path) -> None:
     assert torch.allclose(score, expected, atol=1e-6)
 
 
-def test_crps_steps_spread_the_members(diffusion_ckpt: Path, tmp_path: Path) -> None:
+def test_crps_steps_export_and_load(diffusion_ckpt: Path, tmp_path: Path) -> None:
     settings = {"z_dim": 8, "objective": "crps", "lr_g": 1e-3}
     if load_checkpoint(diffusion_ckpt)["hparams"].get("architecture") == "hybrid":
         settings["noise_maps"] = 2
     task = stage_of(diffusion_ckpt, steps=2, **settings)
-    batches = [make_batch(i) for i in range(3)]
-    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
-                        num_sanity_val_steps=0, default_root_dir=tmp_path)
-    trainer.fit(task, DataLoader(batches, batch_size=None), DataLoader(batches[:1], batch_size=None))
-    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    assert math.isfinite(float(fit(task, tmp_path, max_steps=4).callback_metrics["train/loss"]))
     assert task.generator.z_proj.weight.abs().sum() > 0  # the latent is now used
     if "noise_maps" in settings:
         assert task.generator.stem.weight[:, -2 * task.generator.fold ** 2:].abs().sum() > 0
@@ -173,12 +182,4 @@ def test_crps_steps_spread_the_members(diffusion_ckpt: Path, tmp_path: Path) -> 
     ckpt = load_checkpoint(path, forecaster=ADVERSARIAL_FORECASTER)
     assert ckpt["training"]["objective"] == "crps"
     assert ckpt["hparams"]["generator"].get("noise_maps", 0) == settings.get("noise_maps", 0)
-    forecaster = DiffusionForecaster.from_checkpoint(diffusion_ckpt, sampler="adversarial", steps=2,
-                                                     sampler_checkpoint=path)
-    batch = make_batch(10)
-    task.eval()
-    ours = task.sample(batch[PAST], members=2, generator=torch.Generator().manual_seed(3),
-                       motion=batch[MOTION])
-    theirs = forecaster.forecast(batch[PAST], N_OUT, members=2, generator=torch.Generator().manual_seed(3),
-                                 motion=batch[MOTION])
-    assert torch.allclose(ours, theirs, atol=1e-5)
+    sampled_as_exported(task, diffusion_ckpt, path)
