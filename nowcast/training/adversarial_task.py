@@ -43,9 +43,16 @@ from nowcast.models.diffusion.wrapper import ConditionalDiffusion
 from nowcast.models.spec import ModelSpec
 from nowcast.samplers.adversarial import ADVERSARIAL_STEPS, draw_latents
 from nowcast.samplers.base import randn_like
+from nowcast.training.baseline_tasks import masked_mean
 from nowcast.training.prepared import PreparedResiduals
 from nowcast.training.task import ForecastTask, trained_model
 from nowcast.types import MOTION, PAST, GridSpec, WindowSpec
+
+
+def covered_mean(values: Tensor, covered: Tensor | None) -> Tensor:
+    """Mean of ``values`` (B, T, H, W) over the cells ``covered`` (B, H, W) marks (all when None)."""
+    return values.mean() if covered is None else masked_mean(values, covered[:, None].to(values.dtype))
+
 
 ADVERSARIAL_FORECASTER = "diffusion-adversarial"
 #: the generator's training objectives (see the module docstring)
@@ -217,8 +224,7 @@ class AdversarialTask(ForecastTask):
         loss_g = loss_adv
         rec = torch.zeros((), device=x0.device)
         if self.hparams.lambda_rec > 0:
-            mask = torch.ones_like(x0) if covered is None else covered[:, None].to(x0.dtype).expand_as(x0)
-            rec = (((x0_fake - x0) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
+            rec = covered_mean((x0_fake - x0) ** 2, covered)
             loss_g = loss_g + self.hparams.lambda_rec * rec
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
@@ -235,14 +241,10 @@ class AdversarialTask(ForecastTask):
 
     def fair_crps(self, x0: Tensor, x_t: Tensor, t: Tensor, cond: Tensor, covered: Tensor | None) -> Tensor:
         """Fair CRPS of two generator samples of ``x0`` given ``x_t``, averaged over covered cells:
-        ``(|a - x0| + |b - x0|) / 2 - |a - b| / 2`` (unbiased for the CRPS of the generator's
-        distribution; 0 only when it is a point mass on ``x0``)."""
+        ``(|a - x0| + |b - x0|) / 2 - |a - b| / 2``, an unbiased estimate of the CRPS of the
+        generator's distribution (never negative; its expectation is lowest for the true one)."""
         a, b = self.generate_x0(x_t, t, cond), self.generate_x0(x_t, t, cond)
-        score = ((a - x0).abs() + (b - x0).abs() - (a - b).abs()) / 2
-        if covered is None:
-            return score.mean()
-        mask = covered[:, None].to(score.dtype).expand_as(score)
-        return (score * mask).sum() / mask.sum().clamp(min=1.0)
+        return covered_mean(((a - x0).abs() + (b - x0).abs() - (a - b).abs()) / 2, covered)
 
     def _crps_step(self, batch: dict[str, Tensor]) -> Tensor:
         opt_g = self.optimizers()
