@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from nowcast.evaluation.cases import choose_cases, evenly_spaced
 from nowcast.evaluation.provenance import device_name
 from nowcast.evaluation.results import SHOW_MEMBERS, member_lead, pack_rain, read_result, write_result
-from nowcast.evaluation.specs import EvaluatedModel, SpecLike, parse_specs, weights_fingerprint
+from nowcast.evaluation.specs import EvaluatedModel, SpecLike, card_settings, parse_specs, weights_fingerprint
 from nowcast.evaluation.suite import ScoreSuite
 from nowcast.models.base import DoesNotFitError, bind_to_store
 from nowcast.types import FUTURE, MASK, MOTION, PAST
@@ -123,6 +123,10 @@ class EvaluationRunner:
         if "weights" in res and res["weights"] != weights_fingerprint(spec):
             log.info("%s: its weights changed since the stored result, scored again", spec.label)
             return False
+        if res.get("card_args", {}) != card_settings(spec):
+            log.info("%s: its model card's forecast arguments changed since the stored result, "
+                     "scored again", spec.label)
+            return False
         return True
 
     def model_positions(self, spec: EvaluatedModel) -> list[int]:
@@ -170,6 +174,7 @@ class EvaluationRunner:
             "n_windows": len(positions), "n_windows_run": len(self.indices),
             "window_indices": [self.indices[p] for p in positions],
             "members": spec.members or self.members, "weights": weights_fingerprint(spec),
+            "card_args": card_settings(spec),
         }
         t0 = time.perf_counter()
         try:

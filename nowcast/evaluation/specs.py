@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from nowcast.models.cards import card_forecast_args
 from nowcast.models.spec import ModelSpec, short_form
 
 
@@ -68,3 +69,11 @@ def weights_fingerprint(spec: EvaluatedModel) -> list[dict[str, str | None]]:
 
     return [{"file": path.name, "sha256": file_sha256(path) if path.is_file() else None}
             for path in spec.weight_files()]
+
+
+def card_settings(spec: EvaluatedModel) -> dict[str, Any]:
+    """The forecast arguments the model card of ``spec``'s checkpoint adds (``{}`` without a card),
+    so a resumed run re-scores a model whose card changed how it forecasts (arguments given in the
+    spec override them, :meth:`LearnedForecaster.from_checkpoint`)."""
+    files = spec.weight_files()
+    return card_forecast_args(files[0]) if files else {}

@@ -202,6 +202,32 @@ def test_resume_scores_again_a_model_whose_weights_changed(dataset, tmp_path, mo
     assert again["weights"][0]["sha256"] == file_sha256(ckpt) != first["weights"][0]["sha256"]
 
 
+def test_resume_scores_again_a_model_whose_card_changed(dataset, tmp_path, monkeypatch):
+    """A shipped file's card says how it forecasts (its forecast_args): a stored result made
+    under other card settings is stale even though the weights are the same."""
+    from nowcast.evaluation import specs as specs_mod
+    from nowcast.training.diffusion_task import DiffusionTask
+
+    ckpt = tmp_path / "diffusion.pt"
+    DiffusionTask("diffusion:dim=16,depth=1,heads=2,patch=4", n_in=N_IN, n_out=N_OUT).export(ckpt)
+    spec = EvaluatedModel.parse(
+        f"diffusion:checkpoint={ckpt},sampler=ddim,steps=1,max_windows=1,panels=false")
+    runner = EvaluationRunner(dataset, list(range(len(dataset))), tmp_path / "out", N_OUT, members=1,
+                              suite_kwargs={"perceptual": False}, n_cases=0, progress=False)
+    card = {"match": "none"}
+    monkeypatch.setattr(specs_mod, "card_forecast_args", lambda path: dict(card))
+    assert runner.run([spec])[spec.label]["card_args"] == card
+    calls = []
+    real = runner_mod.EvaluationRunner.run_model
+    monkeypatch.setattr(runner_mod.EvaluationRunner, "run_model",
+                        lambda self, s: calls.append(s.label) or real(self, s))
+    runner.run([spec], resume=True)
+    assert calls == []  # same card: the stored result stands
+    card["match"] = "observation"
+    assert runner.run([spec], resume=True)[spec.label]["card_args"] == {"match": "observation"}
+    assert calls == [spec.label]
+
+
 def test_weight_files_name_every_checkpoint_a_model_reads():
     from nowcast.models import weight_files
     from nowcast.models.learned import CHECKPOINT_DIR
