@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import torch
 from tiny_setup import N_OUT, write_data_config, write_train_config
 
@@ -30,3 +32,19 @@ def test_train_fit_exports_and_resumes(tmp_path):
     model.check_fits(WindowSpec(n_in=4, n_out=N_OUT), GridSpec(pixel_size_m=2000.0))
     past = torch.rand(1, 4, 32, 32) * 5
     assert model.forecast(past, N_OUT, members=2).shape == (1, 2, N_OUT, 32, 32)
+
+
+def test_resume_finds_the_last_state_of_a_logged_run(tmp_path):
+    """With a logger (the shipped configs) each run writes under a new lightning_logs/version_N;
+    ``--ckpt_path last`` still resumes the previous run's state instead of starting over."""
+    torch.set_num_threads(1)
+    data, config = write_data_config(tmp_path), write_train_config(tmp_path, logged=True)
+    args = ["fit", "--config", str(config), "--data", str(data)]
+    assert train_main([*args, "--trainer.max_steps", "4", "--ckpt_path", "last"]) == 0  # nothing yet
+    logs = tmp_path / "runs" / "lightning_logs"
+    assert (logs / "version_0" / "checkpoints" / "last.ckpt").exists()
+    assert train_main([*args, "--trainer.max_steps", "6", "--ckpt_path", "last"]) == 0
+    resumed = load_checkpoint(logs / "version_1" / "export" / "diffusion-last.pt")
+    assert resumed["training"]["global_step"] == 6
+    steps = [int(row["step"]) for row in csv.DictReader((logs / "version_1" / "metrics.csv").open())]
+    assert min(steps) >= 4  # the second run trained steps 5 and 6 only: it resumed, not restarted

@@ -28,19 +28,23 @@ def write_data_config(tmp: Path) -> Path:
     return path
 
 
-def write_train_config(tmp: Path, every_n_steps: int = 2) -> Path:
-    """configs/train/diffusion.yaml shrunk to a CPU-sized model, saving every ``every_n_steps``."""
+def write_train_config(tmp: Path, every_n_steps: int = 2, logged: bool = False) -> Path:
+    """configs/train/diffusion.yaml shrunk to a CPU-sized model, saving every ``every_n_steps``;
+    ``logged``: the shipped configs' layout (a logger, so every run writes its checkpoints and exports
+    under a new ``lightning_logs/version_N``) instead of fixed folders without a logger."""
     config = yaml.safe_load((repo_root() / "configs/train/diffusion.yaml").read_text())
     config["model"]["init_args"]["model"]["args"].update(dim=16, depth=1, heads=2, channels=[8, 16])
     config["model"]["init_args"].update(n_out=N_OUT, val_steps=2, val_members=1)
     config.pop("data", None)
     trainer = config["trainer"]
     trainer.update(accelerator="cpu", precision="32-true", val_check_interval=2, log_every_n_steps=1,
-                   default_root_dir=str(tmp / "runs"), enable_progress_bar=False, logger=False,
+                   default_root_dir=str(tmp / "runs"), enable_progress_bar=False, logger=logged,
                    num_sanity_val_steps=0, enable_model_summary=False)
     for cb in trainer["callbacks"]:
         if "every_n_train_steps" in cb.get("init_args", {}):
             cb["init_args"]["every_n_train_steps"] = every_n_steps
+        if logged:
+            continue
         if "ModelCheckpoint" in cb["class_path"]:
             cb["init_args"]["dirpath"] = str(tmp / "runs" / "checkpoints")
         if "ExportCheckpoint" in cb["class_path"]:
