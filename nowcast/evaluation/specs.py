@@ -72,8 +72,9 @@ def weights_fingerprint(spec: EvaluatedModel) -> list[dict[str, str | None]]:
 
 
 def card_settings(spec: EvaluatedModel) -> dict[str, Any]:
-    """The forecast arguments the model card of ``spec``'s checkpoint adds (``{}`` without a card),
-    so a resumed run re-scores a model whose card changed how it forecasts (arguments given in the
-    spec override them, :meth:`LearnedForecaster.from_checkpoint`)."""
+    """The forecast arguments the model card of ``spec``'s checkpoint adds to the spec's own
+    (``{}`` without a card, or when the spec sets them all), so a resumed run re-scores a model
+    whose card changed how it forecasts (:meth:`LearnedForecaster.from_checkpoint`)."""
     files = spec.weight_files()
-    return card_forecast_args(files[0]) if files else {}
+    card = card_forecast_args(files[0]) if files else {}
+    return {key: value for key, value in card.items() if key not in spec.args}

@@ -226,6 +226,9 @@ def test_resume_scores_again_a_model_whose_card_changed(dataset, tmp_path, monke
     card["match"] = "observation"
     assert runner.run([spec], resume=True)[spec.label]["card_args"] == {"match": "observation"}
     assert calls == [spec.label]
+    card["steps"] = 4  # the spec sets its own steps: what the card says of them does not count
+    runner.run([spec], resume=True)
+    assert calls == [spec.label]
 
 
 def test_weight_files_name_every_checkpoint_a_model_reads():
