@@ -54,7 +54,9 @@ class RainTransform:
     def forward(self, rain: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+    def inverse(self, x: torch.Tensor, threshold: bool = True) -> torch.Tensor:
+        """Model value -> mm/h. ``threshold=False`` keeps the smooth curve below the ingest
+        threshold instead of cutting it to 0 (a loss in mm/h then has a gradient there)."""
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,9 +95,11 @@ class DBZTransform(RainTransform):
         p = (dbz / DBZ_MAX).clamp(0.0, 1.0)
         return torch.where(rain > 0, p, torch.zeros_like(p))
 
-    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+    def inverse(self, x: torch.Tensor, threshold: bool = True) -> torch.Tensor:
         x = x.clamp(0.0, 1.0)
         rain = dbz_to_rain(x * DBZ_MAX, self.a, self.b)
+        if not threshold:
+            return rain
         # the tolerance keeps exactly-transformed 0.1 mm/h on the rainy side in float32
         return torch.where(x >= self.threshold - 1e-6, rain, torch.zeros_like(rain))
 
@@ -117,10 +121,12 @@ class LogTransform(RainTransform):
         rain = rain.clamp(min=0.0, max=self.r_max)
         return (torch.log10(rain + self.eps) - math.log10(self.eps)) / self._span()
 
-    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+    def inverse(self, x: torch.Tensor, threshold: bool = True) -> torch.Tensor:
         x = x.clamp(0.0, 1.0)
         rain = 10.0 ** (x * self._span() + math.log10(self.eps)) - self.eps
         rain = rain.clamp(min=0.0)
+        if not threshold:
+            return rain
         return torch.where(rain >= RAIN_THRESHOLD_MM_H, rain, torch.zeros_like(rain))
 
 

@@ -3,7 +3,8 @@
 Two objectives train the same generator for the same "adversarial" sampler: the Denoising
 Diffusion GAN's (``objective="gan"``, Xiao et al., ICLR 2022), and a proper scoring rule
 (``objective="crps"``: the fair CRPS of two generator samples against the true ``x0``, pixel by
-pixel, as in distributional diffusion models trained with scoring rules, De Bortoli et al. 2025,
+pixel, in the diffused residual's units or, with ``crps_space="rain"``, in mm/h once added to the
+extrapolation, as in distributional diffusion models trained with scoring rules, De Bortoli et al. 2025,
 and CRPS-trained weather ensembles such as AIFS-CRPS). The scoring rule needs no discriminator;
 its minimum is the true conditional distribution, so it rewards spread exactly where the data
 has it, which the GAN does not guarantee (it tends to collapse onto few samples).
@@ -57,6 +58,9 @@ def covered_mean(values: Tensor, covered: Tensor | None) -> Tensor:
 ADVERSARIAL_FORECASTER = "diffusion-adversarial"
 #: the generator's training objectives (see the module docstring)
 OBJECTIVES = ("gan", "crps")
+#: where the "crps" objective compares samples with the truth: the diffused quantity (the scaled
+#: residual), or rain in mm/h on the diffusion grid (residual added to the extrapolation)
+CRPS_SPACES = ("diffused", "rain")
 #: the sampler this stage trains the network of
 ADVERSARIAL = "adversarial"
 
@@ -103,6 +107,10 @@ class AdversarialTask(ForecastTask):
             afresh; the task's ``init_from``, see :class:`ForecastTask`).
         objective: "gan" (the discriminator's verdict) or "crps" (a proper scoring rule, no
             discriminator; see the module docstring).
+        crps_space: what the "crps" objective scores: "diffused" (the scaled residual, every cell
+            alike) or "rain" (mm/h on the diffusion grid, the residual added to the extrapolation:
+            the units the forecast is verified in, where an error in heavy rain weighs more than
+            light rain added to a dry cell; 2 km with a folded, full-resolution residual).
         z_dim: latent size of the generator.
         noise_maps: spatial latent maps of the generator ("hybrid" denoiser only; 0 = none).
         disc_channels, disc_depth: discriminator width and number of down-sampling blocks ("gan").
@@ -117,7 +125,8 @@ class AdversarialTask(ForecastTask):
             (:class:`~nowcast.training.prepared.PreparedResiduals`).
     """
 
-    def __init__(self, model: ModelSpec, objective: str = "gan", z_dim: int = 64, noise_maps: int = 0,
+    def __init__(self, model: ModelSpec, objective: str = "gan", crps_space: str = "diffused",
+                 z_dim: int = 64, noise_maps: int = 0,
                  disc_channels: int = 64, disc_depth: int = 3,
                  r1_gamma: float = 0.1, lambda_rec: float = 0.0, lr_g: float = 5e-5, lr_d: float = 1e-4,
                  betas: tuple[float, float] = (0.5, 0.9), grad_clip: float = 1.0, val_members: int = 1,
@@ -125,6 +134,8 @@ class AdversarialTask(ForecastTask):
         task = type(self).__name__
         if objective not in OBJECTIVES:
             raise ValueError(f"{task}: objective must be one of {OBJECTIVES}, got {objective!r}")
+        if crps_space not in CRPS_SPACES:
+            raise ValueError(f"{task}: crps_space must be one of {CRPS_SPACES}, got {crps_space!r}")
         spec = trained_model(model, task, [DiffusionForecaster.name])
         sampling = {"sampler": ADVERSARIAL, "steps": 4, "sampler_checkpoint": None}
         unknown = sorted(set(spec.args) - set(sampling))
@@ -160,6 +171,9 @@ class AdversarialTask(ForecastTask):
                                             disc_channels, disc_depth) if objective == "gan" else None)
         self.sampler = self.diffusion.build_sampler(ADVERSARIAL, generator=self.generator)
         self.sampler.set_timesteps(steps)
+        if crps_space == "rain" and not (self.diffusion.residual and self.diffusion.use_extrapolation):
+            raise ValueError(f"{task}: crps_space 'rain' needs a residual model conditioned on the "
+                             "extrapolation (the rain is the residual added to it)")
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -242,8 +256,11 @@ class AdversarialTask(ForecastTask):
     def fair_crps(self, x0: Tensor, x_t: Tensor, t: Tensor, cond: Tensor, covered: Tensor | None) -> Tensor:
         """Fair CRPS of two generator samples of ``x0`` given ``x_t``, averaged over covered cells:
         ``(|a - x0| + |b - x0|) / 2 - |a - b| / 2``, an unbiased estimate of the CRPS of the
-        generator's distribution (never negative; its expectation is lowest for the true one)."""
+        generator's distribution (never negative; its expectation is lowest for the true one), in
+        the ``crps_space`` units."""
         a, b = self.generate_x0(x_t, t, cond), self.generate_x0(x_t, t, cond)
+        if self.hparams.crps_space == "rain":  # the smooth inverse: a gradient below 0.1 mm/h too
+            a, b, x0 = (self.diffusion.rain_on_grid(v, cond, threshold=False) for v in (a, b, x0))
         return covered_mean(((a - x0).abs() + (b - x0).abs() - (a - b).abs()) / 2, covered)
 
     def _crps_step(self, batch: dict[str, Tensor]) -> Tensor:
@@ -317,6 +334,7 @@ class AdversarialTask(ForecastTask):
             "data": self.data_description(),
             "metrics": metrics,
             "training": {"global_step": int(self.global_step), "objective": hp.objective,
+                         "crps_space": hp.crps_space,
                          "r1_gamma": float(hp.r1_gamma),
                          "lambda_rec": float(hp.lambda_rec), "lr_g": float(hp.lr_g), "lr_d": float(hp.lr_d),
                          "world_size": int(trainer.world_size) if trainer else 1},

@@ -101,6 +101,8 @@ def test_bad_arguments_are_refused(diffusion_ckpt: Path) -> None:
         stage_of(diffusion_ckpt, z_dim=0)
     with pytest.raises(ValueError, match="objective must be one of"):
         stage_of(diffusion_ckpt, objective="mse")
+    with pytest.raises(ValueError, match="crps_space must be one of"):
+        stage_of(diffusion_ckpt, objective="crps", crps_space="dbz")
     with pytest.raises(FileNotFoundError):
         stage_of("no/such/diffusion.pt")
 
@@ -183,3 +185,34 @@ def test_crps_steps_export_and_load(diffusion_ckpt: Path, tmp_path: Path) -> Non
     assert ckpt["training"]["objective"] == "crps"
     assert ckpt["hparams"]["generator"].get("noise_maps", 0) == settings.get("noise_maps", 0)
     sampled_as_exported(task, diffusion_ckpt, path)
+
+
+def test_rain_on_grid_inverts_the_training_inputs(diffusion_ckpt: Path) -> None:
+    """The rain the "rain" scoring rule compares is the window's future: at full resolution exactly
+    (below the ingest threshold 0), on a coarse grid the block means taken in model space."""
+    diffusion = DiffusionForecaster.from_checkpoint(diffusion_ckpt).diffusion
+    batch = make_batch(5)
+    cond, residual, _ = diffusion.diffusion_inputs(batch[PAST], batch[FUTURE], batch[MASK], batch[MOTION])
+    rain = diffusion.rain_on_grid(residual / diffusion.residual_scale, cond)
+    future = batch[FUTURE]
+    if diffusion.coarsen > 1:
+        pooled = torch.nn.functional.avg_pool2d(diffusion.to_model(future), diffusion.coarsen)
+        future = diffusion.to_rain(pooled)
+    expected = torch.where(future >= 0.1, future, 0.0)
+    assert rain.shape == expected.shape and torch.allclose(rain, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_crps_in_rain_units_trains(diffusion_ckpt: Path, tmp_path: Path) -> None:
+    task = stage_of(diffusion_ckpt, steps=2, z_dim=8, objective="crps", crps_space="rain", lr_g=1e-3)
+    batch = make_batch(7)
+    cond, x0, covered = task.diffusion.training_inputs(batch)
+    a = task.diffusion.rain_on_grid(x0, cond, threshold=False)
+    draws = iter([x0, x0])
+    with torch.no_grad():
+        real = task.generate_x0
+        task.generate_x0 = lambda *args: next(draws)  # both samples the truth: a perfect score
+        assert float(task.fair_crps(x0, None, None, cond, covered)) == 0.0
+        task.generate_x0 = real
+    assert a.shape == x0.shape and (a >= 0).all()
+    assert math.isfinite(float(fit(task, tmp_path, max_steps=3).callback_metrics["train/loss"]))
+    assert load_checkpoint(task.export(tmp_path / "rain.pt"))["training"]["crps_space"] == "rain"

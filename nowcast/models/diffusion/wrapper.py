@@ -110,9 +110,10 @@ class ConditionalDiffusion(nn.Module):
         """mm/h -> model space [-1, 1]."""
         return 2.0 * self.transform.forward(rain.float()) - 1.0
 
-    def to_rain(self, x: Tensor) -> Tensor:
-        """model space -> mm/h (clipped to the transform's range)."""
-        return self.transform.inverse((x.float() + 1.0) / 2.0)
+    def to_rain(self, x: Tensor, threshold: bool = True) -> Tensor:
+        """model space -> mm/h (clipped to the transform's range; ``threshold=False``: without the
+        cut below the ingest threshold, see :meth:`RainTransform.inverse`)."""
+        return self.transform.inverse((x.float() + 1.0) / 2.0, threshold=threshold)
 
     def prepare(self, past_mm_h: Tensor, motion: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Conditioning and the base the diffused quantity is relative to.
@@ -157,6 +158,16 @@ class ConditionalDiffusion(nn.Module):
         if self.coarsen > 1:
             x = F.interpolate(x, size=base.shape[-2:], mode="bilinear", align_corners=False)
         return base + x
+
+    def rain_on_grid(self, x: Tensor, cond: Tensor, threshold: bool = True) -> Tensor:
+        """The diffused quantity ``x`` (B, n_out, h, w) as rain (mm/h) on the diffusion grid: added
+        to the extrapolation that ``cond`` (:meth:`prepare`'s) carries, which at ``coarsen`` 1 is
+        the forecast itself and otherwise its block means in model space. Needs a residual model
+        conditioned on the extrapolation."""
+        if not (self.residual and self.use_extrapolation):
+            raise ValueError("rain_on_grid needs a residual model conditioned on the extrapolation")
+        base = cond[:, self.n_in:self.n_in + self.n_out]
+        return self.to_rain(base + x * self.residual_scale, threshold=threshold)
 
     # --- training -------------------------------------------------------------------------
     def diffusion_inputs(self, past: Tensor, future: Tensor, mask: Tensor | None = None,
