@@ -19,12 +19,12 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scoring_windows import bind_radar_mix, scoring_windows
 from tqdm import tqdm
 
-from nowcast.data.datamodule import from_config
 from nowcast.evaluation.crps import crps_ensemble
 from nowcast.models import load_forecaster
-from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
+from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 MEMBERS, SCALES, LEADS = 8, (1, 4, 16), (0, 5, 11)
 PP = {"sampler": "ddim", "steps": 4, "match": "observation", "motion_perturbation": 0.5}
@@ -42,18 +42,14 @@ def main() -> None:
     torch.set_num_threads(2)
     split, stride = sys.argv[1], int(sys.argv[2])
     checkpoint = sys.argv[3] if len(sys.argv) > 3 else None
-    dm = from_config("configs/data/radar-mix.yaml", with_motion=True, cached_motion_only=True,
-                     eval_crop_size=256, eval_batch_size=1)
-    dm.setup("validate" if split == "val" else "test")
-    ds = dm.dataset(split)
+    ds = scoring_windows(split)
     models = {
         "extrapolation": load_forecaster("extrapolation"),
         "steps": load_forecaster("steps"),
         "diffusion-pp": load_forecaster("diffusion", checkpoint, **PP),
         "untrained-pp": load_forecaster("diffusion", "outputs/untrained-diffusion.pt", **PP),
     }
-    for m in models.values():  # the radar-mix stores: 2 km pixels, 5 min steps
-        m.bind(WindowSpec(n_in=4, n_out=12, timestep_minutes=5.0), GridSpec(pixel_size_m=2000.0))
+    bind_radar_mix(*models.values())
     scores = {name: {s: [] for s in SCALES} for name in models}
     for i in tqdm(range(0, len(ds), stride), desc=f"{split} windows", file=sys.stderr):
         w = ds[i]

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 import torch
+from scoring_windows import scoring_windows
 
-from nowcast.data.datamodule import from_config
 from nowcast.evaluation.crps import crps_ensemble
 from nowcast.evaluation.inputs import reduce_ensemble
 from nowcast.models import load_forecaster
@@ -46,10 +46,7 @@ def match_to(ens: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.
 def main() -> None:
     torch.set_num_threads(2)
     ckpt, stride, variants = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
-    dm = from_config("configs/data/radar-mix.yaml", with_motion=True, cached_motion_only=True,
-                     eval_crop_size=256, eval_batch_size=1)
-    dm.setup("validate")
-    ds = dm.dataset("val")
+    ds = scoring_windows("val")
     stats: dict[tuple[str, str], np.ndarray | list[float]] = {}
 
     def score(name: str, ens: torch.Tensor, fut: torch.Tensor, mask: torch.Tensor) -> None:

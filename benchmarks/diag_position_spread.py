@@ -15,8 +15,8 @@ import sys
 
 import numpy as np
 import torch
+from scoring_windows import scoring_windows
 
-from nowcast.data.datamodule import from_config
 from nowcast.evaluation.crps import crps_ensemble
 from nowcast.models import load_forecaster
 from nowcast.models.diffusion.forecaster import RAW_SAMPLES
@@ -37,10 +37,7 @@ def shifted(ens: torch.Tensor, rate: float, g: torch.Generator) -> torch.Tensor:
 
 def main() -> None:
     torch.set_num_threads(2)
-    dm = from_config("configs/data/radar-mix.yaml", with_motion=True, cached_motion_only=True,
-                     eval_crop_size=256, eval_batch_size=1)
-    dm.setup("validate")
-    ds = dm.dataset("val")
+    ds = scoring_windows("val")
     model = load_forecaster("diffusion", sys.argv[1] if len(sys.argv) > 1 else None, sampler="ddim", steps=4,
                             **RAW_SAMPLES)
     extrapolation = load_forecaster("extrapolation")

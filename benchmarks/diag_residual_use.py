@@ -26,9 +26,9 @@ import sys
 
 import numpy as np
 import torch
+from scoring_windows import RADAR_MIX_GRID, RADAR_MIX_WINDOW, bind_radar_mix, scoring_windows
 from tqdm import tqdm
 
-from nowcast.data.datamodule import from_config
 from nowcast.evaluation.crps import crps_ensemble
 from nowcast.evaluation.inputs import probability_matched_mean
 from nowcast.models import load_forecaster
@@ -36,9 +36,10 @@ from nowcast.models.advection import advect
 from nowcast.models.matching import match_to_observation
 from nowcast.models.perturbation import bps_displacements, displace
 from nowcast.samplers.loop import sample
-from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
+from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 MEMBERS, N_OUT, THRESHOLD, PERTURBATION = 8, 12, 1.0, 0.5
+PIXEL_KM, STEP_MIN = RADAR_MIX_GRID.pixel_size_m / 1000.0, RADAR_MIX_WINDOW.timestep_minutes
 TAUS_MIN = (15.0, 30.0)  # e-folding lead times of the residual's weight
 
 
@@ -70,16 +71,11 @@ def main() -> None:
     torch.set_num_threads(2)
     split, stride = sys.argv[1], int(sys.argv[2])
     checkpoint = sys.argv[3] if len(sys.argv) > 3 else None
-    dm = from_config("configs/data/radar-mix.yaml", with_motion=True, cached_motion_only=True,
-                     eval_crop_size=256, eval_batch_size=1)
-    dm.setup("validate" if split == "val" else "test")
-    ds = dm.dataset(split)
-    spec, grid = WindowSpec(n_in=4, n_out=N_OUT, timestep_minutes=5.0), GridSpec(pixel_size_m=2000.0)
+    ds = scoring_windows(split)
     extrapolation, steps = load_forecaster("extrapolation"), load_forecaster("steps")
     model = load_forecaster("diffusion", checkpoint, sampler="ddim", steps=4, match="none",
                             motion_perturbation=0.0)
-    for m in (extrapolation, steps, model):
-        m.bind(spec, grid)
+    bind_radar_mix(extrapolation, steps, model)
     leads = 5.0 * torch.arange(1, N_OUT + 1)
     weights = {"pp, residual x 0 (untrained)": torch.zeros(N_OUT),
                "pp, residual x 1 (shipped)": torch.ones(N_OUT)}
@@ -95,7 +91,7 @@ def main() -> None:
             ext = extrapolation.forecast(past, N_OUT, 1, seeded(i), motion=motion)
             ste = steps.forecast(past, N_OUT, MEMBERS, seeded(i), motion=motion)
             residual = sampled_residual(model, past, motion, g)
-            shift = PERTURBATION * bps_displacements(motion, MEMBERS, N_OUT, 2.0, 5.0, g)
+            shift = PERTURBATION * bps_displacements(motion, MEMBERS, N_OUT, PIXEL_KM, STEP_MIN, g)
             tie = advect(past[:, -1].float(), motion, N_OUT)
             members = ext.expand(-1, MEMBERS, -1, -1, -1)
             ens = {"extrapolation": members, "steps": ste}
