@@ -159,16 +159,35 @@ def test_subset_and_findings(report, dataset):
         1 for _, p, _ in KEY_METRICS if p[0] not in ("lpips", "fid"))
 
 
+def spy_run_model(monkeypatch) -> list[str]:
+    """The labels of the models the runner scores from now on (it still scores them)."""
+    calls: list[str] = []
+    real = runner_mod.EvaluationRunner.run_model
+    monkeypatch.setattr(runner_mod.EvaluationRunner, "run_model",
+                        lambda self, spec: calls.append(spec.label) or real(self, spec))
+    return calls
+
+
+def tiny_diffusion_run(dataset, tmp_path: Path) -> tuple[Path, EvaluatedModel, EvaluationRunner]:
+    """Where a tiny diffusion checkpoint goes (:func:`export_tiny_diffusion`), its spec (one
+    window) and a runner over ``dataset``."""
+    spec = EvaluatedModel.parse(
+        f"diffusion:checkpoint={tmp_path / 'diffusion.pt'},sampler=ddim,steps=1,max_windows=1,panels=false")
+    runner = EvaluationRunner(dataset, list(range(len(dataset))), tmp_path / "out", N_OUT, members=1,
+                              suite_kwargs={"perceptual": False}, n_cases=0, progress=False)
+    return tmp_path / "diffusion.pt", spec, runner
+
+
+def export_tiny_diffusion(path: Path, seed: int = 0) -> None:
+    from nowcast.training.diffusion_task import DiffusionTask
+
+    torch.manual_seed(seed)
+    DiffusionTask("diffusion:dim=16,depth=1,heads=2,patch=4", n_in=N_IN, n_out=N_OUT).export(path)
+
+
 def test_resume_skips_finished_models(report, monkeypatch):
     out, runner, specs, results = report
-    calls = []
-    real = runner_mod.EvaluationRunner.run_model
-
-    def spy(self, spec):
-        calls.append(spec.label)
-        return real(self, spec)
-
-    monkeypatch.setattr(runner_mod.EvaluationRunner, "run_model", spy)
+    calls = spy_run_model(monkeypatch)
     again = runner.run(specs[:3] + specs[-1:], resume=True)
     assert calls == [EvaluatedModel.parse(specs[-1]).label]  # only the failed one is retried
     assert again["persistence"] == results["persistence"]
@@ -176,27 +195,15 @@ def test_resume_skips_finished_models(report, monkeypatch):
 
 def test_resume_scores_again_a_model_whose_weights_changed(dataset, tmp_path, monkeypatch):
     from nowcast.models.checkpoint import file_sha256
-    from nowcast.training.diffusion_task import DiffusionTask
 
-    def train(seed: int) -> None:
-        torch.manual_seed(seed)
-        DiffusionTask("diffusion:dim=16,depth=1,heads=2,patch=4", n_in=N_IN, n_out=N_OUT).export(ckpt)
-
-    ckpt = tmp_path / "diffusion.pt"
-    train(0)
-    spec = EvaluatedModel.parse(
-        f"diffusion:checkpoint={ckpt},sampler=ddim,steps=1,max_windows=1,panels=false")
-    runner = EvaluationRunner(dataset, list(range(len(dataset))), tmp_path / "out", N_OUT, members=1,
-                              suite_kwargs={"perceptual": False}, n_cases=0, progress=False)
+    ckpt, spec, runner = tiny_diffusion_run(dataset, tmp_path)
+    export_tiny_diffusion(ckpt, seed=0)
     first = runner.run([spec])[spec.label]
     assert first["weights"] == [{"file": "diffusion.pt", "sha256": file_sha256(ckpt)}]
-    calls = []
-    real = runner_mod.EvaluationRunner.run_model
-    monkeypatch.setattr(runner_mod.EvaluationRunner, "run_model",
-                        lambda self, s: calls.append(s.label) or real(self, s))
+    calls = spy_run_model(monkeypatch)
     runner.run([spec], resume=True)
     assert calls == []  # same weights: the stored result stands
-    train(1)  # the checkpoint is retrained in place
+    export_tiny_diffusion(ckpt, seed=1)  # the checkpoint is retrained in place
     again = runner.run([spec], resume=True)[spec.label]
     assert calls == [spec.label]
     assert again["weights"][0]["sha256"] == file_sha256(ckpt) != first["weights"][0]["sha256"]
@@ -206,21 +213,13 @@ def test_resume_scores_again_a_model_whose_card_changed(dataset, tmp_path, monke
     """A shipped file's card says how it forecasts (its forecast_args): a stored result made
     under other card settings is stale even though the weights are the same."""
     from nowcast.evaluation import specs as specs_mod
-    from nowcast.training.diffusion_task import DiffusionTask
 
-    ckpt = tmp_path / "diffusion.pt"
-    DiffusionTask("diffusion:dim=16,depth=1,heads=2,patch=4", n_in=N_IN, n_out=N_OUT).export(ckpt)
-    spec = EvaluatedModel.parse(
-        f"diffusion:checkpoint={ckpt},sampler=ddim,steps=1,max_windows=1,panels=false")
-    runner = EvaluationRunner(dataset, list(range(len(dataset))), tmp_path / "out", N_OUT, members=1,
-                              suite_kwargs={"perceptual": False}, n_cases=0, progress=False)
+    ckpt, spec, runner = tiny_diffusion_run(dataset, tmp_path)
+    export_tiny_diffusion(ckpt)
     card = {"match": "none"}
     monkeypatch.setattr(specs_mod, "card_forecast_args", lambda path: dict(card))
     assert runner.run([spec])[spec.label]["card_args"] == card
-    calls = []
-    real = runner_mod.EvaluationRunner.run_model
-    monkeypatch.setattr(runner_mod.EvaluationRunner, "run_model",
-                        lambda self, s: calls.append(s.label) or real(self, s))
+    calls = spy_run_model(monkeypatch)
     runner.run([spec], resume=True)
     assert calls == []  # same card: the stored result stands
     card["match"] = "observation"
