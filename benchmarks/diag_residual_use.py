@@ -35,7 +35,6 @@ from nowcast.models import load_forecaster
 from nowcast.models.advection import advect
 from nowcast.models.matching import match_to_observation
 from nowcast.models.perturbation import bps_displacements, displace
-from nowcast.samplers.loop import sample
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 MEMBERS, N_OUT, THRESHOLD, PERTURBATION = 8, 12, 1.0, 0.5
@@ -46,18 +45,6 @@ TAUS_MIN = (15.0, 30.0)  # e-folding lead times of the residual's weight
 def seeded(seed: int) -> torch.Generator:
     """One seed per window, the same for every row."""
     return torch.Generator().manual_seed(seed)
-
-
-def sampled_residual(model, past: torch.Tensor, motion: torch.Tensor,
-                     generator: torch.Generator) -> torch.Tensor:
-    """The model's sampled residual (M, n_out, h, w) on its diffusion grid (divided by its scale)."""
-    diff = model.diffusion
-    cond, _ = diff.prepare(past, motion)
-    cond = cond.repeat_interleave(MEMBERS, dim=0)
-    x_t = torch.randn((MEMBERS, diff.n_out, *cond.shape[-2:]), generator=generator)
-    fn = model.sampler_impl.network(lambda x, s, c, g: diff.denoiser(x, s, c))
-    return sample(lambda x, s: fn(x, s, cond, generator).float(), model.sampler_impl, x_t, model.steps,
-                  generator, progress=None)
 
 
 def on_base(model, residual: torch.Tensor, bases: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -90,7 +77,8 @@ def main() -> None:
         with torch.no_grad():
             ext = extrapolation.forecast(past, N_OUT, 1, seeded(i), motion=motion)
             ste = steps.forecast(past, N_OUT, MEMBERS, seeded(i), motion=motion)
-            residual = sampled_residual(model, past, motion, g)
+            residual, _ = model.diffusion.sample_diffused(past, MEMBERS, model.sampler_impl, model.steps, g,
+                                                          motion)
             shift = PERTURBATION * bps_displacements(motion, MEMBERS, N_OUT, PIXEL_KM, STEP_MIN, g)
             tie = advect(past[:, -1].float(), motion, N_OUT)
             members = ext.expand(-1, MEMBERS, -1, -1, -1)

@@ -266,6 +266,24 @@ class ConditionalDiffusion(nn.Module):
         if not 1 <= n_out <= self.n_out:
             raise ValueError(f"the model forecasts up to {self.n_out} frames, asked for {n_out}")
         b, _, h, w = past.shape
+        x0, base = self.sample_diffused(past, members, sampler, n_steps, generator, motion, **sampler_kwargs)
+        x0 = self.from_diffused(x0, None if base is None else base.repeat_interleave(members, dim=0))
+        return self.to_rain(x0.clamp(-1.0, 1.0)).reshape(b, members, self.n_out, h, w)[:, :, :n_out]
+
+    @torch.no_grad()
+    def sample_diffused(self, past: Tensor, members: int = 1, sampler: str | Sampler = "ddim",
+                        n_steps: int = 10, generator: torch.Generator | None = None,
+                        motion: Tensor | None = None,
+                        **sampler_kwargs: object) -> tuple[Tensor, Tensor | None]:
+        """The sampled diffused quantity itself, before it meets its base (see :meth:`sample`).
+
+        Returns:
+            ``x0`` (B * members, n_out, h, w) on the diffusion grid, members of one window
+            adjacent (the residual divided by ``residual_scale`` for a residual model), and
+            ``base`` (B, n_out, H, W) model space, the extrapolation it is added to (None
+            without ``residual``).
+        """
+        b, _, h, w = past.shape
         if h % self.coarsen or w % self.coarsen:
             raise ValueError(f"frame {h}x{w} is not a multiple of coarsen={self.coarsen}")
         cond, base = self.prepare(past, motion)
@@ -276,8 +294,7 @@ class ConditionalDiffusion(nn.Module):
         fn = sampler.network(lambda x, t, c, g: self.denoiser(x, t, c))
         x0 = sample(lambda x, t: fn(x, t, cond, generator).float(), sampler, x_T, n_steps, generator,
                     progress=None)  # a bar on a terminal: an ensemble on a big grid takes minutes
-        x0 = self.from_diffused(x0, None if base is None else base.repeat_interleave(members, dim=0))
-        return self.to_rain(x0.clamp(-1.0, 1.0)).reshape(b, members, self.n_out, h, w)[:, :, :n_out]
+        return x0, base
 
     @property
     def size_multiple(self) -> int:
