@@ -81,16 +81,17 @@ def centre_crop(height: int, width: int, size: int) -> tuple[int, int]:
     return (height - size) // 2, (width - size) // 2
 
 
-def augment(sample: dict[str, Any], flip: bool, quarter_turns: int) -> dict[str, Any]:
+def augment(sample: dict[str, Any], flip: bool, quarter_turns: int,
+            fields: tuple[str, ...] = (PAST, FUTURE, MASK)) -> dict[str, Any]:
     """Apply ``flip`` (mirror columns: x -> W-1-x) then ``quarter_turns`` x ``torch.rot90`` to every field.
 
-    Rain and mask just move. Motion (2, h, w) = (u, v) moves and its vectors transform with
-    the grid: a column mirror negates u; one ``rot90`` (which maps (row, col) to
-    (W-1-col, row)) maps (u, v) to (v, -u).
+    The ``fields`` (rain, mask; any (..., h, w) tensor) just move. Motion (2, h, w) = (u, v)
+    moves and its vectors transform with the grid: a column mirror negates u; one ``rot90``
+    (which maps (row, col) to (W-1-col, row)) maps (u, v) to (v, -u).
     """
     out = dict(sample)
     k = quarter_turns % 4
-    for key in (PAST, FUTURE, MASK, MOTION):
+    for key in (*fields, MOTION):
         if key not in out:
             continue
         x = out[key]
@@ -106,7 +107,7 @@ def augment(sample: dict[str, Any], flip: bool, quarter_turns: int) -> dict[str,
         for _ in range(k):
             u, v = v, -u
         out[MOTION] = torch.stack([u, v]).contiguous()
-    for key in (PAST, FUTURE, MASK):
+    for key in fields:
         if key in out:
             out[key] = out[key].contiguous()
     return out

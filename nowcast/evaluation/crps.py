@@ -7,7 +7,9 @@ Hersbach's decomposition)::
     CRPS = 1/M sum_i |x_i - y|  -  1/(2 M^2) sum_i sum_j |x_i - x_j|
 
 A deterministic forecast (M = 1) gives the absolute error. Averaged over covered pixels of every
-window (pooled sums), separately per lead time.
+window (pooled sums), separately per lead time. ``fair=True`` divides the spread term by
+2 M (M - 1) instead (Ferro 2014): an unbiased estimate of the CRPS of the distribution the members
+are drawn from, the form a generator trained with this score needs (``nowcast.training.adversarial_task``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from nowcast.evaluation.inputs import check_ensemble, check_fields
 PAIRWISE_UP_TO = 16
 
 
-def crps_ensemble(ensemble: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Pointwise CRPS: ensemble (B, M, ...) and target (B, ...) -> (B, ...), same units as the input.
+def crps_ensemble(ensemble: torch.Tensor, target: torch.Tensor, fair: bool = False) -> torch.Tensor:
+    """Pointwise CRPS: ensemble (B, M, ...) and target (B, ...) -> (B, ...), same units as the input
+    (``fair``: the fair estimator, M >= 2; see the module docstring).
 
     The member spread sum_ij |x_i - x_j| is summed over the M (M - 1) / 2 pairs for small ensembles
     (8 members: 28 vectorised differences, ten times faster than a sort along the member axis on
@@ -39,7 +42,9 @@ def crps_ensemble(ensemble: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ranks = torch.arange(1, m + 1, device=ensemble.device, dtype=ensemble.dtype)
         shape = (1, m) + (1,) * (ensemble.ndim - 2)
         spread = (ensemble.sort(dim=1).values * (2 * ranks - m - 1).reshape(shape)).sum(dim=1) * 2
-    return abs_err - spread / (2 * m * m)
+    if fair and m < 2:
+        raise ValueError("the fair CRPS needs at least 2 members")
+    return abs_err - spread / (2 * m * (m - 1) if fair else 2 * m * m)
 
 
 class CRPS(_PooledMean):

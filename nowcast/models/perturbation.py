@@ -60,11 +60,27 @@ def displace(fields: Tensor, displacement: Tensor) -> Tensor:
         (B, M, T, H, W).
     """
     b, m, t, h, w = fields.shape
-    n = b * m * t
-    rows, cols = torch.meshgrid(torch.arange(h, device=fields.device, dtype=torch.float32),
-                                torch.arange(w, device=fields.device, dtype=torch.float32), indexing="ij")
-    d = displacement.reshape(n, 2, h, w).float()
-    x, y = cols - d[:, 0], rows - d[:, 1]
-    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    out = _sample(fields.reshape(n, 1, h, w).float(), x, y, "zeros")[:, 0] * inside
+    x, y = _read_at(displacement)
+    inside = _inside(x, y, h, w)
+    out = _sample(fields.reshape(b * m * t, 1, h, w).float(), x, y, "zeros")[:, 0] * inside
     return out.reshape(b, m, t, h, w).to(fields.dtype)
+
+
+def read_inside_frame(displacement: Tensor) -> Tensor:
+    """Where :func:`displace` reads inside the frame: (B, M, T, 2, H, W) px -> (B, M, T, H, W) bool
+    (elsewhere it reads 0, which is missing data, not dry weather)."""
+    b, m, t, _, h, w = displacement.shape
+    return _inside(*_read_at(displacement), h, w).reshape(b, m, t, h, w)
+
+
+def _read_at(displacement: Tensor) -> tuple[Tensor, Tensor]:
+    """The pixel coordinates ``x - displacement(x)``: two (B * M * T, H, W) tensors (x, y)."""
+    h, w = displacement.shape[-2:]
+    axis = {"device": displacement.device, "dtype": torch.float32}
+    rows, cols = torch.meshgrid(torch.arange(h, **axis), torch.arange(w, **axis), indexing="ij")
+    d = displacement.reshape(-1, 2, h, w).float()
+    return cols - d[:, 0], rows - d[:, 1]
+
+
+def _inside(x: Tensor, y: Tensor, h: int, w: int) -> Tensor:
+    return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)

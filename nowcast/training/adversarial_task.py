@@ -2,12 +2,13 @@
 
 Two objectives train the same generator for the same "adversarial" sampler: the Denoising
 Diffusion GAN's (``objective="gan"``, Xiao et al., ICLR 2022), and a proper scoring rule
-(``objective="crps"``: the fair CRPS of two generator samples against the true ``x0``, pixel by
+(``objective="crps"``: the fair CRPS of a few generator samples against the true ``x0``, pixel by
 pixel, in the diffused residual's units or, with ``crps_space="rain"``, in mm/h once added to the
-extrapolation, as in distributional diffusion models trained with scoring rules, De Bortoli et al. 2025,
-and CRPS-trained weather ensembles such as AIFS-CRPS). The scoring rule needs no discriminator;
-its minimum is the true conditional distribution, so it rewards spread exactly where the data
-has it, which the GAN does not guarantee (it tends to collapse onto few samples).
+extrapolation, optionally after each sample's random motion error as the forecast draws it, as in
+distributional diffusion models trained with scoring rules, De Bortoli et al. 2025, and
+CRPS-trained weather ensembles such as AIFS-CRPS). The scoring rule needs no discriminator; its
+minimum is the true conditional distribution, so it rewards spread exactly where the data has
+it, which the GAN does not guarantee (it tends to collapse onto few samples).
 
 The GAN stage, in detail:
 
@@ -35,12 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nowcast.evaluation.crps import crps_ensemble
 from nowcast.models.checkpoint import file_sha256
 from nowcast.models.diffusion.discriminator import Discriminator
 from nowcast.models.diffusion.forecaster import DiffusionForecaster
 from nowcast.models.diffusion.networks import Denoiser, build_denoiser
 from nowcast.models.diffusion.settings import WRAPPER_KEYS
-from nowcast.models.diffusion.wrapper import ConditionalDiffusion
+from nowcast.models.diffusion.wrapper import RESIDUAL, ConditionalDiffusion
+from nowcast.models.perturbation import bps_displacements, displace, read_inside_frame
 from nowcast.models.spec import ModelSpec
 from nowcast.samplers.adversarial import ADVERSARIAL_STEPS, draw_latents
 from nowcast.samplers.base import randn_like
@@ -111,6 +114,14 @@ class AdversarialTask(ForecastTask):
             alike) or "rain" (mm/h on the diffusion grid, the residual added to the extrapolation:
             the units the forecast is verified in, where an error in heavy rain weighs more than
             light rain added to a dry cell; 2 km with a folded, full-resolution residual).
+        crps_members: generator samples per window scored together ("crps"; the fair CRPS's
+            variance falls with more, its cost grows in proportion).
+        motion_perturbation: with ``crps_space="rain"``, each sample is first displaced by its own
+            BPS motion error of this size relative to STEPS' (as the diffusion forecaster's
+            ``motion_perturbation`` displaces its members; cells read from beyond the crop are left
+            out), so the generator learns the residual that the perturbed ensemble lacks. Needs the
+            one-step generator (``steps: 1``: the displacement comes after the whole sampling
+            chain) and the batch's motion (0 = off).
         z_dim: latent size of the generator.
         noise_maps: spatial latent maps of the generator ("hybrid" denoiser only; 0 = none).
         disc_channels, disc_depth: discriminator width and number of down-sampling blocks ("gan").
@@ -126,8 +137,8 @@ class AdversarialTask(ForecastTask):
     """
 
     def __init__(self, model: ModelSpec, objective: str = "gan", crps_space: str = "diffused",
-                 z_dim: int = 64, noise_maps: int = 0,
-                 disc_channels: int = 64, disc_depth: int = 3,
+                 crps_members: int = 2, motion_perturbation: float = 0.0, z_dim: int = 64,
+                 noise_maps: int = 0, disc_channels: int = 64, disc_depth: int = 3,
                  r1_gamma: float = 0.1, lambda_rec: float = 0.0, lr_g: float = 5e-5, lr_d: float = 1e-4,
                  betas: tuple[float, float] = (0.5, 0.9), grad_clip: float = 1.0, val_members: int = 1,
                  precompute: bool = False) -> None:
@@ -136,6 +147,13 @@ class AdversarialTask(ForecastTask):
             raise ValueError(f"{task}: objective must be one of {OBJECTIVES}, got {objective!r}")
         if crps_space not in CRPS_SPACES:
             raise ValueError(f"{task}: crps_space must be one of {CRPS_SPACES}, got {crps_space!r}")
+        if crps_members < 2:
+            raise ValueError(f"{task}: crps_members must be >= 2, got {crps_members}")
+        if not 0.0 <= float(motion_perturbation) < float("inf"):
+            raise ValueError(f"{task}: motion_perturbation must be a finite number >= 0, "
+                             f"got {motion_perturbation!r}")
+        if motion_perturbation > 0 and (objective, crps_space) != ("crps", "rain"):
+            raise ValueError(f"{task}: motion_perturbation needs objective 'crps' with crps_space 'rain'")
         spec = trained_model(model, task, [DiffusionForecaster.name])
         sampling = {"sampler": ADVERSARIAL, "steps": 4, "sampler_checkpoint": None}
         unknown = sorted(set(spec.args) - set(sampling))
@@ -148,6 +166,9 @@ class AdversarialTask(ForecastTask):
         steps = sampling["steps"]
         if steps not in ADVERSARIAL_STEPS:
             raise ValueError(f"steps must be one of {ADVERSARIAL_STEPS}, got {steps}")
+        if motion_perturbation > 0 and steps != 1:
+            raise ValueError(f"{task}: motion_perturbation displaces the finished sample: it needs "
+                             f"the one-step generator (steps: 1), got steps {steps}")
         if spec.checkpoint is None:
             raise ValueError(f"{task} needs the diffusion model's checkpoint (model.checkpoint)")
         base = DiffusionForecaster.from_checkpoint(spec.checkpoint)
@@ -253,20 +274,47 @@ class AdversarialTask(ForecastTask):
         self.log("train/loss", loss_g.detach(), prog_bar=True, batch_size=b)
         return loss_g.detach()
 
-    def fair_crps(self, x0: Tensor, x_t: Tensor, t: Tensor, cond: Tensor, covered: Tensor | None) -> Tensor:
-        """Fair CRPS of two generator samples of ``x0`` given ``x_t``, averaged over covered cells:
-        ``(|a - x0| + |b - x0|) / 2 - |a - b| / 2``, an unbiased estimate of the CRPS of the
-        generator's distribution (never negative; its expectation is lowest for the true one), in
-        the ``crps_space`` units."""
-        a, b = self.generate_x0(x_t, t, cond), self.generate_x0(x_t, t, cond)
+    def fair_crps(self, x0: Tensor, x_t: Tensor, t: Tensor, cond: Tensor, covered: Tensor | None,
+                  motion: Tensor | None = None) -> Tensor:
+        """Fair CRPS of ``crps_members`` generator samples of ``x0`` given ``x_t``, averaged over
+        covered cells (for two samples a, b: ``(|a - x0| + |b - x0|) / 2 - |a - b| / 2``), an
+        unbiased estimate of the CRPS of the generator's distribution (its expectation is lowest
+        for the true one), in the ``crps_space`` units; with ``motion_perturbation``, of the
+        samples displaced by their motion errors (``motion`` (B, 2, h, w) cells per step)."""
+        members = torch.stack([self.generate_x0(x_t, t, cond)
+                               for _ in range(self.hparams.crps_members)], dim=1)
+        scored = None if covered is None else covered[:, None].expand(-1, x0.shape[1], -1, -1)
         if self.hparams.crps_space == "rain":  # the smooth inverse: a gradient below 0.1 mm/h too
-            a, b, x0 = (self.diffusion.rain_on_grid(v, cond, threshold=False) for v in (a, b, x0))
-        return covered_mean(((a - x0).abs() + (b - x0).abs() - (a - b).abs()) / 2, covered)
+            members = self.diffusion.rain_on_grid(members.flatten(0, 1), cond.repeat_interleave(
+                members.shape[1], dim=0), threshold=False).unflatten(0, members.shape[:2])
+            x0 = self.diffusion.rain_on_grid(x0, cond, threshold=False)
+        if self.hparams.motion_perturbation > 0:
+            if motion is None:
+                raise ValueError("motion_perturbation needs the batch's motion (data.with_motion: true)")
+            shift = self.hparams.motion_perturbation * bps_displacements(
+                motion, members.shape[1], members.shape[2], self.cell_km, self.window.timestep_minutes)
+            members = displace(members, shift)
+            inside = read_inside_frame(shift).all(dim=1)
+            scored = inside if scored is None else scored & inside
+        score = crps_ensemble(members, x0, fair=True)
+        return score.mean() if scored is None else masked_mean(score, scored.to(score.dtype))
+
+    @property
+    def cell_km(self) -> float:
+        """Side of a diffusion-grid cell in km."""
+        return self.grid.pixel_size_m / 1000.0 * self.diffusion.coarsen
+
+    def motion_on_grid(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """The batch's motion in diffusion-grid cells per step (precomputed batches carry it so)."""
+        motion = batch.get(MOTION)
+        if motion is None or RESIDUAL in batch:
+            return motion
+        return self.diffusion.motion_on_grid(motion)
 
     def _crps_step(self, batch: dict[str, Tensor]) -> Tensor:
         opt_g = self.optimizers()
         x0, _, x_t, t, _, cond, covered = self._real_pair(batch)
-        loss = self.fair_crps(x0, x_t, t, cond, covered)
+        loss = self.fair_crps(x0, x_t, t, cond, covered, self.motion_on_grid(batch))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         self._clip(opt_g)
@@ -279,7 +327,7 @@ class AdversarialTask(ForecastTask):
         against the current discriminator."""
         if self.hparams.objective == "crps":
             x0, _, x_t, t, _, cond, covered = self._real_pair(batch)
-            return self.fair_crps(x0, x_t, t, cond, covered)
+            return self.fair_crps(x0, x_t, t, cond, covered, self.motion_on_grid(batch))
         _, _, x_t, t, s, cond, _ = self._real_pair(batch)
         x_fake = self._fake_prev(self.generate_x0(x_t, t, cond), x_t, t, s)
         return F.softplus(-self.discriminator(x_fake, x_t, t, cond).float()).mean()
@@ -334,7 +382,8 @@ class AdversarialTask(ForecastTask):
             "data": self.data_description(),
             "metrics": metrics,
             "training": {"global_step": int(self.global_step), "objective": hp.objective,
-                         "crps_space": hp.crps_space,
+                         "crps_space": hp.crps_space, "crps_members": int(hp.crps_members),
+                         "motion_perturbation": float(hp.motion_perturbation),
                          "r1_gamma": float(hp.r1_gamma),
                          "lambda_rec": float(hp.lambda_rec), "lr_g": float(hp.lr_g), "lr_d": float(hp.lr_d),
                          "world_size": int(trainer.world_size) if trainer else 1},

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nowcast.data.datamodule import NowcastDataModule
-from nowcast.data.dataset import RadarWindowDataset, choose_rainy_crop
+from nowcast.data.dataset import RadarWindowDataset, augment, choose_rainy_crop
 from nowcast.models.diffusion.wrapper import COND, RESIDUAL, ConditionalDiffusion
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
@@ -41,8 +41,9 @@ class PreparedResiduals(Dataset):
         augment: random flips / quarter turns of each crop.
         prefer_rain, min_wet_fraction, wet_threshold: as :class:`RadarWindowDataset`'s crops.
 
-    Items: ``cond`` (C, c, c) and ``residual`` (n_out, c, c) float32, ``mask`` (c, c) bool, with
-    ``c = crop_size / coarsen``.
+    Items: ``cond`` (C, c, c) and ``residual`` (n_out, c, c) float32, ``mask`` (c, c) bool and
+    ``motion`` (2, c, c) float32 in cells per time step (:meth:`ConditionalDiffusion.motion_on_grid`,
+    its vectors turned with the crop), with ``c = crop_size / coarsen``.
     """
 
     def __init__(self, windows: RadarWindowDataset, diffusion: ConditionalDiffusion, crop_size: int,
@@ -65,8 +66,9 @@ class PreparedResiduals(Dataset):
                 cond, residual, covered = diffusion.diffusion_inputs(past, future, mask, w[MOTION][None])
                 rain = torch.cat([past, future], dim=1)[0]
                 wet = torch.nn.functional.avg_pool2d((rain >= wet_threshold).float().mean(0)[None], k)[0]
+                motion = diffusion.motion_on_grid(w[MOTION][None])[0]
                 self.items.append({COND: cond[0].to(torch.float16), RESIDUAL: residual[0].to(torch.float16),
-                                   MASK: covered[0], "wet": wet})
+                                   MASK: covered[0], MOTION: motion.to(torch.float16), "wet": wet})
         mb = sum(v.numel() * v.element_size() for it in self.items for v in it.values()) / 2**20
         log.info("precomputed the diffusion inputs of %d windows in %.0f s (%.0f MB)",
                  len(self.items), time.perf_counter() - t0, mb)
@@ -100,11 +102,7 @@ class PreparedResiduals(Dataset):
         c = self.crop
         y0, x0 = choose_rainy_crop(item["wet"].numpy(), item[MASK].numpy(), c, rng, self.min_wet_fraction,
                                    self.prefer_rain)
-        out = {key: item[key][..., y0:y0 + c, x0:x0 + c] for key in (COND, RESIDUAL, MASK)}
+        out = {key: item[key][..., y0:y0 + c, x0:x0 + c] for key in (COND, RESIDUAL, MASK, MOTION)}
         if self.augment:
-            flip, turns = bool(rng.integers(2)), int(rng.integers(4))
-            for key, x in out.items():
-                x = torch.flip(x, dims=(-1,)) if flip else x
-                out[key] = torch.rot90(x, turns, dims=(-2, -1)) if turns else x
-        return {COND: out[COND].float().contiguous(), RESIDUAL: out[RESIDUAL].float().contiguous(),
-                MASK: out[MASK].contiguous()}
+            out = augment(out, bool(rng.integers(2)), int(rng.integers(4)), fields=(COND, RESIDUAL, MASK))
+        return {key: (x if key == MASK else x.float()).contiguous() for key, x in out.items()}

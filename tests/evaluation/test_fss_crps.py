@@ -8,7 +8,7 @@ import torch
 from pysteps.verification.probscores import CRPS_accum, CRPS_compute, CRPS_init
 from pysteps.verification.spatialscores import fss_accum, fss_compute, fss_init
 
-from nowcast.evaluation.crps import CRPS
+from nowcast.evaluation.crps import CRPS, crps_ensemble
 from nowcast.evaluation.fss import FSS
 
 THRESHOLDS, SCALES = (1.0, 4.0), (1, 4, 16)
@@ -69,3 +69,17 @@ def test_crps_of_one_member_is_mae_and_of_truth_is_zero(fields):
     perfect = CRPS(target.shape[1])
     perfect.update(target[:, None].expand(-1, 3, -1, -1, -1), target, mask)
     assert torch.allclose(perfect.compute(), torch.zeros(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("members", [2, 5, 20])  # 20: the sorted-members branch
+def test_fair_crps_is_the_unbiased_pairwise_estimator(members):
+    """Fair CRPS = mean |x_i - y| - sum over pairs i != j of |x_i - x_j| / (2 M (M - 1)), written
+    out pair by pair; below the standard estimator, whose spread term it scales by M / (M - 1)."""
+    g = torch.Generator().manual_seed(members)
+    ens, y = torch.randn(3, members, 6, generator=g), torch.randn(3, 6, generator=g)
+    pairs = sum((ens[:, i] - ens[:, j]).abs() for i in range(members) for j in range(members) if i != j)
+    expected = (ens - y[:, None]).abs().mean(dim=1) - pairs / (2 * members * (members - 1))
+    assert torch.allclose(crps_ensemble(ens, y, fair=True), expected, atol=1e-5)
+    assert (crps_ensemble(ens, y, fair=True) <= crps_ensemble(ens, y) + 1e-6).all()
+    with pytest.raises(ValueError, match="at least 2"):
+        crps_ensemble(ens[:, :1], y, fair=True)

@@ -14,6 +14,7 @@ from nowcast.models.checkpoint import load_checkpoint
 from nowcast.models.diffusion.discriminator import Discriminator
 from nowcast.models.diffusion.forecaster import DiffusionForecaster
 from nowcast.models.spec import ModelSpec
+from nowcast.training import adversarial_task
 from nowcast.training.adversarial_task import ADVERSARIAL_FORECASTER, AdversarialTask
 from nowcast.training.diffusion_task import DiffusionTask
 from nowcast.types import FUTURE, MASK, MOTION, PAST
@@ -216,3 +217,46 @@ def test_crps_in_rain_units_trains(diffusion_ckpt: Path, tmp_path: Path) -> None
     assert a.shape == x0.shape and (a >= 0).all()
     assert math.isfinite(float(fit(task, tmp_path, max_steps=3).callback_metrics["train/loss"]))
     assert load_checkpoint(task.export(tmp_path / "rain.pt"))["training"]["crps_space"] == "rain"
+
+
+def test_perturbed_members_are_scored_where_they_land(diffusion_ckpt: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """With motion_perturbation, the members are displaced before they are scored: members that are
+    all the truth, each moved one cell east, score |truth(x - 1) - truth(x)| (no spread to subtract)
+    over the covered cells whose source lies inside the crop."""
+    task = stage_of(diffusion_ckpt, steps=1, z_dim=8, objective="crps", crps_space="rain", crps_members=3,
+                    motion_perturbation=0.5)
+    batch = make_batch(4)
+    cond, x0, covered = task.diffusion.training_inputs(batch)
+
+    def two_cells_east(motion: torch.Tensor, members: int, n_out: int, *args) -> torch.Tensor:
+        shift = torch.zeros(motion.shape[0], members, n_out, 2, *motion.shape[-2:])
+        shift[:, :, :, 0] = 2.0  # x motion_perturbation 0.5: one cell
+        return shift
+
+    monkeypatch.setattr(adversarial_task, "bps_displacements", two_cells_east)
+    task.generate_x0 = lambda *args: x0
+    with torch.no_grad():
+        score = task.fair_crps(x0, None, None, cond, covered, task.motion_on_grid(batch))
+    truth = task.diffusion.rain_on_grid(x0, cond, threshold=False)
+    err = (truth[..., :-1] - truth[..., 1:]).abs()
+    scored = covered[:, None, :, 1:].expand_as(err)
+    assert float(score) > 0 and torch.allclose(score, err[scored].mean(), atol=1e-6)
+
+
+def test_perturbed_members_train_the_one_step_generator(diffusion_ckpt: Path, tmp_path: Path) -> None:
+    crps = {"objective": "crps", "crps_space": "rain", "z_dim": 8}
+    with pytest.raises(ValueError, match="steps: 1"):
+        stage_of(diffusion_ckpt, steps=4, motion_perturbation=0.5, **crps)
+    with pytest.raises(ValueError, match="crps_space 'rain'"):
+        stage_of(diffusion_ckpt, steps=1, motion_perturbation=0.5, **{**crps, "crps_space": "diffused"})
+    with pytest.raises(ValueError, match="crps_members"):
+        stage_of(diffusion_ckpt, steps=1, crps_members=1, **crps)
+    task = stage_of(diffusion_ckpt, steps=1, crps_members=3, motion_perturbation=0.5, lr_g=1e-3, **crps)
+    before = [p.detach().clone() for p in task.generator.parameters()]
+    assert math.isfinite(float(fit(task, tmp_path, max_steps=3).callback_metrics["train/loss"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, task.generator.parameters(), strict=True))
+    path = task.export(tmp_path / "perturbed.pt")
+    training = load_checkpoint(path)["training"]
+    assert (training["crps_members"], training["motion_perturbation"]) == (3, 0.5)
+    sampled_as_exported(task, diffusion_ckpt, path)

@@ -144,6 +144,11 @@ class ConditionalDiffusion(nn.Module):
         """(B, C, H, W) -> (B, C, H / coarsen, W / coarsen) block means."""
         return F.avg_pool2d(x, self.coarsen) if self.coarsen > 1 else x
 
+    def motion_on_grid(self, motion: Tensor) -> Tensor:
+        """Motion (B, 2, H, W) px per time step -> (B, 2, H / coarsen, W / coarsen) in the
+        diffusion grid's cells per time step (block means, divided by ``coarsen``)."""
+        return self._pool(motion) / self.coarsen
+
     def to_diffused(self, x0: Tensor, base: Tensor | None) -> Tensor:
         """Model-space future (B, n_out, H, W) -> the diffused quantity on the diffusion grid."""
         if base is None:
