@@ -1,12 +1,14 @@
 """The perturbed scoring rule on held-out windows, for a generator's exports along its training.
 
-    .venv/bin/python benchmarks/diag_perturbed_objective.py SPLIT DRAWS [GENERATOR ...]
+    .venv/bin/python benchmarks/diag_perturbed_objective.py SPLIT DRAWS BASE [GENERATOR ...]
 
 The objective that ``configs/train/perturbed-scoring-rule.yaml`` minimises (fair CRPS in mm/h on
 the diffusion grid of 4 one-step samples, each displaced by its own BPS motion error x 0.5), on
 every window of SPLIT (256x256 centre crops, cached motion), averaged over DRAWS draws per window
 whose latents and motion errors are the same for every generator (paired): first for the
-untrained generator (the shipped denoiser's one-step x0), then for each GENERATOR file. A fit that
+untrained generator (the one-step x0 of the diffusion model BASE), then for each GENERATOR file
+trained on BASE. The fair CRPS's expectation does not depend on the number of samples; 4 are
+drawn here whatever the training drew. A fit that
 lowers its training objective but not this one does not generalise to unseen events.
 """
 
@@ -20,7 +22,6 @@ from tqdm import tqdm
 
 from nowcast.models.spec import ModelSpec
 from nowcast.training.adversarial_task import AdversarialTask
-from nowcast.types import MOTION
 
 SETTINGS = {"objective": "crps", "crps_space": "rain", "crps_members": 4, "motion_perturbation": 0.5,
             "noise_maps": 4}
@@ -41,15 +42,14 @@ def objective(task: AdversarialTask, windows, draws: int) -> float:
 
 def main() -> None:
     torch.set_num_threads(2)
-    split, draws, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    split, draws, base, files = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
     windows = scoring_windows(split)
-    spec = ModelSpec("diffusion", {"sampler": "adversarial", "steps": 1}, "nowcast/checkpoints/diffusion.pt")
-    rows = [("untrained (the denoiser's one-step x0)", None), *((f, f) for f in files)]
+    spec = ModelSpec("diffusion", {"sampler": "adversarial", "steps": 1}, base)
+    rows = [(f"untrained (the one-step x0 of {base})", None), *((f, f) for f in files)]
     for label, path in tqdm(rows, desc="generators"):
         task = AdversarialTask(spec, **SETTINGS)
         if path is not None:
             task.load_init_weights(path)
-        assert MOTION in windows[0]
         print(f"{label}: {objective(task, windows, draws):.5f}", flush=True)
 
 

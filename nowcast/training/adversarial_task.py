@@ -113,7 +113,8 @@ class AdversarialTask(ForecastTask):
         crps_space: what the "crps" objective scores: "diffused" (the scaled residual, every cell
             alike) or "rain" (mm/h on the diffusion grid, the residual added to the extrapolation:
             the units the forecast is verified in, where an error in heavy rain weighs more than
-            light rain added to a dry cell; 2 km with a folded, full-resolution residual).
+            light rain added to a dry cell; 2 km with a folded, full-resolution residual; the rain
+            as issued, dry below 0.1 mm/h: :meth:`verified_rain`).
         crps_members: generator samples per window scored together ("crps"; the fair CRPS's
             variance falls with more, its cost grows in proportion).
         motion_perturbation: with ``crps_space="rain"``, each sample is first displaced by its own
@@ -284,10 +285,10 @@ class AdversarialTask(ForecastTask):
         members = torch.stack([self.generate_x0(x_t, t, cond)
                                for _ in range(self.hparams.crps_members)], dim=1)
         scored = None if covered is None else covered[:, None].expand(-1, x0.shape[1], -1, -1)
-        if self.hparams.crps_space == "rain":  # the smooth inverse: a gradient below 0.1 mm/h too
-            members = self.diffusion.rain_on_grid(members.flatten(0, 1), cond.repeat_interleave(
-                members.shape[1], dim=0), threshold=False).unflatten(0, members.shape[:2])
-            x0 = self.diffusion.rain_on_grid(x0, cond, threshold=False)
+        if self.hparams.crps_space == "rain":
+            members = self.verified_rain(members.flatten(0, 1), cond.repeat_interleave(
+                members.shape[1], dim=0)).unflatten(0, members.shape[:2])
+            x0 = self.diffusion.rain_on_grid(x0, cond)
         if self.hparams.motion_perturbation > 0:
             if motion is None:
                 raise ValueError("motion_perturbation needs the batch's motion (data.with_motion: true)")
@@ -298,6 +299,14 @@ class AdversarialTask(ForecastTask):
             scored = inside if scored is None else scored & inside
         score = crps_ensemble(members, x0, fair=True)
         return score.mean() if scored is None else masked_mean(score, scored.to(score.dtype))
+
+    def verified_rain(self, x: Tensor, cond: Tensor) -> Tensor:
+        """The diffused quantity ``x`` as the forecast issues it (mm/h on the diffusion grid, dry below
+        the 0.1 mm/h ingest threshold), with the smooth inverse's gradient (straight through the
+        cut, which has none): scored without the cut, a generator gains by removing haze below
+        0.1 mm/h that the forecast never shows, and can lose the rain it does show."""
+        soft = self.diffusion.rain_on_grid(x, cond, threshold=False)
+        return self.diffusion.rain_on_grid(x.detach(), cond) + soft - soft.detach()
 
     @property
     def cell_km(self) -> float:

@@ -206,6 +206,7 @@ def test_rain_on_grid_inverts_the_training_inputs(diffusion_ckpt: Path) -> None:
 def test_crps_in_rain_units_trains(diffusion_ckpt: Path, tmp_path: Path) -> None:
     task = stage_of(diffusion_ckpt, steps=2, z_dim=8, objective="crps", crps_space="rain", lr_g=1e-3)
     batch = make_batch(7)
+    batch[FUTURE][..., :4] = 0.0  # a dry strip
     cond, x0, covered = task.diffusion.training_inputs(batch)
     a = task.diffusion.rain_on_grid(x0, cond, threshold=False)
     draws = iter([x0, x0])
@@ -215,6 +216,21 @@ def test_crps_in_rain_units_trains(diffusion_ckpt: Path, tmp_path: Path) -> None
         assert float(task.fair_crps(x0, None, None, cond, covered)) == 0.0
         task.generate_x0 = real
     assert a.shape == x0.shape and (a >= 0).all()
+    # scored as the forecast is issued: light rain that the forecast cuts (below 0.1 mm/h) costs nothing
+    hazy = torch.where(a < 0.05, x0 + 0.005 / task.diffusion.residual_scale, x0)
+    assert (task.diffusion.rain_on_grid(hazy, cond, threshold=False) > a).any()
+    assert torch.equal(task.diffusion.rain_on_grid(hazy, cond), task.diffusion.rain_on_grid(x0, cond))
+    task.generate_x0 = lambda *args: hazy
+    assert float(task.fair_crps(x0, None, None, cond, covered)) == 0.0
+    # ... yet the verified rain has the smooth inverse's gradient, below the cut too
+    x, smooth = x0.clone().requires_grad_(True), x0.clone().requires_grad_(True)
+    verified = task.verified_rain(x, cond)
+    assert torch.equal(verified.detach(), task.diffusion.rain_on_grid(x0, cond))
+    (grad,) = torch.autograd.grad(verified.sum(), x)
+    (expected,) = torch.autograd.grad(task.diffusion.rain_on_grid(smooth, cond, threshold=False).sum(),
+                                      smooth)
+    assert torch.allclose(grad, expected) and (grad[a < 0.1] != 0).any()
+    task.generate_x0 = real
     assert math.isfinite(float(fit(task, tmp_path, max_steps=3).callback_metrics["train/loss"]))
     assert load_checkpoint(task.export(tmp_path / "rain.pt"))["training"]["crps_space"] == "rain"
 
@@ -238,7 +254,7 @@ def test_perturbed_members_are_scored_where_they_land(diffusion_ckpt: Path,
     task.generate_x0 = lambda *args: x0
     with torch.no_grad():
         score = task.fair_crps(x0, None, None, cond, covered, task.motion_on_grid(batch))
-    truth = task.diffusion.rain_on_grid(x0, cond, threshold=False)
+    truth = task.diffusion.rain_on_grid(x0, cond)
     err = (truth[..., :-1] - truth[..., 1:]).abs()
     scored = covered[:, None, :, 1:].expand_as(err)
     assert float(score) > 0 and torch.allclose(score, err[scored].mean(), atol=1e-6)
