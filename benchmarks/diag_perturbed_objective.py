@@ -8,8 +8,8 @@ every window of SPLIT (256x256 centre crops, cached motion), averaged over DRAWS
 whose latents and motion errors are the same for every generator (paired): first for the
 untrained generator (the one-step x0 of the diffusion model BASE), then for each GENERATOR file
 trained on BASE. The fair CRPS's expectation does not depend on the number of samples; 4 are
-drawn here whatever the training drew. A fit that
-lowers its training objective but not this one does not generalise to unseen events.
+drawn here whatever the training drew. SPLIT "train" scores the training windows the same way:
+a fit that lowers the objective there but not on "val" does not generalise to unseen events.
 """
 
 from __future__ import annotations

@@ -18,14 +18,19 @@ RADAR_MIX_GRID = GridSpec(pixel_size_m=2000.0)
 
 
 def scoring_windows(split: str) -> Dataset:
-    """Every window of ``split`` ("val" or "test") of configs/data/radar-mix.yaml: items with past,
-    future, mask and motion, 256x256 centre crops."""
-    if split not in ("val", "test"):
-        raise SystemExit(f"split must be 'val' or 'test', got {split!r}")
+    """Every window of ``split`` ("val", "test" or "train") of configs/data/radar-mix.yaml: items
+    with past, future, mask and motion, 256x256 centre crops. "train" serves the training windows
+    as the held-out ones are served (centre crop, no flips or turns), to tell a fit that does not
+    generalise from one that does not learn."""
+    if split not in ("val", "test", "train"):
+        raise SystemExit(f"split must be 'val', 'test' or 'train', got {split!r}")
     dm = from_config(repo_root() / "configs/data/radar-mix.yaml", with_motion=True, cached_motion_only=True,
                      eval_crop_size=256, eval_batch_size=1)
-    dm.setup("validate" if split == "val" else "test")
-    return dm.dataset(split)
+    dm.setup({"val": "validate", "test": "test", "train": "fit"}[split])
+    ds = dm.dataset(split)
+    if split == "train":
+        ds.crop_size, ds.random_crop, ds.augment = 256, False, False
+    return ds
 
 
 def bind_radar_mix(*models: Forecaster) -> None:
