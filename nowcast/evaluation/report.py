@@ -39,6 +39,13 @@ PER_LEAD: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def load_of(speed: Mapping[str, Any]) -> str:
+    """"load / cores" of a model's speed record, e.g. "2.1 / 2"; "–" for runs that predate it."""
+    if speed.get("load_average") is None:
+        return "–"
+    return f"{speed['load_average']:.1f} / {speed.get('cpu_count') or '?'}"
+
+
 def _wall_time(run: Mapping[str, Any]) -> str:
     parts = run.get("parts") or [run]
     if len(parts) == 1:
@@ -115,9 +122,10 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
                spectra_rows(ok, lead_minutes))
     speed_rows = [[k, r["speed"]["seconds_per_forecast"], r["speed"]["seconds_per_forecast_warm"],
                    r["speed"]["first_call_s"], r["speed"]["members"], r["speed"]["batch_size"],
-                   r["speed"]["n_forecasts"], r["speed"]["device_name"]] for k, r in ok.items()]
+                   r["speed"]["n_forecasts"], r["speed"]["device_name"], load_of(r["speed"])]
+                  for k, r in ok.items()]
     speed_header = ["model", "s/forecast", "s/forecast (after 1st call)", "1st call s", "members",
-                    "batch", "forecasts", "device"]
+                    "batch", "forecasts", "device", "load / cores"]
     write_csv(folder / "speed.csv", speed_header, speed_rows)
     made = make_figures(folder, ok, lead_minutes) if figures and ok else []
 
@@ -180,6 +188,9 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
                    for k, r in ok.items()])
     ensemble_section(doc, ok, lead_minutes)
     doc.h("Speed (each model on the device named in its row)")
+    doc.p("load / cores: the machine's 1-minute load average when the model's last forecast "
+          "finished, against its core count; above the core count the model shared the CPU with "
+          "other work and its times are inflated (measure speed with the sampler benchmark).")
     doc.table(speed_header, speed_rows)
     failed = {k: r for k, r in results.items() if r.get("status") != "ok"}
     if failed:

@@ -18,6 +18,7 @@ folder layout), so a crash or a Ctrl-C loses at most the model that was running,
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -236,6 +237,7 @@ class EvaluationRunner:
             "first_call_s": call_s[0], "total_forecast_s": sum(call_s), "n_forecasts": n,
             "batch_size": self.batch_size, "members": members, "load_s": load_s,
             "device": str(forecaster.device), "device_name": device_name(forecaster.device),
+            "load_average": os.getloadavg()[0], "cpu_count": os.cpu_count(),
         }
         windows = {"thresholds": list(suite.thresholds), "pools": list(suite.pools),
                    "fss_thresholds": list(suite.fss.thresholds), "fss_scales": list(suite.fss.scales),

@@ -4,6 +4,7 @@ subsets, resume, and the runner's scores against a direct computation."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from nowcast.data.windows import build_window_index
 from nowcast.evaluation import runner as runner_mod
 from nowcast.evaluation.cases import evenly_spaced
 from nowcast.evaluation.findings import KEY_METRICS, SET_LEVEL, findings, mean_of, window_pooled
-from nowcast.evaluation.report import write_report
+from nowcast.evaluation.report import load_of, write_report
 from nowcast.evaluation.runner import EvaluationRunner
 from nowcast.evaluation.specs import EvaluatedModel
 from nowcast.types import FUTURE, MASK, PAST
@@ -98,9 +99,14 @@ def test_report_files_and_completeness(report):
         assert res["scores"]["skipped"] == ["lpips", "fid"]
         assert len(res["scores"]["csi"]["1.0"]["per_lead"]) == N_OUT
         assert res["speed"]["seconds_per_forecast"] > 0 and res["speed"]["device_name"]
+        assert res["speed"]["load_average"] >= 0 and res["speed"]["cpu_count"] >= 1
     md = (out / "report.md").read_text()
     assert "LPIPS and FID skipped" in md and "![" in md
     assert "Speed (each model on the device named in its row)" in md
+    speed = (out / "speed.csv").read_text().splitlines()
+    assert speed[0].endswith(",load / cores")
+    assert all(re.fullmatch(r"\d+\.\d / \d+", row.rsplit(",", 1)[1]) for row in speed[1:])
+    assert load_of({"seconds_per_forecast": 1.0}) == "–"  # a run recorded before the load was
     assert "## Ensemble verification" in md and "Deterministic models (persistence" in md
     assert "95 % paired bootstrap interval" in md
     assert md.count("| persistence again |") >= 3  # summary, per-lead and threshold tables
