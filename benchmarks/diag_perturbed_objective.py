@@ -10,6 +10,7 @@ untrained generator (the one-step x0 of the diffusion model BASE), then for each
 trained on BASE. The fair CRPS's expectation does not depend on the number of samples; 4 are
 drawn here whatever the training drew. SPLIT "train" scores the training windows the same way:
 a fit that lowers the objective there but not on "val" does not generalise to unseen events.
+SPLIT may name another data config, DATA.yaml:SPLIT (default configs/data/radar-mix.yaml).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def objective(task: AdversarialTask, windows, draws: int) -> float:
 def main() -> None:
     torch.set_num_threads(2)
     split, draws, base, files = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
-    windows = scoring_windows(split)
+    data, _, split = split.rpartition(":")
+    windows = scoring_windows(split, data or "configs/data/radar-mix.yaml")
     spec = ModelSpec("diffusion", {"sampler": "adversarial", "steps": 1}, base)
     rows = [(f"untrained (the one-step x0 of {base})", None), *((f, f) for f in files)]
     for label, path in tqdm(rows, desc="generators"):

@@ -17,14 +17,14 @@ RADAR_MIX_WINDOW = WindowSpec(n_in=4, n_out=12, timestep_minutes=5.0)
 RADAR_MIX_GRID = GridSpec(pixel_size_m=2000.0)
 
 
-def scoring_windows(split: str) -> Dataset:
-    """Every window of ``split`` ("val", "test" or "train") of configs/data/radar-mix.yaml: items
-    with past, future, mask and motion, 256x256 centre crops. "train" serves the training windows
-    as the held-out ones are served (centre crop, no flips or turns), to tell a fit that does not
-    generalise from one that does not learn."""
+def scoring_windows(split: str, data: str = "configs/data/radar-mix.yaml") -> Dataset:
+    """Every window of ``split`` ("val", "test" or "train") of the data config ``data`` (relative
+    to the repository root): items with past, future, mask and motion, 256x256 centre crops.
+    "train" serves the training windows as the held-out ones are served (centre crop, no flips or
+    turns), to tell a fit that does not generalise from one that does not learn."""
     if split not in ("val", "test", "train"):
         raise SystemExit(f"split must be 'val', 'test' or 'train', got {split!r}")
-    dm = from_config(repo_root() / "configs/data/radar-mix.yaml", with_motion=True, cached_motion_only=True,
+    dm = from_config(repo_root() / data, with_motion=True, cached_motion_only=True,
                      eval_crop_size=256, eval_batch_size=1)
     dm.setup({"val": "validate", "test": "test", "train": "fit"}[split])
     ds = dm.dataset(split)
