@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 import torch
-from scoring_windows import scoring_windows
+from scoring_windows import RADAR_MIX_DATA, scoring_windows
 from tqdm import tqdm
 
 from nowcast.models.spec import ModelSpec
@@ -45,7 +45,7 @@ def main() -> None:
     torch.set_num_threads(2)
     split, draws, base, files = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
     data, _, split = split.rpartition(":")
-    windows = scoring_windows(split, data or "configs/data/radar-mix.yaml")
+    windows = scoring_windows(split, data or RADAR_MIX_DATA)
     spec = ModelSpec("diffusion", {"sampler": "adversarial", "steps": 1}, base)
     rows = [(f"untrained (the one-step x0 of {base})", None), *((f, f) for f in files)]
     for label, path in tqdm(rows, desc="generators"):

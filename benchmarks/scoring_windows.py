@@ -15,9 +15,11 @@ from nowcast.types import GridSpec, WindowSpec, repo_root
 #: the radar-mix stores: 4 past frames, 12 lead times of 5 min, 2 km pixels
 RADAR_MIX_WINDOW = WindowSpec(n_in=4, n_out=12, timestep_minutes=5.0)
 RADAR_MIX_GRID = GridSpec(pixel_size_m=2000.0)
+#: the benchmark's data config, relative to the repository root
+RADAR_MIX_DATA = "configs/data/radar-mix.yaml"
 
 
-def scoring_windows(split: str, data: str = "configs/data/radar-mix.yaml") -> Dataset:
+def scoring_windows(split: str, data: str = RADAR_MIX_DATA) -> Dataset:
     """Every window of ``split`` ("val", "test" or "train") of the data config ``data`` (relative
     to the repository root): items with past, future, mask and motion, 256x256 centre crops.
     "train" serves the training windows as the held-out ones are served (centre crop, no flips or
