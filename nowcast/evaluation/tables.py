@@ -31,11 +31,21 @@ def series_rows(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence
     return rows
 
 
+def csv_cell(value: Any) -> Any:
+    """One CSV cell: None empty, floats to 6 significant digits (metrics.json keeps every digit;
+    the report's CSVs are for reading and spreadsheets, and full float reprs doubled their size)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
-        w.writerows([["" if v is None else v for v in r] for r in rows])
+        w.writerows([[csv_cell(v) for v in r] for r in rows])
 
 
 def spectra_rows(results: Mapping[str, Mapping[str, Any]], lead_minutes: Sequence[float]) -> list[list[Any]]:

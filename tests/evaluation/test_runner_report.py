@@ -113,6 +113,11 @@ def test_report_files_and_completeness(report):
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0] == "model,metric,variant,lead_min,value"
     assert any(r.startswith("extrapolation,csi,1.0,mean,") for r in rows)
+    # the CSVs carry 6 significant digits of what metrics.json holds in full
+    metrics = json.loads((out / "metrics.json").read_text())["models"]
+    csi = metrics["extrapolation"]["scores"]["csi"]["1.0"]["mean"]
+    row = next(r for r in rows if r.startswith("extrapolation,csi,1.0,mean,"))
+    assert row.rsplit(",", 1)[1] == f"{csi:.6g}"
     assert "<table>" in (out / "report.html").read_text()
 
 
