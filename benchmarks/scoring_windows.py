@@ -29,10 +29,7 @@ def scoring_windows(split: str, data: str = RADAR_MIX_DATA) -> Dataset:
     dm = from_config(repo_root() / data, with_motion=True, cached_motion_only=True,
                      eval_crop_size=256, eval_batch_size=1)
     dm.setup({"val": "validate", "test": "test", "train": "fit"}[split])
-    ds = dm.dataset(split)
-    if split == "train":
-        ds.crop_size, ds.random_crop, ds.augment = 256, False, False
-    return ds
+    return dm.scoring_dataset(split)
 
 
 def bind_radar_mix(*models: Forecaster) -> None:

@@ -12,6 +12,7 @@ crop (None = full field; then windows of differently sized stores need ``batch_s
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -149,6 +150,17 @@ class NowcastDataModule(L.LightningDataModule):
             have = {k: len(v) for k, v in self.datasets.items()}
             raise ValueError(f"split {split!r} has no windows (windows per split: {have})")
         return self.datasets[split]
+
+    def scoring_dataset(self, split: str) -> RadarWindowDataset:
+        """The windows of ``split`` served as every split is scored: the fixed centred
+        ``eval_crop_size`` window, no flips or turns. For "train" a copy of the training dataset,
+        whose random crops and augmentation would give each evaluated model other pixels."""
+        dataset = self.dataset(split)
+        if split != "train":
+            return dataset
+        scored = copy.copy(dataset)
+        scored.crop_size, scored.random_crop, scored.augment = self.eval_crop_size, False, False
+        return scored
 
     def replace_dataset(self, split: str, dataset: Any) -> None:
         """Serve ``dataset`` for ``split`` instead of the window crops (e.g. a model's precomputed

@@ -57,7 +57,7 @@ def build_data(args: Any) -> tuple[Any, dict[str, Any]]:
             f"{where} has no windows of {dm.n_in} + {dm.n_out} frames every {dm.stride} step(s) "
             f"(windows per split: {have}); check its times against the stores' frames, "
             "or lower --n-in/--n-out")
-    dataset = dm.dataset(split)
+    dataset = dm.scoring_dataset(split)
     missing = dm.without_cached_motion(dataset.windows) if cached else []
     if missing:
         raise EvaluateInputError(

@@ -120,3 +120,20 @@ def test_multi_worker_loading(syn_store, tmp_path) -> None:
     serial = [dm.dataset("val")[i] for i in range(len(dm.dataset("val")))]
     got = torch.cat([b[FUTURE] for b in val])
     assert torch.equal(got, torch.stack([s[FUTURE] for s in serial]))
+
+
+def test_training_split_is_scored_as_the_held_out_splits_are(syn_store) -> None:
+    """`nowcast evaluate --split train` and the diagnostics score the training windows on the fixed
+    centred window (every model the same pixels), while training keeps its random crops."""
+    cfg = {"stores": {"syn": str(syn_store)},
+           "splits": {"train": [{"store": "syn", "end": "2024-06-01T13:30"}],
+                      "val": [{"store": "syn", "start": "2024-06-01T13:35"}]},
+           "n_in": 3, "n_out": 3, "crop_size": 32, "eval_crop_size": 48, "batch_size": 4}
+    dm = from_config(cfg)
+    dm.setup()
+    scored = dm.scoring_dataset("train")
+    first, again = scored[0], scored[0]
+    assert first[PAST].shape == (3, 48, 48) and torch.equal(first[FUTURE], again[FUTURE])
+    assert dm.scoring_dataset("val") is dm.dataset("val")
+    training = dm.dataset("train")
+    assert training.random_crop and training.crop_size == 32  # the training dataset is untouched
