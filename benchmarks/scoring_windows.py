@@ -19,15 +19,16 @@ RADAR_MIX_GRID = GridSpec(pixel_size_m=2000.0)
 RADAR_MIX_DATA = "configs/data/radar-mix.yaml"
 
 
-def scoring_windows(split: str, data: str = RADAR_MIX_DATA) -> Dataset:
+def scoring_windows(split: str, data: str = RADAR_MIX_DATA, stride: int = 1) -> Dataset:
     """Every window of ``split`` ("val", "test" or "train") of the data config ``data`` (relative
     to the repository root): items with past, future, mask and motion, 256x256 centre crops.
     "train" serves the training windows as the held-out ones are served (centre crop, no flips or
-    turns), to tell a fit that does not generalise from one that does not learn."""
+    turns), to tell a fit that does not generalise from one that does not learn. ``stride``: frames
+    between window starts (as ``nowcast evaluate --stride``)."""
     if split not in ("val", "test", "train"):
         raise SystemExit(f"split must be 'val', 'test' or 'train', got {split!r}")
     dm = from_config(repo_root() / data, with_motion=True, cached_motion_only=True,
-                     eval_crop_size=256, eval_batch_size=1)
+                     eval_crop_size=256, eval_batch_size=1, stride=stride)
     dm.setup({"val": "validate", "test": "test", "train": "fit"}[split])
     return dm.scoring_dataset(split)
 
