@@ -23,6 +23,8 @@ import torch
 from scipy.stats import spearmanr
 from scoring_windows import scoring_windows
 
+from nowcast.evaluation.findings import window_pooled
+from nowcast.evaluation.results import read_result
 from nowcast.models.advection import advect
 from nowcast.types import MASK, MOTION, PAST, repo_root
 
@@ -44,10 +46,11 @@ CASES = [
 
 
 def window_crps(report: Path, row: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-window CRPS (mm/h, mean over covered pixels and leads) and the windows' dataset indices."""
-    scores = np.load(report / "models" / row / "windows.npz")
-    total, count = scores["crps"][..., 0].sum(axis=1), scores["crps"][..., 1].sum(axis=1)
-    return total / np.maximum(count, 1), scores["window_indices"]
+    """Per-window CRPS (mm/h, mean over covered pixels and leads) and the windows' dataset indices,
+    from the row's per-window sums as the report's bootstrap reads them."""
+    windows, pooled = window_pooled(read_result(report / "models" / row / "result.json"), ("crps",))
+    total, count = pooled.numerator.sum(axis=1), pooled.denominator.sum(axis=1)
+    return total / np.maximum(count, 1), np.asarray(windows)
 
 
 def past_signals(item: dict[str, torch.Tensor]) -> tuple[float, float]:
