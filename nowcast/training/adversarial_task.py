@@ -30,7 +30,7 @@ adversarial sampler owns the generator and calls it).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +48,19 @@ from nowcast.models.spec import ModelSpec
 from nowcast.samplers.adversarial import ADVERSARIAL_STEPS, draw_latents
 from nowcast.samplers.base import randn_like
 from nowcast.training.baseline_tasks import masked_mean
-from nowcast.training.prepared import PreparedResiduals
+from nowcast.training.prepared import EXTRAPOLATION, FULL_MASK, PreparedResiduals
 from nowcast.training.task import ForecastTask, trained_model
-from nowcast.types import MOTION, PAST, GridSpec, WindowSpec
+from nowcast.types import FUTURE, MASK, MOTION, PAST, RAIN_THRESHOLD_MM_H, GridSpec, WindowSpec
+
+
+class IssuedTruth(NamedTuple):
+    """The full-resolution fields a forecast as issued is scored against (``crps_space="issued"``):
+    ``base`` (B, n_out, H, W) the extrapolation in model space, ``future`` (B, n_out, H, W) mm/h
+    (dry below the ingest threshold), ``covered`` (B, H, W) bool or None."""
+
+    base: Tensor
+    future: Tensor
+    covered: Tensor | None
 
 
 def covered_mean(values: Tensor, covered: Tensor | None) -> Tensor:
@@ -62,8 +72,12 @@ ADVERSARIAL_FORECASTER = "diffusion-adversarial"
 #: the generator's training objectives (see the module docstring)
 OBJECTIVES = ("gan", "crps")
 #: where the "crps" objective compares samples with the truth: the diffused quantity (the scaled
-#: residual), or rain in mm/h on the diffusion grid (residual added to the extrapolation)
-CRPS_SPACES = ("diffused", "rain")
+#: residual), rain in mm/h on the diffusion grid (residual added to the extrapolation), or rain in
+#: mm/h as the forecast issues it, at the full resolution (the residual upsampled onto the
+#: full-resolution extrapolation; the same as "rain" without a coarse grid)
+CRPS_SPACES = ("diffused", "rain", "issued")
+#: the spaces that score rain (the residual added to the extrapolation)
+RAIN_SPACES = ("rain", "issued")
 #: the sampler this stage trains the network of
 ADVERSARIAL = "adversarial"
 
@@ -114,10 +128,13 @@ class AdversarialTask(ForecastTask):
             alike) or "rain" (mm/h on the diffusion grid, the residual added to the extrapolation:
             the units the forecast is verified in, where an error in heavy rain weighs more than
             light rain added to a dry cell; 2 km with a folded, full-resolution residual; the rain
-            as issued, dry below 0.1 mm/h: :meth:`verified_rain`).
+            as issued, dry below 0.1 mm/h: :meth:`verified_rain`) or "issued" (the same rain at the
+            full resolution, as ``nowcast forecast`` composes it: on a coarse grid the residual
+            upsampled onto the full-resolution extrapolation; needs ``precompute`` to keep the
+            full-resolution fields, about 2.4 GiB more for radar-mix).
         crps_members: generator samples per window scored together ("crps"; the fair CRPS's
             variance falls with more, its cost grows in proportion).
-        motion_perturbation: with ``crps_space="rain"``, each sample is first displaced by its own
+        motion_perturbation: with ``crps_space`` "rain" or "issued", each sample is first displaced by its own
             BPS motion error of this size relative to STEPS' (as the diffusion forecaster's
             ``motion_perturbation`` displaces its members; cells read from beyond the crop are left
             out), so the generator learns the residual that the perturbed ensemble lacks. Needs the
@@ -153,8 +170,9 @@ class AdversarialTask(ForecastTask):
         if not 0.0 <= float(motion_perturbation) < float("inf"):
             raise ValueError(f"{task}: motion_perturbation must be a finite number >= 0, "
                              f"got {motion_perturbation!r}")
-        if motion_perturbation > 0 and (objective, crps_space) != ("crps", "rain"):
-            raise ValueError(f"{task}: motion_perturbation needs objective 'crps' with crps_space 'rain'")
+        if motion_perturbation > 0 and (objective != "crps" or crps_space not in RAIN_SPACES):
+            raise ValueError(f"{task}: motion_perturbation needs objective 'crps' with crps_space "
+                             f"{' or '.join(map(repr, RAIN_SPACES))}")
         spec = trained_model(model, task, [DiffusionForecaster.name])
         sampling = {"sampler": ADVERSARIAL, "steps": 4, "sampler_checkpoint": None}
         unknown = sorted(set(spec.args) - set(sampling))
@@ -193,14 +211,15 @@ class AdversarialTask(ForecastTask):
                                             disc_channels, disc_depth) if objective == "gan" else None)
         self.sampler = self.diffusion.build_sampler(ADVERSARIAL, generator=self.generator)
         self.sampler.set_timesteps(steps)
-        if crps_space == "rain" and not (self.diffusion.residual and self.diffusion.use_extrapolation):
-            raise ValueError(f"{task}: crps_space 'rain' needs a residual model conditioned on the "
+        if crps_space in RAIN_SPACES and not (self.diffusion.residual and self.diffusion.use_extrapolation):
+            raise ValueError(f"{task}: crps_space {crps_space!r} needs a residual model conditioned on the "
                              "extrapolation (the rain is the residual added to it)")
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if stage == "fit" and self.hparams.precompute:
-            PreparedResiduals.replace_training_windows(self._trainer, self.diffusion)
+            PreparedResiduals.replace_training_windows(self._trainer, self.diffusion,
+                                                       full_resolution=self.hparams.crps_space == "issued")
 
     def init_targets(self) -> dict[str, list[torch.nn.Module]]:
         return {"generator": [self.generator]}
@@ -276,37 +295,73 @@ class AdversarialTask(ForecastTask):
         return loss_g.detach()
 
     def fair_crps(self, x0: Tensor, x_t: Tensor, t: Tensor, cond: Tensor, covered: Tensor | None,
-                  motion: Tensor | None = None) -> Tensor:
+                  motion: Tensor | None = None, issued: IssuedTruth | None = None) -> Tensor:
         """Fair CRPS of ``crps_members`` generator samples of ``x0`` given ``x_t``, averaged over
         covered cells (for two samples a, b: ``(|a - x0| + |b - x0|) / 2 - |a - b| / 2``), an
         unbiased estimate of the CRPS of the generator's distribution (its expectation is lowest
         for the true one), in the ``crps_space`` units; with ``motion_perturbation``, of the
-        samples displaced by their motion errors (``motion`` (B, 2, h, w) cells per step)."""
+        samples displaced by their motion errors (``motion`` (B, 2, h, w) diffusion-grid cells per
+        step). ``crps_space="issued"`` scores against ``issued`` (:meth:`issued_truth`)."""
         members = torch.stack([self.generate_x0(x_t, t, cond)
                                for _ in range(self.hparams.crps_members)], dim=1)
         scored = None if covered is None else covered[:, None].expand(-1, x0.shape[1], -1, -1)
+        m = members.shape[1]
         if self.hparams.crps_space == "rain":
-            members = self.verified_rain(members.flatten(0, 1), cond.repeat_interleave(
-                members.shape[1], dim=0)).unflatten(0, members.shape[:2])
+            members = self.verified_rain(members.flatten(0, 1), cond.repeat_interleave(m, dim=0)
+                                         ).unflatten(0, members.shape[:2])
             x0 = self.diffusion.rain_on_grid(x0, cond)
+        elif self.hparams.crps_space == "issued":
+            if issued is None:
+                raise ValueError("crps_space 'issued' needs the full-resolution truth (issued_truth)")
+            members = self.verified_rain(members.flatten(0, 1), cond, issued.base.repeat_interleave(m, dim=0)
+                                         ).unflatten(0, members.shape[:2])
+            x0 = issued.future
+            scored = None if issued.covered is None else issued.covered[:, None].expand_as(x0)
         if self.hparams.motion_perturbation > 0:
             if motion is None:
                 raise ValueError("motion_perturbation needs the batch's motion (data.with_motion: true)")
             shift = self.hparams.motion_perturbation * bps_displacements(
-                motion, members.shape[1], members.shape[2], self.cell_km, self.window.timestep_minutes)
+                motion, m, members.shape[2], self.cell_km, self.window.timestep_minutes)
+            if shift.shape[-2:] != members.shape[-2:]:  # drawn on the diffusion grid, read at full resolution
+                k = members.shape[-1] // shift.shape[-1]
+                shift = k * F.interpolate(shift.flatten(0, 2), size=members.shape[-2:], mode="bilinear",
+                                          align_corners=False).unflatten(0, shift.shape[:3])
             members = displace(members, shift)
             inside = read_inside_frame(shift).all(dim=1)
             scored = inside if scored is None else scored & inside
         score = crps_ensemble(members, x0, fair=True)
         return score.mean() if scored is None else masked_mean(score, scored.to(score.dtype))
 
-    def verified_rain(self, x: Tensor, cond: Tensor) -> Tensor:
-        """The diffused quantity ``x`` as the forecast issues it (mm/h on the diffusion grid, dry below
-        the 0.1 mm/h ingest threshold), with the smooth inverse's gradient (straight through the
-        cut, which has none): scored without the cut, a generator gains by removing haze below
-        0.1 mm/h that the forecast never shows, and can lose the rain it does show."""
-        soft = self.diffusion.rain_on_grid(x, cond, threshold=False)
-        return self.diffusion.rain_on_grid(x.detach(), cond) + soft - soft.detach()
+    def verified_rain(self, x: Tensor, cond: Tensor, base: Tensor | None = None) -> Tensor:
+        """The diffused quantity ``x`` as the forecast issues it (mm/h, dry below the 0.1 mm/h ingest
+        threshold), with the smooth inverse's gradient (straight through the cut, which has none):
+        scored without the cut, a generator gains by removing haze below 0.1 mm/h that the forecast
+        never shows, and can lose the rain it does show. On the diffusion grid (added to the
+        extrapolation ``cond`` carries), or with ``base`` (B, n_out, H, W) the full-resolution
+        extrapolation in model space, on its grid as :meth:`ConditionalDiffusion.sample` composes it."""
+        if base is None:
+            soft = self.diffusion.rain_on_grid(x, cond, threshold=False)
+            return self.diffusion.rain_on_grid(x.detach(), cond) + soft - soft.detach()
+        soft = self.diffusion.to_rain(self.diffusion.from_diffused(x, base), threshold=False)
+        issued = self.diffusion.to_rain(self.diffusion.from_diffused(x.detach(), base).clamp(-1.0, 1.0))
+        return issued + soft - soft.detach()
+
+    def issued_truth(self, batch: dict[str, Tensor]) -> IssuedTruth | None:
+        """What ``crps_space="issued"`` scores against, from a precomputed batch with its
+        full-resolution fields or from a window (its extrapolation computed here); None in the
+        other spaces."""
+        if self.hparams.crps_space != "issued":
+            return None
+        if RESIDUAL in batch:
+            if EXTRAPOLATION not in batch:
+                raise ValueError("crps_space 'issued' needs the precomputed full-resolution fields "
+                                 "(PreparedResiduals with full_resolution=True)")
+            base, future, covered = batch[EXTRAPOLATION], batch[FUTURE], batch.get(FULL_MASK)
+        else:
+            with torch.no_grad():
+                _, base = self.diffusion.prepare(batch[PAST], batch.get(MOTION))
+            future, covered = batch[FUTURE][:, :self.window.n_out], batch.get(MASK)
+        return IssuedTruth(base, torch.where(future >= RAIN_THRESHOLD_MM_H, future, 0.0), covered)
 
     @property
     def cell_km(self) -> float:
@@ -323,7 +378,7 @@ class AdversarialTask(ForecastTask):
     def _crps_step(self, batch: dict[str, Tensor]) -> Tensor:
         opt_g = self.optimizers()
         x0, _, x_t, t, _, cond, covered = self._real_pair(batch)
-        loss = self.fair_crps(x0, x_t, t, cond, covered, self.motion_on_grid(batch))
+        loss = self.fair_crps(x0, x_t, t, cond, covered, self.motion_on_grid(batch), self.issued_truth(batch))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         self._clip(opt_g)
@@ -336,7 +391,8 @@ class AdversarialTask(ForecastTask):
         against the current discriminator."""
         if self.hparams.objective == "crps":
             x0, _, x_t, t, _, cond, covered = self._real_pair(batch)
-            return self.fair_crps(x0, x_t, t, cond, covered, self.motion_on_grid(batch))
+            return self.fair_crps(x0, x_t, t, cond, covered, self.motion_on_grid(batch),
+                                  self.issued_truth(batch))
         _, _, x_t, t, s, cond, _ = self._real_pair(batch)
         x_fake = self._fake_prev(self.generate_x0(x_t, t, cond), x_t, t, s)
         return F.softplus(-self.discriminator(x_fake, x_t, t, cond).float()).mean()

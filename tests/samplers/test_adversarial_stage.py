@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from nowcast.models.advection import advect
 from nowcast.models.checkpoint import load_checkpoint
 from nowcast.models.diffusion.discriminator import Discriminator
 from nowcast.models.diffusion.forecaster import DiffusionForecaster
@@ -276,3 +277,54 @@ def test_perturbed_members_train_the_one_step_generator(diffusion_ckpt: Path, tm
     training = load_checkpoint(path)["training"]
     assert (training["crps_members"], training["motion_perturbation"]) == (3, 0.5)
     sampled_as_exported(task, diffusion_ckpt, path)
+
+
+def test_issued_rain_is_scored_at_the_full_resolution(diffusion_ckpt: Path) -> None:
+    """crps_space "issued": a zero residual is the extrapolation as issued, so members that are all
+    zero score the extrapolation's mean absolute error at the full resolution over covered pixels
+    (the extrapolation advected here, independently of the task); a residual changes the score
+    pixel by pixel, not by block means."""
+    task = stage_of(diffusion_ckpt, steps=1, z_dim=8, objective="crps", crps_space="issued", crps_members=3)
+    diffusion = task.diffusion
+    batch = make_batch(6)
+    cond, x0, covered = diffusion.training_inputs(batch)
+    issued = task.issued_truth(batch)
+    task.generate_x0 = lambda *args: torch.zeros_like(x0)
+    with torch.no_grad():
+        score = float(task.fair_crps(x0, None, None, cond, covered, issued=issued))
+    cut = lambda r: torch.where(r >= 0.1, r, 0.0)  # noqa: E731  the ingest threshold
+    extrap = diffusion.to_rain(diffusion.to_model(advect(batch[PAST][:, -1], batch[MOTION], N_OUT)))
+    err = (cut(extrap) - cut(batch[FUTURE])).abs()
+    expected = err[batch[MASK][:, None].expand_as(err)].mean()
+    assert math.isclose(score, float(expected), rel_tol=1e-4)
+    with pytest.raises(ValueError, match="full-resolution"):
+        task.fair_crps(x0, None, None, cond, covered)
+    with pytest.raises(ValueError, match="full-resolution fields"):
+        task.issued_truth({"cond": cond, "residual": x0})
+
+
+def test_issued_members_are_displaced_at_the_full_resolution(diffusion_ckpt: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The motion errors are drawn on the diffusion grid and read at the full resolution: one
+    diffusion cell of displacement moves the issued rain by ``coarsen`` pixels."""
+    task = stage_of(diffusion_ckpt, steps=1, z_dim=8, objective="crps", crps_space="issued", crps_members=2,
+                    motion_perturbation=0.5)
+    k = task.diffusion.coarsen
+    batch = make_batch(8)
+    cond, x0, covered = task.diffusion.training_inputs(batch)
+    issued = task.issued_truth(batch)
+
+    def one_cell_east(motion: torch.Tensor, members: int, n_out: int, *args) -> torch.Tensor:
+        shift = torch.zeros(motion.shape[0], members, n_out, 2, *motion.shape[-2:])
+        shift[:, :, :, 0] = 2.0  # x motion_perturbation 0.5: one cell
+        return shift
+
+    monkeypatch.setattr(adversarial_task, "bps_displacements", one_cell_east)
+    truth = issued.future
+    task.generate_x0 = lambda *args: torch.zeros_like(x0)
+    forecast = task.verified_rain(torch.zeros_like(x0), cond, issued.base)
+    with torch.no_grad():
+        score = task.fair_crps(x0, None, None, cond, covered, task.motion_on_grid(batch), issued)
+    err = (forecast[..., :-k] - truth[..., k:]).abs()
+    scored = batch[MASK][:, None, :, k:].expand_as(err)
+    assert torch.allclose(score, err[scored].mean(), atol=1e-6)

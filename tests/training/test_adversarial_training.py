@@ -2,7 +2,8 @@
 precomputed diffusion inputs, a few steps, an export the diffusion forecaster samples with; with the
 GAN objective, and with the scoring rule scored as the forecast is issued
 (configs/train/scoring-rule.yaml + perturbed-scoring-rule.yaml: one step, members displaced by
-their motion errors, which the precomputed items must carry)."""
+their motion errors, which the precomputed items must carry), and scored at the full resolution
+(+ issued-scoring-rule.yaml: the precomputed items also carry the full-resolution fields)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from nowcast.training.diffusion_task import DiffusionTask
 from nowcast.types import repo_root
 
 #: extra stage configs on top of adversarial.yaml, and the sampler's step count they train
-STAGES = {"gan": ([], 4), "perturbed-scoring-rule": (["scoring-rule.yaml", "perturbed-scoring-rule.yaml"], 1)}
+STAGES = {"gan": ([], 4), "perturbed-scoring-rule": (["scoring-rule.yaml", "perturbed-scoring-rule.yaml"], 1),
+          "issued-scoring-rule": (["scoring-rule.yaml", "perturbed-scoring-rule.yaml",
+                                   "issued-scoring-rule.yaml"], 1)}
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
