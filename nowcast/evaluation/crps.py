@@ -10,6 +10,10 @@ A deterministic forecast (M = 1) gives the absolute error. Averaged over covered
 window (pooled sums), separately per lead time. ``fair=True`` divides the spread term by
 2 M (M - 1) instead (Ferro 2014): an unbiased estimate of the CRPS of the distribution the members
 are drawn from, the form a generator trained with this score needs (``nowcast.training.adversarial_task``).
+With ``fair=True, size=K`` the spread term is multiplied by 1 - 1/K: an unbiased estimate of the
+standard CRPS that an ensemble of K members drawn from the same distribution scores (the score of
+an 8-member forecast is 1/(2 * 8) E|X - X'| worse than its distribution's: a generator trained
+for the distribution spreads its members more than is best for the ensemble it will issue).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from nowcast.evaluation.inputs import check_ensemble, check_fields
 PAIRWISE_UP_TO = 16
 
 
-def crps_ensemble(ensemble: torch.Tensor, target: torch.Tensor, fair: bool = False) -> torch.Tensor:
+def crps_ensemble(ensemble: torch.Tensor, target: torch.Tensor, fair: bool = False,
+                  size: int | None = None) -> torch.Tensor:
     """Pointwise CRPS: ensemble (B, M, ...) and target (B, ...) -> (B, ...), same units as the input
-    (``fair``: the fair estimator, M >= 2; see the module docstring).
+    (``fair``: the fair estimator, M >= 2, of the members' distribution or, with ``size``, of a
+    ``size``-member ensemble drawn from it; see the module docstring).
 
     The member spread sum_ij |x_i - x_j| is summed over the M (M - 1) / 2 pairs for small ensembles
     (8 members: 28 vectorised differences, ten times faster than a sort along the member axis on
@@ -44,7 +50,11 @@ def crps_ensemble(ensemble: torch.Tensor, target: torch.Tensor, fair: bool = Fal
         spread = (ensemble.sort(dim=1).values * (2 * ranks - m - 1).reshape(shape)).sum(dim=1) * 2
     if fair and m < 2:
         raise ValueError("the fair CRPS needs at least 2 members")
-    return abs_err - spread / (2 * m * (m - 1) if fair else 2 * m * m)
+    if size is not None and (not fair or size < 1):
+        raise ValueError(f"size needs fair=True and at least 1 member, got fair={fair}, size={size}")
+    if not fair:
+        return abs_err - spread / (2 * m * m)
+    return abs_err - spread * (1.0 - 1.0 / size if size else 1.0) / (2 * m * (m - 1))
 
 
 class CRPS(_PooledMean):

@@ -134,6 +134,10 @@ class AdversarialTask(ForecastTask):
             full-resolution fields, about 2.4 GiB more for radar-mix).
         crps_members: generator samples per window scored together ("crps"; the fair CRPS's
             variance falls with more, its cost grows in proportion).
+        verified_members: the ensemble size the forecast is verified with: the samples are scored
+            with the CRPS expected of an ensemble of this many members (the fair CRPS with its
+            spread term times 1 - 1/K, :func:`~nowcast.evaluation.crps.crps_ensemble`), whose best
+            members spread less than the true distribution; None: the distribution's own CRPS.
         motion_perturbation: with ``crps_space`` "rain" or "issued", each sample is first displaced by its own
             BPS motion error of this size relative to STEPS' (as the diffusion forecaster's
             ``motion_perturbation`` displaces its members; cells read from beyond the crop are left
@@ -155,7 +159,8 @@ class AdversarialTask(ForecastTask):
     """
 
     def __init__(self, model: ModelSpec, objective: str = "gan", crps_space: str = "diffused",
-                 crps_members: int = 2, motion_perturbation: float = 0.0, z_dim: int = 64,
+                 crps_members: int = 2, verified_members: int | None = None,
+                 motion_perturbation: float = 0.0, z_dim: int = 64,
                  noise_maps: int = 0, disc_channels: int = 64, disc_depth: int = 3,
                  r1_gamma: float = 0.1, lambda_rec: float = 0.0, lr_g: float = 5e-5, lr_d: float = 1e-4,
                  betas: tuple[float, float] = (0.5, 0.9), grad_clip: float = 1.0, val_members: int = 1,
@@ -167,6 +172,8 @@ class AdversarialTask(ForecastTask):
             raise ValueError(f"{task}: crps_space must be one of {CRPS_SPACES}, got {crps_space!r}")
         if crps_members < 2:
             raise ValueError(f"{task}: crps_members must be >= 2, got {crps_members}")
+        if verified_members is not None and verified_members < 1:
+            raise ValueError(f"{task}: verified_members must be >= 1 or null, got {verified_members}")
         if not 0.0 <= float(motion_perturbation) < float("inf"):
             raise ValueError(f"{task}: motion_perturbation must be a finite number >= 0, "
                              f"got {motion_perturbation!r}")
@@ -299,7 +306,8 @@ class AdversarialTask(ForecastTask):
         """Fair CRPS of ``crps_members`` generator samples of ``x0`` given ``x_t``, averaged over
         covered cells (for two samples a, b: ``(|a - x0| + |b - x0|) / 2 - |a - b| / 2``), an
         unbiased estimate of the CRPS of the generator's distribution (its expectation is lowest
-        for the true one), in the ``crps_space`` units; with ``motion_perturbation``, of the
+        for the true one), in the ``crps_space`` units; with ``verified_members`` K, of a K-member
+        ensemble drawn from it (``|a - b| / 2`` times 1 - 1/K); with ``motion_perturbation``, of the
         samples displaced by their motion errors (``motion`` (B, 2, h, w) diffusion-grid cells per
         step). ``crps_space="issued"`` scores against ``issued`` (:meth:`issued_truth`)."""
         members = torch.stack([self.generate_x0(x_t, t, cond)
@@ -329,7 +337,7 @@ class AdversarialTask(ForecastTask):
             members = displace(members, shift)
             inside = read_inside_frame(shift).all(dim=1)
             scored = inside if scored is None else scored & inside
-        score = crps_ensemble(members, x0, fair=True)
+        score = crps_ensemble(members, x0, fair=True, size=self.hparams.verified_members)
         return score.mean() if scored is None else masked_mean(score, scored.to(score.dtype))
 
     def verified_rain(self, x: Tensor, cond: Tensor, base: Tensor | None = None) -> Tensor:
@@ -448,6 +456,7 @@ class AdversarialTask(ForecastTask):
             "metrics": metrics,
             "training": {"global_step": int(self.global_step), "objective": hp.objective,
                          "crps_space": hp.crps_space, "crps_members": int(hp.crps_members),
+                         "verified_members": hp.verified_members,
                          "motion_perturbation": float(hp.motion_perturbation),
                          "r1_gamma": float(hp.r1_gamma),
                          "lambda_rec": float(hp.lambda_rec), "lr_g": float(hp.lr_g), "lr_d": float(hp.lr_d),

@@ -328,3 +328,21 @@ def test_issued_members_are_displaced_at_the_full_resolution(diffusion_ckpt: Pat
     err = (forecast[..., :-k] - truth[..., k:]).abs()
     scored = batch[MASK][:, None, :, k:].expand_as(err)
     assert torch.allclose(score, err[scored].mean(), atol=1e-6)
+
+
+def test_samples_are_scored_as_an_ensemble_of_the_verified_size(diffusion_ckpt: Path) -> None:
+    """verified_members K: two samples a, b score (|a - y| + |b - y|) / 2 - (1 - 1/K) |a - b| / 2 (the
+    CRPS expected of a K-member ensemble), over covered cells; None: the fair CRPS (no 1/K)."""
+    batch = make_batch(9)
+    for size, keep in ((8, 7 / 8), (None, 1.0)):
+        task = stage_of(diffusion_ckpt, steps=1, z_dim=8, objective="crps", verified_members=size)
+        cond, x0, covered = task.diffusion.training_inputs(batch)
+        a, b = x0 + 0.3, x0 - 0.1 * torch.rand_like(x0)
+        draws = iter([a, b])
+        task.generate_x0 = lambda *args: next(draws)  # noqa: B023  consumed within this iteration
+        with torch.no_grad():
+            score = task.fair_crps(x0, None, None, cond, covered)
+        per_cell = ((a - x0).abs() + (b - x0).abs()) / 2 - keep * (a - b).abs() / 2
+        assert torch.allclose(score, per_cell[covered[:, None].expand_as(per_cell)].mean(), atol=1e-6)
+    with pytest.raises(ValueError, match="verified_members"):
+        stage_of(diffusion_ckpt, steps=1, z_dim=8, objective="crps", verified_members=0)
