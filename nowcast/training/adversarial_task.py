@@ -131,7 +131,7 @@ class AdversarialTask(ForecastTask):
             as issued, dry below 0.1 mm/h: :meth:`verified_rain`) or "issued" (the same rain at the
             full resolution, as ``nowcast forecast`` composes it: on a coarse grid the residual
             upsampled onto the full-resolution extrapolation; needs ``precompute`` to keep the
-            full-resolution fields, about 2.4 GiB more for radar-mix).
+            full-resolution fields, 2.7 GB in all for radar-mix).
         crps_members: generator samples per window scored together ("crps"; the fair CRPS's
             variance falls with more, its cost grows in proportion).
         verified_members: the ensemble size the forecast is verified with: the samples are scored
