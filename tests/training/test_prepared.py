@@ -1,0 +1,58 @@
+"""Precomputed training windows (nowcast.training.prepared): the full-resolution fields that the
+"issued" scoring rule needs are the same crop as the diffusion grid's, turned and flipped with it."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nowcast.models.diffusion.hybrid import SpaceTimeUNet
+from nowcast.models.diffusion.wrapper import COND, RESIDUAL, ConditionalDiffusion
+from nowcast.training.prepared import EXTRAPOLATION, FULL_MASK, PreparedResiduals
+from nowcast.types import FUTURE, MASK, MOTION, PAST
+
+N_IN, N_OUT, SIZE, COARSEN, CROP = 2, 3, 32, 4, 16
+
+
+class Windows:
+    """Two full-field windows of random rain, a stripe of missing data and a uniform motion."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.windows = [0, 1]
+        self.items = []
+        for _ in self.windows:
+            mask = torch.ones(SIZE, SIZE, dtype=torch.bool)
+            mask[:, :3] = False
+            self.items.append({PAST: torch.rand(N_IN, SIZE, SIZE, generator=g) ** 3 * 20,
+                               FUTURE: torch.rand(N_OUT, SIZE, SIZE, generator=g) ** 3 * 20,
+                               MASK: mask, MOTION: torch.full((2, SIZE, SIZE), 1.5)})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.items[i]
+
+
+def test_full_resolution_fields_are_the_same_crop_turned_alike() -> None:
+    net = SpaceTimeUNet(n_in=N_IN, n_out=N_OUT, channels=[8, 16], dim=16, depth=1, heads=2)
+    diffusion = ConditionalDiffusion(net, prediction_type="x0", transform="log", coarsen=COARSEN,
+                                     residual_scale=0.1)
+    plain = PreparedResiduals(Windows(), diffusion, CROP, augment=True, prefer_rain=False)
+    prepared = PreparedResiduals(Windows(), diffusion, CROP, augment=True, prefer_rain=False,
+                                 full_resolution=True)
+    assert EXTRAPOLATION not in plain[0]
+    torch.manual_seed(0)
+    for _ in range(12):  # random crops, flips and quarter turns
+        item = prepared[int(torch.randint(0, 2, ()).item())]
+        c = CROP // COARSEN
+        assert item[RESIDUAL].shape == (N_OUT, c, c) and item[EXTRAPOLATION].shape == (N_OUT, CROP, CROP)
+        assert item[FUTURE].shape == (N_OUT, CROP, CROP) and item[FULL_MASK].dtype == torch.bool
+        # the coarse residual is the block mean of the full-resolution future minus extrapolation ...
+        full_residual = F.avg_pool2d(diffusion.to_model(item[FUTURE]) - item[EXTRAPOLATION], COARSEN)
+        assert torch.allclose(full_residual, item[RESIDUAL], atol=2e-3)
+        # ... the coarse coverage that of the full-resolution blocks, and the extrapolation's block
+        # means the conditioning's extrapolation frames
+        assert torch.equal(F.avg_pool2d(item[FULL_MASK][None].float(), COARSEN)[0] > 0.999, item[MASK])
+        assert torch.allclose(F.avg_pool2d(item[EXTRAPOLATION], COARSEN), item[COND][N_IN:], atol=2e-3)
