@@ -48,7 +48,7 @@ from nowcast.models.spec import ModelSpec
 from nowcast.samplers.adversarial import ADVERSARIAL_STEPS, draw_latents
 from nowcast.samplers.base import randn_like
 from nowcast.training.baseline_tasks import masked_mean
-from nowcast.training.prepared import EXTRAPOLATION, FULL_MASK, PreparedResiduals
+from nowcast.training.prepared import EXTRAPOLATION, FULL_MASK, PreparedResiduals, prepared_inputs
 from nowcast.training.task import ForecastTask, trained_model
 from nowcast.types import FUTURE, MASK, MOTION, PAST, RAIN_THRESHOLD_MM_H, GridSpec, WindowSpec
 
@@ -331,9 +331,9 @@ class AdversarialTask(ForecastTask):
             shift = self.hparams.motion_perturbation * bps_displacements(
                 motion, m, members.shape[2], self.cell_km, self.window.timestep_minutes)
             if shift.shape[-2:] != members.shape[-2:]:  # drawn on the diffusion grid, read at full resolution
-                k = members.shape[-1] // shift.shape[-1]
-                shift = k * F.interpolate(shift.flatten(0, 2), size=members.shape[-2:], mode="bilinear",
-                                          align_corners=False).unflatten(0, shift.shape[:3])
+                read = F.interpolate(shift.flatten(0, 2), size=members.shape[-2:], mode="bilinear",
+                                     align_corners=False)
+                shift = self.diffusion.coarsen * read.unflatten(0, shift.shape[:3])
             members = displace(members, shift)
             inside = read_inside_frame(shift).all(dim=1)
             scored = inside if scored is None else scored & inside
@@ -350,26 +350,31 @@ class AdversarialTask(ForecastTask):
         if base is None:
             soft = self.diffusion.rain_on_grid(x, cond, threshold=False)
             return self.diffusion.rain_on_grid(x.detach(), cond) + soft - soft.detach()
-        soft = self.diffusion.to_rain(self.diffusion.from_diffused(x, base), threshold=False)
-        issued = self.diffusion.to_rain(self.diffusion.from_diffused(x.detach(), base).clamp(-1.0, 1.0))
-        return issued + soft - soft.detach()
+        forecast = self.diffusion.from_diffused(x, base)  # model space at the full resolution
+        soft = self.diffusion.to_rain(forecast, threshold=False)
+        return self.diffusion.to_rain(forecast.detach().clamp(-1.0, 1.0)) + soft - soft.detach()
+
+    def scored_inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The batch as the "crps" objective reads it: with ``crps_space="issued"`` a window becomes its
+        precomputed inputs with the full-resolution fields (:func:`prepared_inputs`: one extrapolation
+        serves both), as the precomputed training windows already are; any other batch as it is."""
+        if self.hparams.crps_space != "issued" or RESIDUAL in batch:
+            return batch
+        with torch.no_grad():
+            return prepared_inputs(self.diffusion, batch[PAST], batch[FUTURE], batch.get(MASK),
+                                   batch.get(MOTION), full_resolution=True)
 
     def issued_truth(self, batch: dict[str, Tensor]) -> IssuedTruth | None:
-        """What ``crps_space="issued"`` scores against, from a precomputed batch with its
-        full-resolution fields or from a window (its extrapolation computed here); None in the
-        other spaces."""
+        """What ``crps_space="issued"`` scores against, from a batch of :meth:`scored_inputs`; None
+        in the other spaces."""
         if self.hparams.crps_space != "issued":
             return None
-        if RESIDUAL in batch:
-            if EXTRAPOLATION not in batch:
-                raise ValueError("crps_space 'issued' needs the precomputed full-resolution fields "
-                                 "(PreparedResiduals with full_resolution=True)")
-            base, future, covered = batch[EXTRAPOLATION], batch[FUTURE], batch.get(FULL_MASK)
-        else:
-            with torch.no_grad():
-                _, base = self.diffusion.prepare(batch[PAST], batch.get(MOTION))
-            future, covered = batch[FUTURE][:, :self.window.n_out], batch.get(MASK)
-        return IssuedTruth(base, torch.where(future >= RAIN_THRESHOLD_MM_H, future, 0.0), covered)
+        if EXTRAPOLATION not in batch:
+            raise ValueError("crps_space 'issued' needs the precomputed full-resolution fields "
+                             "(PreparedResiduals with full_resolution=True, or scored_inputs)")
+        future = batch[FUTURE]
+        return IssuedTruth(batch[EXTRAPOLATION], torch.where(future >= RAIN_THRESHOLD_MM_H, future, 0.0),
+                           batch.get(FULL_MASK))
 
     @property
     def cell_km(self) -> float:
@@ -385,6 +390,7 @@ class AdversarialTask(ForecastTask):
 
     def _crps_step(self, batch: dict[str, Tensor]) -> Tensor:
         opt_g = self.optimizers()
+        batch = self.scored_inputs(batch)
         x0, _, x_t, t, _, cond, covered = self._real_pair(batch)
         loss = self.fair_crps(x0, x_t, t, cond, covered, self.motion_on_grid(batch), self.issued_truth(batch))
         opt_g.zero_grad(set_to_none=True)
@@ -398,6 +404,7 @@ class AdversarialTask(ForecastTask):
         """The generator's loss on a batch (no update): its fair CRPS, or with "gan" its loss
         against the current discriminator."""
         if self.hparams.objective == "crps":
+            batch = self.scored_inputs(batch)
             x0, _, x_t, t, _, cond, covered = self._real_pair(batch)
             return self.fair_crps(x0, x_t, t, cond, covered, self.motion_on_grid(batch),
                                   self.issued_truth(batch))

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from nowcast.data.datamodule import NowcastDataModule
 from nowcast.data.dataset import RadarWindowDataset, augment, choose_rainy_crop
-from nowcast.models.diffusion.wrapper import COND, RESIDUAL, ConditionalDiffusion
+from nowcast.models.diffusion.wrapper import COND, RESIDUAL, ConditionalDiffusion, motion_of
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,33 @@ log = logging.getLogger(__name__)
 #: keys of a ``full_resolution`` item beside the diffusion grid's: the extrapolation (n_out, H, W)
 #: in model space and the coverage (H, W) at full resolution (the future is :data:`FUTURE`, mm/h)
 EXTRAPOLATION, FULL_MASK = "extrapolation", "full_mask"
+
+
+def prepared_inputs(diffusion: ConditionalDiffusion, past: Tensor, future: Tensor, mask: Tensor | None,
+                    motion: Tensor | None, full_resolution: bool = False) -> dict[str, Tensor]:
+    """A batch of windows -> its precomputed diffusion inputs (one extrapolation along the motion).
+
+    Args:
+        past: (B, n_in, H, W), future: (B, >= n_out, H, W) mm/h; mask: (B, H, W) bool coverage
+        or None; motion: (B, 2, H, W) px per time step, or None (pysteps, CPU).
+        full_resolution: also return the full-resolution fields a forecast is verified against.
+
+    Returns:
+        ``cond`` (B, C, h, w), ``residual`` (B, n_out, h, w) (before ``residual_scale``), ``mask``
+        (B, h, w) bool and ``motion`` (B, 2, h, w) cells per step on the diffusion grid
+        (:meth:`ConditionalDiffusion.diffusion_inputs`, :meth:`~ConditionalDiffusion.motion_on_grid`);
+        with ``full_resolution`` also ``extrapolation`` (B, n_out, H, W) model space, ``future``
+        (B, n_out, H, W) mm/h and ``full_mask`` (B, H, W) bool (no masks without ``mask``).
+    """
+    if full_resolution and not diffusion.residual:
+        raise ValueError("full_resolution needs a residual model (the extrapolation it is added to)")
+    motion = motion_of(past) if motion is None else motion
+    cond, base = diffusion.prepare(past, motion)
+    cond, residual, covered = diffusion.diffusion_inputs(past, future, mask, motion, prepared=(cond, base))
+    out = {COND: cond, RESIDUAL: residual, MASK: covered, MOTION: diffusion.motion_on_grid(motion)}
+    if full_resolution:
+        out.update({EXTRAPOLATION: base, FUTURE: future[:, :diffusion.n_out], FULL_MASK: mask})
+    return {key: x for key, x in out.items() if x is not None}
 
 
 class PreparedResiduals(Dataset):
@@ -73,18 +100,12 @@ class PreparedResiduals(Dataset):
             for i in tqdm(range(len(windows)), desc="precompute diffusion inputs", unit="window"):
                 w = windows[i]
                 past, future, mask = w[PAST][None], w[FUTURE][None], w[MASK][None]
-                cond, residual, covered = diffusion.diffusion_inputs(past, future, mask, w[MOTION][None])
-                extras = {}
-                if full_resolution:
-                    _, base = diffusion.prepare(past, w[MOTION][None])
-                    extras = {EXTRAPOLATION: base[0].to(torch.float16),
-                              FUTURE: future[0, :diffusion.n_out].to(torch.float16), FULL_MASK: mask[0]}
+                inputs = prepared_inputs(diffusion, past, future, mask, w[MOTION][None], full_resolution)
                 rain = torch.cat([past, future], dim=1)[0]
                 wet = torch.nn.functional.avg_pool2d((rain >= wet_threshold).float().mean(0)[None], k)[0]
-                motion = diffusion.motion_on_grid(w[MOTION][None])[0]
-                self.items.append({COND: cond[0].to(torch.float16), RESIDUAL: residual[0].to(torch.float16),
-                                   MASK: covered[0], MOTION: motion.to(torch.float16), "wet": wet,
-                                   **extras})
+                stored = {key: x[0] if x.dtype == torch.bool else x[0].to(torch.float16)
+                          for key, x in inputs.items()}
+                self.items.append({"wet": wet, **stored})
         mb = sum(v.numel() * v.element_size() for it in self.items for v in it.values()) / 2**20
         log.info("precomputed the diffusion inputs of %d windows in %.0f s (%.0f MB)",
                  len(self.items), time.perf_counter() - t0, mb)

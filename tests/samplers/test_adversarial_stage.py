@@ -286,16 +286,18 @@ def test_issued_rain_is_scored_at_the_full_resolution(diffusion_ckpt: Path) -> N
     pixel by pixel, not by block means."""
     task = stage_of(diffusion_ckpt, steps=1, z_dim=8, objective="crps", crps_space="issued", crps_members=3)
     diffusion = task.diffusion
-    batch = make_batch(6)
+    window = make_batch(6)
+    batch = task.scored_inputs(window)  # a window becomes its precomputed inputs, 2 km fields kept
+    assert task.scored_inputs(batch) is batch
     cond, x0, covered = diffusion.training_inputs(batch)
     issued = task.issued_truth(batch)
     task.generate_x0 = lambda *args: torch.zeros_like(x0)
     with torch.no_grad():
         score = float(task.fair_crps(x0, None, None, cond, covered, issued=issued))
     cut = lambda r: torch.where(r >= 0.1, r, 0.0)  # noqa: E731  the ingest threshold
-    extrap = diffusion.to_rain(diffusion.to_model(advect(batch[PAST][:, -1], batch[MOTION], N_OUT)))
-    err = (cut(extrap) - cut(batch[FUTURE])).abs()
-    expected = err[batch[MASK][:, None].expand_as(err)].mean()
+    extrap = diffusion.to_rain(diffusion.to_model(advect(window[PAST][:, -1], window[MOTION], N_OUT)))
+    err = (cut(extrap) - cut(window[FUTURE])).abs()
+    expected = err[window[MASK][:, None].expand_as(err)].mean()
     assert math.isclose(score, float(expected), rel_tol=1e-4)
     with pytest.raises(ValueError, match="full-resolution"):
         task.fair_crps(x0, None, None, cond, covered)
@@ -310,7 +312,8 @@ def test_issued_members_are_displaced_at_the_full_resolution(diffusion_ckpt: Pat
     task = stage_of(diffusion_ckpt, steps=1, z_dim=8, objective="crps", crps_space="issued", crps_members=2,
                     motion_perturbation=0.5)
     k = task.diffusion.coarsen
-    batch = make_batch(8)
+    window = make_batch(8)
+    batch = task.scored_inputs(window)
     cond, x0, covered = task.diffusion.training_inputs(batch)
     issued = task.issued_truth(batch)
 
@@ -326,7 +329,7 @@ def test_issued_members_are_displaced_at_the_full_resolution(diffusion_ckpt: Pat
     with torch.no_grad():
         score = task.fair_crps(x0, None, None, cond, covered, task.motion_on_grid(batch), issued)
     err = (forecast[..., :-k] - truth[..., k:]).abs()
-    scored = batch[MASK][:, None, :, k:].expand_as(err)
+    scored = window[MASK][:, None, :, k:].expand_as(err)
     assert torch.allclose(score, err[scored].mean(), atol=1e-6)
 
 

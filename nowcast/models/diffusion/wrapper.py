@@ -176,12 +176,15 @@ class ConditionalDiffusion(nn.Module):
 
     # --- training -------------------------------------------------------------------------
     def diffusion_inputs(self, past: Tensor, future: Tensor, mask: Tensor | None = None,
-                         motion: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+                         motion: Tensor | None = None, prepared: tuple[Tensor, Tensor | None] | None = None
+                         ) -> tuple[Tensor, Tensor, Tensor | None]:
         """What the denoiser trains on, from a window in mm/h (the costly, data-only part).
 
         Args:
             past: (B, n_in, H, W), future: (B, >= n_out, H, W) mm/h; mask: (B, H, W) bool
             coverage; motion: (B, 2, H, W) px/step or None (pysteps).
+            prepared: :meth:`prepare`'s output for this past and motion when the caller already has
+                it (its extrapolation is the costly part), else computed here.
 
         Returns:
             ``cond`` (B, C, h, w) as :meth:`prepare`; ``residual`` (B, n_out, h, w), the
@@ -192,7 +195,7 @@ class ConditionalDiffusion(nn.Module):
         future = future[:, : self.n_out]
         if future.shape[1] != self.n_out:
             raise ValueError(f"the model predicts {self.n_out} frames, the window has {future.shape[1]}")
-        cond, base = self.prepare(past, motion)
+        cond, base = self.prepare(past, motion) if prepared is None else prepared
         x0 = self.to_model(future)
         residual = x0 if base is None else self._pool(x0 - base)
         covered = None if mask is None else self._pool(mask[:, None].float())[:, 0] > 0.999
