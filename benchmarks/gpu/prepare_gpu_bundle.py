@@ -7,6 +7,9 @@ the copy recompresses rain with zstd+bitshuffle and packs motion as int16 (0.004
     mkdir -p .gpu/whl && cp .whl/{zarr,numcodecs,donfig,google_crc32c,msgspec,jsonargparse,\
 docstring_parser,typeshed_client,importlib_resources}-*.whl .gpu/whl/
 and run one of the scripts beside this file on the device with `.gpu` carried.
+pysteps has no wheel for the device's Python; the one module of it that training uses (the BPS
+motion perturbation, `pysteps.noise.motion`: numpy and scipy only) is copied from the installed
+pysteps into `.gpu/site/pysteps/noise/` for those scripts to put on PYTHONPATH there.
 """
 
 import shutil
@@ -14,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pysteps.noise.motion
 import xarray as xr
 from numcodecs import Blosc
 
@@ -22,7 +26,18 @@ SRC, DST = Path("stores/radar-mix"), Path(".gpu/stores/radar-mix")
 COMP = Blosc(cname="zstd", clevel=9, shuffle=Blosc.BITSHUFFLE)
 
 
+def copy_bps_module() -> None:
+    """pysteps.noise.motion alone, as a package the device imports without the rest of pysteps."""
+    site = Path(".gpu/site/pysteps")
+    shutil.rmtree(site, ignore_errors=True)
+    (site / "noise").mkdir(parents=True)
+    (site / "__init__.py").write_text('"""pysteps.noise.motion only (benchmarks/gpu/prepare_gpu_bundle.py)."""\n')
+    (site / "noise" / "__init__.py").write_text("")
+    shutil.copy(pysteps.noise.motion.__file__, site / "noise" / "motion.py")
+
+
 def main() -> None:
+    copy_bps_module()
     shutil.rmtree(DST, ignore_errors=True)
     DST.mkdir(parents=True)
     for name in ["knmi", "fmi", "mch", "rmi"]:

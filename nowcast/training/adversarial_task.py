@@ -109,6 +109,20 @@ def init_generator(denoiser: Denoiser, net_hparams: dict[str, Any], z_dim: int,
     return gen
 
 
+def freeze_all_but(network: torch.nn.Module, trainable: list[str], owner: str) -> None:
+    """Freeze every parameter of ``network`` except those under the top-level names (modules or
+    parameters) in ``trainable``; refuse a name that holds no parameter (a typo would silently
+    train nothing)."""
+    top = lambda name: name.split(".", 1)[0]  # noqa: E731
+    holders = {top(name) for name, _ in network.named_parameters()}
+    unknown = sorted(set(trainable) - holders)
+    if unknown or not trainable:
+        raise ValueError(f"{owner}: trainable must name modules of the generator, got {unknown or trainable}; "
+                         f"known: {', '.join(sorted(holders))}")
+    for name, parameter in network.named_parameters():
+        parameter.requires_grad_(top(name) in trainable)
+
+
 class AdversarialTask(ForecastTask):
     """Train the adversarial large-step generator on top of a trained diffusion checkpoint.
 
@@ -144,6 +158,10 @@ class AdversarialTask(ForecastTask):
             out), so the generator learns the residual that the perturbed ensemble lacks. Needs the
             one-step generator (``steps: 1``: the displacement comes after the whole sampling
             chain) and the batch's motion (0 = off).
+        trainable: the generator's top-level modules that are trained (e.g. ``[z_proj, stem,
+            out]``: the latent injection, the input and the output convolutions); the rest keeps
+            its starting weights. Limits what a generator can memorise of a few training events;
+            None: every module.
         z_dim: latent size of the generator.
         noise_maps: spatial latent maps of the generator ("hybrid" denoiser only; 0 = none).
         disc_channels, disc_depth: discriminator width and number of down-sampling blocks ("gan").
@@ -160,7 +178,7 @@ class AdversarialTask(ForecastTask):
 
     def __init__(self, model: ModelSpec, objective: str = "gan", crps_space: str = "diffused",
                  crps_members: int = 2, verified_members: int | None = None,
-                 motion_perturbation: float = 0.0, z_dim: int = 64,
+                 motion_perturbation: float = 0.0, trainable: list[str] | None = None, z_dim: int = 64,
                  noise_maps: int = 0, disc_channels: int = 64, disc_depth: int = 3,
                  r1_gamma: float = 0.1, lambda_rec: float = 0.0, lr_g: float = 5e-5, lr_d: float = 1e-4,
                  betas: tuple[float, float] = (0.5, 0.9), grad_clip: float = 1.0, val_members: int = 1,
@@ -216,6 +234,8 @@ class AdversarialTask(ForecastTask):
                                               **self.wrapper_hparams)
         self.discriminator = (Discriminator(self.generator.n_out, self.generator.cond_channels,
                                             disc_channels, disc_depth) if objective == "gan" else None)
+        if trainable is not None:
+            freeze_all_but(self.generator, trainable, task)
         self.sampler = self.diffusion.build_sampler(ADVERSARIAL, generator=self.generator)
         self.sampler.set_timesteps(steps)
         if crps_space in RAIN_SPACES and not (self.diffusion.residual and self.diffusion.use_extrapolation):
@@ -418,7 +438,8 @@ class AdversarialTask(ForecastTask):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas = tuple(self.hparams.betas)
-        optimisers = [torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)]
+        trained = [p for p in self.generator.parameters() if p.requires_grad]
+        optimisers = [torch.optim.Adam(trained, lr=self.hparams.lr_g, betas=betas)]
         if self.discriminator is not None:
             optimisers.append(torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d,
                                                betas=betas))
@@ -463,7 +484,7 @@ class AdversarialTask(ForecastTask):
             "metrics": metrics,
             "training": {"global_step": int(self.global_step), "objective": hp.objective,
                          "crps_space": hp.crps_space, "crps_members": int(hp.crps_members),
-                         "verified_members": hp.verified_members,
+                         "verified_members": hp.verified_members, "trainable": hp.trainable,
                          "motion_perturbation": float(hp.motion_perturbation),
                          "r1_gamma": float(hp.r1_gamma),
                          "lambda_rec": float(hp.lambda_rec), "lr_g": float(hp.lr_g), "lr_d": float(hp.lr_d),

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 class ExportCheckpoint(L.Callback):
     """Write ``<dirpath>/<name>-best.pt`` whenever ``monitor`` improves, ``<name>-latest.pt`` every
     ``every_n_train_steps`` steps (so a killed run leaves its latest weights) and
-    ``<name>-last.pt`` at the end of fit.
+    ``<name>-last.pt`` at the end of fit; with ``keep_periodic`` also ``<name>-step<N>.pt`` at each
+    of those steps (to score a run's weights along its training, not only its last).
 
     Args:
         dirpath: output folder (None: ``<trainer.log_dir or default_root_dir>/export``).
@@ -31,16 +32,19 @@ class ExportCheckpoint(L.Callback):
         mode: "max" or "min".
         every_n_train_steps: period of the latest-weights export (0 = never).
         weights_dtype: "float32" or "float16" (half-size files for shipping).
+        keep_periodic: keep every periodic export under its step's name as well.
     """
 
     def __init__(self, dirpath: str | None = None, name: str = "model", monitor: str = "val/csi_1",
-                 mode: str = "max", every_n_train_steps: int = 500, weights_dtype: str = "float32") -> None:
+                 mode: str = "max", every_n_train_steps: int = 500, weights_dtype: str = "float32",
+                 keep_periodic: bool = False) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.dirpath = Path(dirpath) if dirpath else None
         self.name, self.monitor, self.mode = name, monitor, mode
         self.every_n_train_steps = every_n_train_steps
         self.weights_dtype = weights_dtype
+        self.keep_periodic = keep_periodic
         self.best: float | None = None
 
     def _dir(self, trainer: L.Trainer) -> Path:
@@ -59,6 +63,8 @@ class ExportCheckpoint(L.Callback):
         n = self.every_n_train_steps
         if n > 0 and trainer.global_step > 0 and trainer.global_step % n == 0:
             self._export(trainer, module, "latest")
+            if self.keep_periodic:
+                self._export(trainer, module, f"step{trainer.global_step}")
 
     def on_validation_end(self, trainer: L.Trainer, module: ForecastTask) -> None:
         # `nowcast train validate` scores a model; only a fit produces weights worth exporting

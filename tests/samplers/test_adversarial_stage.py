@@ -349,3 +349,20 @@ def test_samples_are_scored_as_an_ensemble_of_the_verified_size(diffusion_ckpt: 
         assert torch.allclose(score, per_cell[covered[:, None].expand_as(per_cell)].mean(), atol=1e-6)
     with pytest.raises(ValueError, match="verified_members"):
         stage_of(diffusion_ckpt, steps=1, z_dim=8, objective="crps", verified_members=0)
+
+
+def test_only_the_named_modules_are_trained(diffusion_ckpt: Path, tmp_path: Path) -> None:
+    hybrid = load_checkpoint(diffusion_ckpt)["hparams"].get("architecture") == "hybrid"
+    trained = ["z_proj", "out" if hybrid else "final"]  # the latent injection and the output layer
+    settings = {"z_dim": 8, "objective": "crps", "lr_g": 1e-3, "trainable": trained}
+    task = stage_of(diffusion_ckpt, steps=2, **settings)
+    before = {k: v.detach().clone() for k, v in task.generator.state_dict().items()}
+    fit(task, tmp_path, max_steps=3)
+    changed = {k.split(".")[0] for k, v in task.generator.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == set(trained)
+    ckpt = load_checkpoint(task.export(tmp_path / "few.pt"), forecaster=ADVERSARIAL_FORECASTER)
+    assert ckpt["training"]["trainable"] == trained
+    with pytest.raises(ValueError, match="trainable must name modules of the generator.*known: .*z_proj"):
+        stage_of(diffusion_ckpt, **{**settings, "trainable": ["z_prj"]})
+    with pytest.raises(ValueError, match="trainable"):
+        stage_of(diffusion_ckpt, **{**settings, "trainable": []})

@@ -37,3 +37,13 @@ def test_fit_exports_and_validate_does_not(tmp_path):
     trainer.validate(scored, _loader(1))
     assert "val/csi_1" in trainer.callback_metrics
     assert not (tmp_path / "validate").exists()
+
+
+def test_periodic_exports_are_kept_under_their_step(tmp_path):
+    task = RegressionTask("convlstm:size=tiny", n_out=3)
+    _trainer(ExportCheckpoint(dirpath=str(tmp_path), every_n_train_steps=2, keep_periodic=True)).fit(
+        task, _loader(5), _loader(1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model-best.pt", "model-last.pt", "model-latest.pt", "model-step2.pt", "model-step4.pt"]
+    step2 = torch.load(tmp_path / "model-step2.pt", weights_only=True)
+    assert step2["training"]["global_step"] == 2
