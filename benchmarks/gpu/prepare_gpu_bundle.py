@@ -31,7 +31,7 @@ def copy_bps_module() -> None:
     site = Path(".gpu/site/pysteps")
     shutil.rmtree(site, ignore_errors=True)
     (site / "noise").mkdir(parents=True)
-    (site / "__init__.py").write_text('"""pysteps.noise.motion only (benchmarks/gpu/prepare_gpu_bundle.py)."""\n')
+    (site / "__init__.py").write_text('"""Only pysteps.noise.motion (prepare_gpu_bundle.py)."""\n')
     (site / "noise" / "__init__.py").write_text("")
     shutil.copy(pysteps.noise.motion.__file__, site / "noise" / "motion.py")
 

@@ -117,8 +117,8 @@ def freeze_all_but(network: torch.nn.Module, trainable: list[str], owner: str) -
     holders = {top(name) for name, _ in network.named_parameters()}
     unknown = sorted(set(trainable) - holders)
     if unknown or not trainable:
-        raise ValueError(f"{owner}: trainable must name modules of the generator, got {unknown or trainable}; "
-                         f"known: {', '.join(sorted(holders))}")
+        raise ValueError(f"{owner}: trainable must name modules of the generator, "
+                         f"got {unknown or trainable}; known: {', '.join(sorted(holders))}")
     for name, parameter in network.named_parameters():
         parameter.requires_grad_(top(name) in trainable)
 

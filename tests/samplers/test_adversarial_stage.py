@@ -358,7 +358,8 @@ def test_only_the_named_modules_are_trained(diffusion_ckpt: Path, tmp_path: Path
     task = stage_of(diffusion_ckpt, steps=2, **settings)
     before = {k: v.detach().clone() for k, v in task.generator.state_dict().items()}
     fit(task, tmp_path, max_steps=3)
-    changed = {k.split(".")[0] for k, v in task.generator.state_dict().items() if not torch.equal(v, before[k])}
+    after = task.generator.state_dict()
+    changed = {k.split(".")[0] for k, v in after.items() if not torch.equal(v, before[k])}
     assert changed == set(trained)
     ckpt = load_checkpoint(task.export(tmp_path / "few.pt"), forecaster=ADVERSARIAL_FORECASTER)
     assert ckpt["training"]["trainable"] == trained
