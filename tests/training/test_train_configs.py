@@ -21,6 +21,8 @@ CONFIGS = {
     ("diffusion-transformer.yaml",): "diffusion",
     ("adversarial.yaml",): "diffusion",
     ("adversarial.yaml", "scoring-rule.yaml"): "diffusion",
+    ("adversarial.yaml", "scoring-rule.yaml", "perturbed-scoring-rule.yaml", "issued-scoring-rule.yaml",
+     "issued-few-parameters.yaml"): "diffusion",
     ("baselines.yaml", "simvp.yaml"): "simvp",
     ("baselines.yaml", "convlstm.yaml", "cpu.yaml"): "convlstm",
     ("baselines.yaml", "cgan.yaml"): "cgan",
@@ -48,6 +50,18 @@ def test_every_training_config_builds_the_model_it_names(files, tmp_path):
     if "scoring-rule.yaml" in files:  # the second file turns the GAN stage into the scoring-rule one
         assert task.hparams["objective"] == "crps" and task.discriminator is None
         assert task.generator.noise_maps > 0
+    if "issued-few-parameters.yaml" in files:  # the latent injection, input and output layers alone
+        trained = sum(p.numel() for p in task.generator.parameters() if p.requires_grad)
+        assert 0 < trained < 0.01 * sum(p.numel() for p in task.generator.parameters())
+
+
+def test_the_larger_gpu_size_is_four_overrides(tmp_path):
+    """gpu.yaml's header: the recipe's network at 6.4 M parameters (the model card's GPU run)."""
+    sizes = ["--model.init_args.model.args.channels", "[48, 96, 144, 192]", "--model.init_args.model.args.dim",
+             "144", "--model.init_args.model.args.depth", "3", "--model.init_args.model.args.heads", "6"]
+    task = build(("diffusion.yaml", "gpu.yaml"), *sizes, tmp_path=tmp_path)
+    assert sum(p.numel() for p in task.diffusion.denoiser.parameters()) == 6_405_804
+    assert task.diffusion.coarsen == 4 and task.diffusion.residual_scale == 0.04  # the same recipe
 
 
 def test_one_setting_of_the_trained_model_is_one_override(tmp_path):
