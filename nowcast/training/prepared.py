@@ -32,6 +32,9 @@ from nowcast.types import FUTURE, MASK, MOTION, PAST
 
 log = logging.getLogger(__name__)
 
+#: key of an item's time-reversed window (``time_reversal``)
+REVERSED = "reversed"
+
 #: keys of a ``full_resolution`` item beside the diffusion grid's: the extrapolation (n_out, H, W)
 #: in model space and the coverage (H, W) at full resolution (the future is :data:`FUTURE`, mm/h)
 EXTRAPOLATION, FULL_MASK = "extrapolation", "full_mask"
@@ -64,6 +67,19 @@ def prepared_inputs(diffusion: ConditionalDiffusion, past: Tensor, future: Tenso
     return {key: x for key, x in out.items() if x is not None}
 
 
+def played_backwards(past: Tensor, future: Tensor) -> tuple[Tensor, Tensor]:
+    """The window's frames in reverse order, split as the window was: (B, n_in, H, W) and
+    (B, n_out, H, W) -> the last ``n_in`` frames latest first (the new past) and the rest, latest
+    first (the new future)."""
+    frames = torch.cat([past, future], dim=1).flip(1)
+    return frames[:, :past.shape[1]], frames[:, past.shape[1]:]
+
+
+def stored_fields(inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+    """One window's prepared inputs (batch of one) as kept in memory: masks as they are, fields in float16."""
+    return {key: x[0] if x.dtype == torch.bool else x[0].to(torch.float16) for key, x in inputs.items()}
+
+
 class PreparedResiduals(Dataset):
     """Diffusion inputs of whole training windows on the diffusion grid, served as random crops.
 
@@ -75,6 +91,11 @@ class PreparedResiduals(Dataset):
         augment: random flips / quarter turns of each crop.
         prefer_rain, min_wet_fraction, wet_threshold: as :class:`RadarWindowDataset`'s crops.
         full_resolution: also keep the full-resolution fields a forecast is verified against.
+        time_reversal: also keep each window played backwards (its last ``n_in`` frames, latest
+            first, as the past; the earlier frames, latest first, as the future; the motion
+            estimated from that past, pysteps LK) and serve it in place of the window half the
+            time: twice the events' growth and decay (each decay is also a growth) for a residual
+            that would otherwise learn the few training events' tendencies.
 
     Items: ``cond`` (C, c, c) and ``residual`` (n_out, c, c) float32, ``mask`` (c, c) bool and
     ``motion`` (2, c, c) float32 in cells per time step (:meth:`ConditionalDiffusion.motion_on_grid`,
@@ -85,13 +106,15 @@ class PreparedResiduals(Dataset):
 
     def __init__(self, windows: RadarWindowDataset, diffusion: ConditionalDiffusion, crop_size: int,
                  augment: bool = True, prefer_rain: bool = True, min_wet_fraction: float = 0.05,
-                 wet_threshold: float = 0.5, full_resolution: bool = False) -> None:
+                 wet_threshold: float = 0.5, full_resolution: bool = False,
+                 time_reversal: bool = False) -> None:
         k = diffusion.coarsen
         if crop_size % k:
             raise ValueError(f"crop_size {crop_size} is not a multiple of coarsen={k}")
         self.windows = windows.windows
         self.crop, self.coarsen = crop_size // k, k
         self.augment, self.prefer_rain, self.min_wet_fraction = augment, prefer_rain, min_wet_fraction
+        self.time_reversal = time_reversal
         self.items: list[dict[str, Tensor]] = []
         t0 = time.perf_counter()
         from tqdm.auto import tqdm
@@ -103,26 +126,31 @@ class PreparedResiduals(Dataset):
                 inputs = prepared_inputs(diffusion, past, future, mask, w[MOTION][None], full_resolution)
                 rain = torch.cat([past, future], dim=1)[0]
                 wet = torch.nn.functional.avg_pool2d((rain >= wet_threshold).float().mean(0)[None], k)[0]
-                stored = {key: x[0] if x.dtype == torch.bool else x[0].to(torch.float16)
-                          for key, x in inputs.items()}
-                self.items.append({"wet": wet, **stored})
-        mb = sum(v.numel() * v.element_size() for it in self.items for v in it.values()) / 2**20
-        log.info("precomputed the diffusion inputs of %d windows in %.0f s (%.0f MB)",
-                 len(self.items), time.perf_counter() - t0, mb)
+                item = {"wet": wet, **stored_fields(inputs)}
+                if time_reversal:
+                    past_r, future_r = played_backwards(past, future[:, :diffusion.n_out])
+                    item[REVERSED] = stored_fields(prepared_inputs(diffusion, past_r, future_r, mask,
+                                                                   motion_of(past_r), full_resolution))
+                self.items.append(item)
+        mb = sum(v.numel() * v.element_size() for it in self.items
+                 for v in [*it.values(), *it.get(REVERSED, {}).values()] if isinstance(v, Tensor)) / 2**20
+        log.info("precomputed the diffusion inputs of %d windows%s in %.0f s (%.0f MB)", len(self.items),
+                 " and of the same played backwards" if time_reversal else "", time.perf_counter() - t0, mb)
 
     @classmethod
     def from_datamodule(cls, dm: NowcastDataModule, diffusion: ConditionalDiffusion,
-                        full_resolution: bool = False) -> PreparedResiduals:
+                        full_resolution: bool = False, time_reversal: bool = False) -> PreparedResiduals:
         """The training windows of ``dm`` (after its ``setup``), with its crop size and augmentation."""
         train = dm.dataset("train")
         full = RadarWindowDataset(train.store_paths, train.windows, dm.n_in, dm.n_out, crop_size=None,
                                   with_motion=True, in_memory=dm.hparams.in_memory)
         return cls(full, diffusion, dm.crop_size, augment=dm.augment, prefer_rain=dm.prefer_rainy_crops,
-                   min_wet_fraction=dm.min_wet_fraction, full_resolution=full_resolution)
+                   min_wet_fraction=dm.min_wet_fraction, full_resolution=full_resolution,
+                   time_reversal=time_reversal)
 
     @classmethod
     def replace_training_windows(cls, trainer: Any, diffusion: ConditionalDiffusion,
-                                 full_resolution: bool = False) -> None:
+                                 full_resolution: bool = False, time_reversal: bool = False) -> None:
         """Give the fit of ``trainer`` the precomputed inputs of its training windows (a fit whose
         data is not a :class:`NowcastDataModule`, e.g. a test's loader, is left as it is)."""
         datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
@@ -130,7 +158,8 @@ class PreparedResiduals(Dataset):
             return
         if not datamodule.with_motion:
             raise ValueError("precompute needs the data module's motion (data.with_motion: true)")
-        datamodule.replace_dataset("train", cls.from_datamodule(datamodule, diffusion, full_resolution))
+        datamodule.replace_dataset("train", cls.from_datamodule(datamodule, diffusion, full_resolution,
+                                                                time_reversal))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -141,6 +170,8 @@ class PreparedResiduals(Dataset):
         c = self.crop
         y0, x0 = choose_rainy_crop(item["wet"].numpy(), item[MASK].numpy(), c, rng, self.min_wet_fraction,
                                    self.prefer_rain)
+        if self.time_reversal and rng.integers(2):  # the same frames and coverage, played backwards
+            item = item[REVERSED]
         out = {key: item[key][..., y0:y0 + c, x0:x0 + c] for key in (COND, RESIDUAL, MASK, MOTION)}
         full = [key for key in (EXTRAPOLATION, FUTURE, FULL_MASK) if key in item]
         k = self.coarsen  # the same crop at the full resolution

@@ -105,6 +105,8 @@ def test_bad_arguments_are_refused(diffusion_ckpt: Path) -> None:
         stage_of(diffusion_ckpt, objective="mse")
     with pytest.raises(ValueError, match="crps_space must be one of"):
         stage_of(diffusion_ckpt, objective="crps", crps_space="dbz")
+    with pytest.raises(ValueError, match="time_reversal .* needs precompute"):
+        stage_of(diffusion_ckpt, time_reversal=True)
     with pytest.raises(FileNotFoundError):
         stage_of("no/such/diffusion.pt")
 

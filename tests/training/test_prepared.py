@@ -1,5 +1,6 @@
 """Precomputed training windows (nowcast.training.prepared): the full-resolution fields that the
-"issued" scoring rule needs are the same crop as the diffusion grid's, turned and flipped with it."""
+"issued" scoring rule needs are the same crop as the diffusion grid's, turned and flipped with it;
+with time reversal, a window is served as it is or played backwards."""
 
 from __future__ import annotations
 
@@ -56,3 +57,25 @@ def test_full_resolution_fields_are_the_same_crop_turned_alike() -> None:
         # means the conditioning's extrapolation frames
         assert torch.equal(F.avg_pool2d(item[FULL_MASK][None].float(), COARSEN)[0] > 0.999, item[MASK])
         assert torch.allclose(F.avg_pool2d(item[EXTRAPOLATION], COARSEN), item[COND][N_IN:], atol=2e-3)
+
+
+def test_time_reversal_serves_the_window_or_the_same_played_backwards() -> None:
+    net = SpaceTimeUNet(n_in=N_IN, n_out=N_OUT, channels=[8, 16], dim=16, depth=1, heads=2)
+    diffusion = ConditionalDiffusion(net, prediction_type="x0", transform="log", coarsen=COARSEN,
+                                     residual_scale=0.1)
+    windows = Windows()
+    prepared = PreparedResiduals(windows, diffusion, SIZE, augment=False, prefer_rain=False,
+                                 full_resolution=True, time_reversal=True)
+    frames = torch.cat([windows[0][PAST], windows[0][FUTURE]])
+    ways = {"forward": frames[N_IN:], "backward": frames.flip(0)[N_IN:]}
+    seen = set()
+    torch.manual_seed(0)
+    for _ in range(16):
+        item = prepared[0]
+        way = [name for name, future in ways.items() if torch.allclose(item[FUTURE], future, atol=0.02)]
+        assert len(way) == 1, "neither the window nor the window played backwards"
+        seen.add(way[0])
+        # either way the residual is that of the future it is served with
+        full_residual = F.avg_pool2d(diffusion.to_model(item[FUTURE]) - item[EXTRAPOLATION], COARSEN)
+        assert torch.allclose(full_residual, item[RESIDUAL], atol=2e-3)
+    assert seen == {"forward", "backward"}

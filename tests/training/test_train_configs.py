@@ -57,8 +57,9 @@ def test_every_training_config_builds_the_model_it_names(files, tmp_path):
 
 def test_the_larger_gpu_size_is_four_overrides(tmp_path):
     """gpu.yaml's header: the recipe's network at 6.4 M parameters (the model card's GPU run)."""
-    sizes = ["--model.init_args.model.args.channels", "[48, 96, 144, 192]", "--model.init_args.model.args.dim",
-             "144", "--model.init_args.model.args.depth", "3", "--model.init_args.model.args.heads", "6"]
+    arg = "--model.init_args.model.args."
+    sizes = [arg + "channels", "[48, 96, 144, 192]", arg + "dim", "144",
+             arg + "depth", "3", arg + "heads", "6"]
     task = build(("diffusion.yaml", "gpu.yaml"), *sizes, tmp_path=tmp_path)
     assert sum(p.numel() for p in task.diffusion.denoiser.parameters()) == 6_405_804
     assert task.diffusion.coarsen == 4 and task.diffusion.residual_scale == 0.04  # the same recipe
