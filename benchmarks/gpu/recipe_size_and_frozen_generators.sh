@@ -31,13 +31,13 @@ else
 fi
 mkdir -p /tmp/logs "$OUT"
 T0=$(date +%s)
-# the adversarial stage's export, keeping every periodic export under its step
+# the adversarial stage's export (it keeps every periodic one under its step) every EVERY steps
 python3 - "$EVERY" <<'PY'
 import sys, yaml
 config = yaml.safe_load(open("configs/train/adversarial.yaml"))
 for cb in config["trainer"]["callbacks"]:
     if cb["class_path"].endswith("ExportCheckpoint"):
-        cb["init_args"].update(keep_periodic=True, every_n_train_steps=int(sys.argv[1]))
+        cb["init_args"].update(every_n_train_steps=int(sys.argv[1]))
 yaml.safe_dump(config, open("/tmp/adversarial-keep.yaml", "w"))
 PY
 train() {

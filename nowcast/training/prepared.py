@@ -129,8 +129,9 @@ class PreparedResiduals(Dataset):
                 item = {"wet": wet, **stored_fields(inputs)}
                 if time_reversal:
                     past_r, future_r = played_backwards(past, future[:, :diffusion.n_out])
-                    item[REVERSED] = stored_fields(prepared_inputs(diffusion, past_r, future_r, mask,
-                                                                   motion_of(past_r), full_resolution))
+                    # motion None: estimated from the new past (pysteps), as prepared_inputs does
+                    item[REVERSED] = stored_fields(prepared_inputs(diffusion, past_r, future_r, mask, None,
+                                                                   full_resolution))
                 self.items.append(item)
         mb = sum(v.numel() * v.element_size() for it in self.items
                  for v in [*it.values(), *it.get(REVERSED, {}).values()] if isinstance(v, Tensor)) / 2**20
