@@ -409,23 +409,28 @@ def ingest_folder(folder: str | Path, store: str | Path, source: str | None = No
 @dataclass(frozen=True)
 class StoreSpec:
     """One store of a set built by one command: its file name, source, folders (relative to the
-    radar root) and whether it is built only on request (``optional``)."""
+    radar root), whether it is built only on request (``optional``) and, for a network whose pixels
+    differ from the others', its own block size (``coarsen``; None = the set's)."""
 
     store: str
     source: str
     folders: tuple[str, ...]
     optional: bool = False
+    coarsen: int | None = None
 
     @classmethod
     def from_config(cls, name: str, entry: dict) -> StoreSpec:
-        """``name: {source: knmi, folders: [knmi_2021], optional: false}`` (a ``stores`` entry of
-        configs/ingest/*.yaml) -> ``StoreSpec("<name>.zarr", ...)``."""
-        unknown = set(entry) - {"source", "folders", "optional"}
+        """``name: {source: knmi, folders: [knmi_2021], optional: false, coarsen: 2}`` (a ``stores``
+        entry of configs/ingest/*.yaml) -> ``StoreSpec("<name>.zarr", ...)``."""
+        unknown = set(entry) - {"source", "folders", "optional", "coarsen"}
         if unknown or "source" not in entry or not entry.get("folders"):
-            raise ValueError(f"store {name!r}: expected keys source, folders[, optional], "
+            raise ValueError(f"store {name!r}: expected keys source, folders[, optional, coarsen], "
                              f"got {sorted(entry)}")
+        coarsen = entry.get("coarsen")
+        if coarsen is not None and (isinstance(coarsen, bool) or not isinstance(coarsen, int) or coarsen < 1):
+            raise ValueError(f"store {name!r}: coarsen must be a whole number >= 1, got {coarsen!r}")
         return cls(f"{name}.zarr", str(entry["source"]), tuple(str(f) for f in entry["folders"]),
-                   bool(entry.get("optional", False)))
+                   bool(entry.get("optional", False)), coarsen)
 
 
 def build_stores(stores: Sequence[StoreSpec], out: str | Path, radar_root: Path | None = None,
@@ -435,7 +440,8 @@ def build_stores(stores: Sequence[StoreSpec], out: str | Path, radar_root: Path 
     """Build (or update, idempotently) every store of ``stores`` under ``out``.
 
     ``radar_root`` defaults to :func:`nowcast.types.radar_dir` (``../shared/radar``). Optional
-    stores are built only with ``include_optional``. Returns {store stem (e.g. "knmi"): store path}.
+    stores are built only with ``include_optional``. A store's own ``coarsen`` replaces ``coarsen``
+    (networks of finer pixels reach the same grid). Returns {store stem (e.g. "knmi"): store path}.
     Raises ``FileNotFoundError`` if a store has no files, ``RuntimeError`` if any file could not be
     ingested, and :class:`nowcast.fsutil.LockedError` if another process is writing one of the
     stores (each store is written under its own lock, by :func:`ingest_files`).
@@ -455,7 +461,8 @@ def build_stores(stores: Sequence[StoreSpec], out: str | Path, radar_root: Path 
             files += find_files(root / folder, spec)
         if not files:
             raise FileNotFoundError(f"{item.store}: no {item.source} files under {root} / {item.folders}")
-        report = ingest_files(files, out / item.store, source=item.source, coarsen=coarsen, zr=zr,
+        k = item.coarsen if item.coarsen is not None else coarsen
+        report = ingest_files(files, out / item.store, source=item.source, coarsen=k, zr=zr,
                               progress=progress, max_rain_mm_h=max_rain_mm_h)
         problems += [f"{item.store}: {Path(f).name}: {why}" for f, why in report.skipped]
         built[Path(item.store).stem] = out / item.store

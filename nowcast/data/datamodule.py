@@ -27,11 +27,31 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from nowcast.data.dataset import RadarWindowDataset, window_weights
 from nowcast.data.motion_cache import MotionCache, motion_cache_path
 from nowcast.data.splits import SPLITS, parse_splits, split_windows, stores_used
-from nowcast.data.store import open_store
+from nowcast.data.store import describe_store, open_store
 from nowcast.data.windows import Window, build_window_index
 from nowcast.types import repo_root
 
 log = logging.getLogger(__name__)
+
+
+#: stores whose pixel sizes differ by more than this fraction are on different grids (FMI's
+#: projected 2 km pixels measure 1999.35 m)
+PIXEL_SIZE_TOLERANCE = 0.01
+
+
+def check_same_pixel_size(stores: Mapping[str, xr.Dataset]) -> None:
+    """Refuse stores of different pixel sizes: every model and score here assumes one grid spacing
+    (a 1 km store beside 2 km ones would train motion and structure at twice their scale).
+
+    Raises:
+        ValueError: naming each store's pixel size and how to rebuild the odd one.
+    """
+    sizes = {name: describe_store(ds)["pixel_size_m"] for name, ds in stores.items()}
+    known = {name: size for name, size in sizes.items() if np.isfinite(size)}
+    if known and max(known.values()) > min(known.values()) * (1 + PIXEL_SIZE_TOLERANCE):
+        listed = ", ".join(f"{name} {size:.0f} m" for name, size in sorted(known.items()))
+        raise ValueError(f"stores on different pixel sizes ({listed}); rebuild the odd one on the same "
+                         "grid (`nowcast ingest`, a store's `coarsen` in configs/ingest/*.yaml)")
 
 
 class NowcastDataModule(L.LightningDataModule):
@@ -107,6 +127,7 @@ class NowcastDataModule(L.LightningDataModule):
             return
         used = sorted(stores_used(self.events))
         self._stores = {name: open_store(self.store_paths[name]) for name in used}
+        check_same_pixel_size(self._stores)
         index = build_window_index(self._stores, self.n_in, self.n_out, self.stride)
         self.windows = split_windows(index, self.events)
         if self.with_motion and self.hparams.cached_motion_only:

@@ -67,6 +67,20 @@ def prepared_inputs(diffusion: ConditionalDiffusion, past: Tensor, future: Tenso
     return {key: x for key, x in out.items() if x is not None}
 
 
+def padded_to(size: int, past: Tensor, future: Tensor, mask: Tensor, motion: Tensor
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A window on a grid smaller than ``size`` (a network whose composite is smaller than the
+    training crop, e.g. BOM's 128 x 128 at 2 km), extended to at least ``size`` x ``size`` by
+    pixels outside coverage (dry, ``mask`` False, no motion) below and to the right: the losses
+    leave them out as they do any uncovered pixel. Shapes as :func:`prepared_inputs`'s, batch first."""
+    pad_h, pad_w = max(0, size - past.shape[-2]), max(0, size - past.shape[-1])
+    if not (pad_h or pad_w):
+        return past, future, mask, motion
+    pad = (0, pad_w, 0, pad_h)
+    f = torch.nn.functional.pad
+    return f(past, pad), f(future, pad), f(mask, pad, value=False), f(motion, pad)
+
+
 def played_backwards(past: Tensor, future: Tensor) -> tuple[Tensor, Tensor]:
     """The window's frames in reverse order, split as the window was: (B, n_in, H, W) and
     (B, n_out, H, W) -> the last ``n_in`` frames latest first (the new past) and the rest, latest
@@ -84,7 +98,8 @@ class PreparedResiduals(Dataset):
     """Diffusion inputs of whole training windows on the diffusion grid, served as random crops.
 
     Args:
-        windows: the full-field training windows (``crop_size=None``, with motion).
+        windows: the full-field training windows (``crop_size=None``, with motion); a field
+            smaller than ``crop_size`` is extended by uncovered pixels (:func:`padded_to`).
         diffusion: the model whose :meth:`~ConditionalDiffusion.diffusion_inputs` are stored
             (its transform, extrapolation and ``coarsen``; not its weights).
         crop_size: crop side in full-resolution pixels (a multiple of ``diffusion.coarsen``).
@@ -122,8 +137,9 @@ class PreparedResiduals(Dataset):
         with torch.no_grad():
             for i in tqdm(range(len(windows)), desc="precompute diffusion inputs", unit="window"):
                 w = windows[i]
-                past, future, mask = w[PAST][None], w[FUTURE][None], w[MASK][None]
-                inputs = prepared_inputs(diffusion, past, future, mask, w[MOTION][None], full_resolution)
+                past, future, mask, motion = padded_to(crop_size, w[PAST][None], w[FUTURE][None],
+                                                       w[MASK][None], w[MOTION][None])
+                inputs = prepared_inputs(diffusion, past, future, mask, motion, full_resolution)
                 rain = torch.cat([past, future], dim=1)[0]
                 wet = torch.nn.functional.avg_pool2d((rain >= wet_threshold).float().mean(0)[None], k)[0]
                 item = {"wet": wet, **stored_fields(inputs)}

@@ -137,3 +137,23 @@ def test_training_split_is_scored_as_the_held_out_splits_are(syn_store) -> None:
     assert dm.scoring_dataset("val") is dm.dataset("val")
     training = dm.dataset("train")
     assert training.random_crop and training.crop_size == 32  # the training dataset is untouched
+
+
+def test_stores_of_different_pixel_sizes_are_refused(tmp_path) -> None:
+    """A 1 km store beside a 2 km one (e.g. BOM ingested without its own coarsen) is one clear
+    error at setup, naming each pixel size; FMI's 1999.35 m projected pixels pass as 2 km."""
+    from nowcast.data.synthetic import write_synthetic_store
+
+    for name, pixel in (("two", 2000.0), ("fmi_like", 1999.35), ("one", 1000.0)):
+        write_synthetic_store(tmp_path / f"{name}.zarr", n_frames=8, height=32, width=32, seed=0,
+                              pixel_size_m=pixel)
+
+    def module(*names: str) -> NowcastDataModule:
+        stores = {n: f"{n}.zarr" for n in names}
+        return NowcastDataModule(stores=stores, splits={"train": [{"store": n} for n in names]},
+                                 store_root=str(tmp_path), n_in=2, n_out=2, crop_size=16)
+
+    module("two", "fmi_like").setup()
+    listed = r"different pixel sizes \(fmi_like 1999 m, one 1000 m, two 2000 m\)"
+    with pytest.raises(ValueError, match=listed):
+        module("two", "fmi_like", "one").setup()

@@ -79,3 +79,34 @@ def test_time_reversal_serves_the_window_or_the_same_played_backwards() -> None:
         full_residual = F.avg_pool2d(diffusion.to_model(item[FUTURE]) - item[EXTRAPOLATION], COARSEN)
         assert torch.allclose(full_residual, item[RESIDUAL], atol=2e-3)
     assert seen == {"forward", "backward"}
+
+
+def test_a_field_smaller_than_the_crop_is_served_inside_uncovered_pixels() -> None:
+    """BOM's 128 px grid in the recipe's 256 px crops: the crop holds the whole field, every pixel
+    beyond it uncovered (left out of the loss) and dry, and the field's own inputs unchanged."""
+    net = SpaceTimeUNet(n_in=N_IN, n_out=N_OUT, channels=[8, 16], dim=16, depth=1, heads=2)
+    diffusion = ConditionalDiffusion(net, prediction_type="x0", transform="log", coarsen=COARSEN,
+                                     residual_scale=0.1)
+    windows = Windows()
+    fitting = PreparedResiduals(windows, diffusion, SIZE, augment=False, prefer_rain=False,
+                                full_resolution=True)
+    big = SIZE + 16
+    padded = PreparedResiduals(windows, diffusion, big, augment=True, prefer_rain=True,
+                               full_resolution=True)
+    c, n = big // COARSEN, SIZE // COARSEN
+    torch.manual_seed(0)
+    corners = set()
+    for _ in range(12):
+        item = padded[0]
+        assert item[RESIDUAL].shape == (N_OUT, c, c) and item[FUTURE].shape == (N_OUT, big, big)
+        covered = item[MASK]
+        assert covered.sum() == fitting[0][MASK].sum()  # the field's own coverage, nothing more
+        rows, cols = torch.nonzero(covered.any(1)).flatten(), torch.nonzero(covered.any(0)).flatten()
+        corners.add((int(rows.min()) < c - n, int(cols.min()) < c - n))  # where flips/turns put it
+        assert item[FUTURE].count_nonzero() == fitting[0][FUTURE].count_nonzero()  # the padding is dry
+    assert len(corners) > 1
+    plain = fitting[0]  # augment=False, crop = field: the window itself, unpadded
+    first = PreparedResiduals(windows, diffusion, big, augment=False, prefer_rain=False,
+                              full_resolution=True)[0]
+    assert torch.allclose(first[RESIDUAL][:, :n, :n], plain[RESIDUAL], atol=1e-3)  # float16 storage
+    assert torch.allclose(first[COND][:, :n, :n], plain[COND], atol=1e-3) and not first[MASK][n:].any()

@@ -1,0 +1,20 @@
+"""The committed data configs that extend radar-mix stay radar-mix but for what they add."""
+
+from __future__ import annotations
+
+import yaml
+
+from nowcast.types import repo_root
+
+CONFIGS = repo_root() / "configs/data"
+
+
+def test_radar_mix_bom_is_radar_mix_with_the_optional_training_event() -> None:
+    plain = yaml.safe_load((CONFIGS / "radar-mix.yaml").read_text())
+    bom = yaml.safe_load((CONFIGS / "radar-mix-bom.yaml").read_text())
+    added = [event for event in bom["splits"]["train"] if event not in plain["splits"]["train"]]
+    assert added == [{"store": "bom", "start": "2018-06-16", "end": "2018-06-16"}]
+    assert bom["splits"]["train"][:-1] == plain["splits"]["train"]
+    assert {**bom, "splits": None} == {**plain, "splits": None}
+    assert {k: v for k, v in bom["splits"].items() if k != "train"} == \
+        {k: v for k, v in plain["splits"].items() if k != "train"}
