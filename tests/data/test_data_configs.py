@@ -1,4 +1,4 @@
-"""The committed data configs that extend radar-mix stay radar-mix but for what they add."""
+"""The committed data configs derived from radar-mix stay radar-mix but for their splits."""
 
 from __future__ import annotations
 
@@ -18,3 +18,13 @@ def test_radar_mix_bom_is_radar_mix_with_the_optional_training_event() -> None:
     assert {**bom, "splits": None} == {**plain, "splits": None}
     assert {k: v for k, v in bom["splits"].items() if k != "train"} == \
         {k: v for k, v in plain["splits"].items() if k != "train"}
+
+
+def test_the_mch_holdout_is_radar_mix_with_one_training_event_held_out() -> None:
+    plain = yaml.safe_load((CONFIGS / "radar-mix.yaml").read_text())
+    holdout = yaml.safe_load((CONFIGS / "radar-mix-holdout-mch.yaml").read_text())
+    held = [{"store": "mch", "start": "2015-05-15T15:45", "end": "2015-05-15T19:00"}]
+    assert holdout["splits"]["val"] == held
+    assert holdout["splits"]["train"] == [e for e in plain["splits"]["train"] if e not in held]
+    assert holdout["splits"]["test"] == plain["splits"]["test"]
+    assert {**holdout, "splits": None} == {**plain, "splits": None}
