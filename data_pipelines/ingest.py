@@ -289,6 +289,14 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
 
     with zstore.locked_store(store):
         writer = _Writer(store)
+        k = (writer.attrs or {}).get("coarsen_factor")
+        if k is not None and int(k) != int(coarsen):
+            # refused here for every file: the per-frame grid check never sees an already stored time,
+            # so a rerun with another coarsen would otherwise report success on the old grid
+            why = (f"grid mismatch: store {store.name} holds rain averaged over {k}x{k} pixel blocks, "
+                   f"this run asks for coarsen={coarsen}; ingest into another store")
+            report.skipped += [(str(p), why) for t in sorted(by_time) for p, _ in by_time[t]]
+            by_time = {}
         todo = []
         opts = _Options(zr, coarsen, float(max_rain_mm_h),
                         _minutes(measured_timestep([*writer.times, *by_time])))

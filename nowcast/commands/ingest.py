@@ -107,7 +107,7 @@ def main(argv: list[str]) -> int:
     try:
         report = ingest_files(files, cfg.store, source=cfg.source, coarsen=cfg.coarsen,
                               zr=(cfg.zr_a, cfg.zr_b), progress=cfg.progress, max_rain_mm_h=cfg.max_rain_rate)
-    except LockedError as exc:
+    except (LockedError, ValueError) as exc:  # ValueError: a store it must not write into (StoreError)
         print(f"nowcast ingest: {exc}", file=sys.stderr)
         return 2
     print(report.summary())

@@ -46,3 +46,26 @@ def test_a_store_of_finer_pixels_is_built_on_the_same_grid(shared_radar, tmp_pat
     ds = open_store(built["bom"])
     assert ds.attrs["pixel_size_m"] == pytest.approx(2000.0) and ds.attrs["coarsen_factor"] == 4
     assert ds.sizes["y"] == ds.sizes["x"] == 128  # 512 x 512 pixels of 500 m
+
+
+@pytest.mark.realdata
+def test_another_coarsen_into_an_existing_store_skips_every_file_and_writes_nothing(event_files, tmp_path,
+                                                                                    capsys) -> None:
+    """Re-running an ingest with a changed ``coarsen`` found every time already stored and left the
+    store on its old grid without a word; now every file is skipped with the reason (exit 1), as a
+    new time on another grid always was, and the store is left as it was."""
+    from nowcast.commands.ingest import main
+
+    files = [str(f) for f in event_files("bom", 2)]
+    store = tmp_path / "bom.zarr"
+    assert main([*files[:1], "--store", str(store), "--coarsen", "4"]) == 0
+    before = sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*"))
+    capsys.readouterr()
+    assert main([*files, "--store", str(store), "--coarsen", "2"]) == 1  # one stored time, one new
+    out = capsys.readouterr().out
+    assert "2 skipped" in out and "averaged over 4x4 pixel blocks" in out and "coarsen=2" in out
+    assert sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*")) == before
+    (tmp_path / "plain").mkdir()  # a folder that is not a store: one line, not a traceback
+    assert main([*files[:1], "--store", str(tmp_path / "plain"), "--coarsen", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a zarr store" in err
