@@ -69,6 +69,7 @@ def main(argv: list[str]) -> int:
     from data_pipelines.sources import find_files, get_source
     from data_pipelines.store import export_netcdf
     from nowcast.fsutil import LockedError
+    from nowcast.schema import StoreError
 
     if cfg.stores:
         try:
@@ -107,7 +108,7 @@ def main(argv: list[str]) -> int:
     try:
         report = ingest_files(files, cfg.store, source=cfg.source, coarsen=cfg.coarsen,
                               zr=(cfg.zr_a, cfg.zr_b), progress=cfg.progress, max_rain_mm_h=cfg.max_rain_rate)
-    except (LockedError, ValueError) as exc:  # ValueError: a store it must not write into (StoreError)
+    except (LockedError, StoreError) as exc:  # StoreError: a store it must not write into
         print(f"nowcast ingest: {exc}", file=sys.stderr)
         return 2
     print(report.summary())
