@@ -5,7 +5,9 @@ once with :class:`nowcast.fsutil.LockedError`, naming the holder) and first reco
 killed run left (see :mod:`data_pipelines.store`: a killed ingest never costs a stored frame,
 and its frames are simply ingested again by the next run). It then reads the frames' valid
 times from the file names (cheap), skips times already stored without reading the files
-(re-ingesting a file changes nothing), and reads and converts the remaining files one at a time,
+(re-ingesting a file changes nothing; one of them is converted, nothing written, to check that
+this run's Z-R relation, grid and source match the store's, else they are all skipped with the
+reason), and reads and converts the remaining files one at a time,
 writing them in small groups. Files sharing a valid time are all read (in sorted path order):
 unreadable ones are skipped, the first readable one is stored, every other one is reported as a
 duplicate naming the kept file and whether their data are identical. A file that cannot be read
@@ -301,11 +303,15 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
         opts = _Options(zr, coarsen, float(max_rain_mm_h),
                         _minutes(measured_timestep([*writer.times, *by_time])))
         declared: set[tuple[float, str]] = set()  # (step in min, who declares it)
+        stored = [t for t in sorted(by_time) if t in writer.times]
+        refused = _probe_stored(by_time[stored[0]], opts, writer) if stored else None
         for t in sorted(by_time):
-            if t in writer.times:
-                report.duplicates += [(str(p), f"time {_iso(t)} {ALREADY_STORED}") for p, _ in by_time[t]]
-            else:
+            if t not in writer.times:
                 todo.append(t)
+            elif refused is not None:  # this run would convert them otherwise than the store holds
+                report.skipped += [(str(p), refused) for p, _ in by_time[t]]
+            else:
+                report.duplicates += [(str(p), f"time {_iso(t)} {ALREADY_STORED}") for p, _ in by_time[t]]
         for t in _progress(todo, progress, f"ingest -> {store.name}"):
             kept: tuple[Path, xr.Dataset] | None = None
             for p, spec in by_time[t]:
@@ -345,6 +351,21 @@ def _convert(p: Path, spec: SourceSpec, opts: _Options, writer: _Writer) -> xr.D
     ds = _frame_dataset(frame, attrs)
     writer.check(ds, p.name, attrs)
     return ds
+
+
+def _probe_stored(files: list[tuple[Path, SourceSpec]], opts: _Options, writer: _Writer) -> str | None:
+    """Why this run's conversion of an already stored time differs from the store's (Z-R relation,
+    grid, source), or None. Already stored times are not converted again, so without this probe a
+    rerun with another ``--zr-a``/``--zr-b`` would report them as stored and succeed. One file is
+    converted (nothing written); a file that cannot be read says nothing about the run's options."""
+    p, spec = files[0]
+    try:
+        _convert(p, spec, opts, writer)
+    except StoreError as exc:
+        return f"{exc} (its time is already stored)"
+    except Exception as exc:  # corrupt or unreadable: its time is stored anyway
+        log.debug("probe of %s failed: %s", p, exc)
+    return None
 
 
 def _declared_by(ds: xr.Dataset) -> str:

@@ -34,6 +34,20 @@ def test_idempotent_incremental_append(mch_files, tmp_path):
     xr.testing.assert_identical(appended.drop_attrs(deep=False), whole.drop_attrs(deep=False))
 
 
+def test_rerun_with_another_zr_relation_skips_the_stored_times_with_the_reason(event_files, tmp_path):
+    """Already stored times are not converted again; a rerun with another Z-R relation used to
+    report them as stored and succeed, as if the store held this run's conversion."""
+    files = event_files("knmi", 2)
+    store = tmp_path / "k.zarr"
+    ingest_files(files, store, coarsen=2)
+    digest = tree_digest(store)
+    report = ingest_files(files, store, coarsen=2, zr=(300.0, 1.5))
+    assert report.ingested == [] and report.duplicates == [] and len(report.skipped) == 2
+    assert all("Z = 300 R^1.5" in why and "Z = 200 R^1.6" in why for _, why in report.skipped)
+    assert tree_digest(store) == digest
+    assert len(ingest_files(files, store, coarsen=2).duplicates) == 2  # the store's own relation
+
+
 def test_out_of_order_merge_and_duplicate_times(mch_files, tmp_path):
     store = tmp_path / "s.zarr"
     ingest_files(mch_files[3:6], store, coarsen=4)
