@@ -12,7 +12,7 @@ from typing import Any
 
 #: checkpoint ``hparams`` keys that configure the diffusion wrapper; the others build the denoiser
 WRAPPER_KEYS = ("prediction_type", "residual", "n_train_steps", "loss_weighting", "min_snr_gamma", "coarsen",
-                "residual_scale")
+                "residual_scale", "lagrangian_past")
 
 
 @dataclass
@@ -39,6 +39,8 @@ class DiffusionNetwork:
         residual_scale: the diffused residual is divided by this (about its standard deviation).
         loss_weighting: "none", "min_snr" or "v_min_snr" (see
             :class:`~nowcast.models.diffusion.wrapper.ConditionalDiffusion`).
+        lagrangian_past: condition on the past frames advected along the motion to the last
+            one's time (growth and decay as a per-pixel difference) instead of as observed.
     """
 
     architecture: str = "transformer"
@@ -57,6 +59,7 @@ class DiffusionNetwork:
     coarsen: int = 1
     residual_scale: float = 1.0
     loss_weighting: str = "none"
+    lagrangian_past: bool = False
 
     def denoiser_hparams(self, n_in: int, n_out: int) -> dict[str, Any]:
         """The denoiser's constructor arguments plus ``architecture``, as a checkpoint stores them
@@ -76,9 +79,12 @@ class DiffusionNetwork:
 
     def wrapper_hparams(self) -> dict[str, Any]:
         """The diffusion wrapper's arguments (:data:`WRAPPER_KEYS`) as a checkpoint stores them
-        (``coarsen`` and ``residual_scale`` only when not 1: absent means the default)."""
+        (``coarsen`` and ``residual_scale`` only when not 1, ``lagrangian_past`` only when set:
+        absent means the default)."""
         hp: dict[str, Any] = dict(prediction_type=self.prediction_type, residual=self.residual,
                                   n_train_steps=self.n_train_steps, loss_weighting=self.loss_weighting)
         if self.coarsen != 1 or self.residual_scale != 1.0:
             hp.update(coarsen=self.coarsen, residual_scale=self.residual_scale)
+        if self.lagrangian_past:
+            hp["lagrangian_past"] = True
         return hp

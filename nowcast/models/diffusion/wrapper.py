@@ -69,12 +69,16 @@ class ConditionalDiffusion(nn.Module):
         coarsen: diffuse on a grid this many times coarser (block means); 1 = full resolution.
             Needs ``residual`` when > 1 (the full-resolution detail comes from the extrapolation).
         residual_scale: the diffused residual is ``(future - extrapolation) / residual_scale``.
+        lagrangian_past: condition on the past frames advected along the motion to the last
+            one's time (:meth:`aligned_past`) instead of as observed: growth and decay over the past
+            15 minutes is then a difference at each pixel rather than something the network has
+            to follow along the motion.
     """
 
     def __init__(self, denoiser: SpatioTemporalTransformer | SpaceTimeUNet, prediction_type: str = "v",
                  residual: bool = True, transform: RainTransform | str | dict = "dbz",
                  n_train_steps: int = 1000, loss_weighting: str = "none", min_snr_gamma: float = 5.0,
-                 coarsen: int = 1, residual_scale: float = 1.0) -> None:
+                 coarsen: int = 1, residual_scale: float = 1.0, lagrangian_past: bool = False) -> None:
         super().__init__()
         if prediction_type not in ("epsilon", "v", "x0"):
             raise ValueError(f"unknown prediction_type {prediction_type!r}; known: epsilon, v, x0")
@@ -85,6 +89,7 @@ class ConditionalDiffusion(nn.Module):
         if residual_scale <= 0:
             raise ValueError(f"residual_scale must be > 0, got {residual_scale}")
         self.coarsen, self.residual_scale = int(coarsen), float(residual_scale)
+        self.lagrangian_past = bool(lagrangian_past)
         self.denoiser = denoiser
         self.prediction_type = prediction_type
         self.residual = residual
@@ -124,21 +129,34 @@ class ConditionalDiffusion(nn.Module):
 
         Returns:
             ``cond`` (B, n_in [+ n_out], H / coarsen, W / coarsen) model space on the diffusion
-            grid: the past, then the extrapolation frames if the denoiser uses them; ``base``
-            (B, n_out, H, W) model space at full resolution: the extrapolation when
-            ``residual``, else None.
+            grid: the past (aligned along the motion with ``lagrangian_past``), then the
+            extrapolation frames if the denoiser uses them; ``base`` (B, n_out, H, W) model space
+            at full resolution: the extrapolation when ``residual``, else None.
         """
         if past_mm_h.ndim != 4 or past_mm_h.shape[1] != self.n_in:
             raise ValueError(f"past must be (B, {self.n_in}, H, W), got {tuple(past_mm_h.shape)}")
-        cond = self.to_model(past_mm_h)
-        if not (self.use_extrapolation or self.residual):
-            return cond, None
-        if motion is None:
+        needs_motion = self.use_extrapolation or self.residual or self.lagrangian_past
+        if needs_motion and motion is None:
             motion = motion_of(past_mm_h)
-        extrap = self.to_model(advect(past_mm_h[:, -1].float(), motion.to(past_mm_h.device), self.n_out))
+        if motion is not None:
+            motion = motion.to(past_mm_h.device)
+        cond = self.to_model(self.aligned_past(past_mm_h, motion) if self.lagrangian_past else past_mm_h)
+        if not (self.use_extrapolation or self.residual):
+            return self._pool(cond), None
+        extrap = self.to_model(advect(past_mm_h[:, -1].float(), motion, self.n_out))
         if self.use_extrapolation:
             cond = torch.cat([cond, extrap], dim=1)
         return self._pool(cond), (extrap if self.residual else None)
+
+    @staticmethod
+    def aligned_past(past_mm_h: Tensor, motion: Tensor) -> Tensor:
+        """The past frames (B, n_in, H, W) mm/h advected along ``motion`` (B, 2, H, W) px per step
+        to the last one's time (frame i by n_in - 1 - i steps; the last frame as it is): a
+        pixel's values across them follow one piece of rain. Rain advected in from outside the
+        frame is 0, as in the extrapolation."""
+        n_in, field = past_mm_h.shape[1], past_mm_h.float()
+        aligned = [advect(field[:, i], motion, n_in - 1 - i)[:, -1] for i in range(n_in - 1)]
+        return torch.stack([*aligned, field[:, -1]], dim=1)
 
     def _pool(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, H / coarsen, W / coarsen) block means."""

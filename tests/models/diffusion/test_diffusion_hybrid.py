@@ -200,3 +200,28 @@ def test_untrained_recipe_stays_on_the_extrapolation_of_a_real_event(shared_rada
     for m in range(2):
         scores.update(ours[:, m, :1], extrap[:, 0, :1], torch.ones(1, 128, 128, dtype=torch.bool))
     assert float(scores.compute()["csi"].reshape(-1)[0]) > 0.9
+
+
+def test_lagrangian_past_aligns_translated_rain_on_the_last_frame():
+    """Rain moving one pixel per step without change: aligned along the motion, every past frame
+    is the last one (growth zero), where the frames as observed are shifted copies."""
+    g = torch.Generator().manual_seed(3)
+    field = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 40, 40, generator=g) * 8, 3, 1, 1)[0]
+    past = torch.stack([torch.roll(field, (0, i), dims=(-2, -1)) for i in range(N_IN)], dim=1)
+    motion = torch.zeros(1, 2, 40, 40)
+    motion[:, 0] = 1.0  # +x, one pixel per step
+    aligned = ConditionalDiffusion.aligned_past(past, motion)
+    inner = (slice(None), slice(None), slice(None), slice(N_IN, None))  # rain from inside the frame
+    torch.testing.assert_close(aligned[inner], past[:, -1:].expand_as(past)[inner])
+    assert not torch.allclose(past[inner], past[:, -1:].expand_as(past)[inner])
+    d = coarse_model(lagrangian_past=True)
+    cond, _ = d.prepare(past, motion)
+    torch.testing.assert_close(cond[:, :N_IN], torch.nn.functional.avg_pool2d(d.to_model(aligned), 4))
+    eulerian, _ = coarse_model().prepare(past, motion)
+    torch.testing.assert_close(cond[:, N_IN:], eulerian[:, N_IN:])  # the extrapolation is unchanged
+
+
+def test_lagrangian_past_is_stored_with_the_network_and_absent_when_off():
+    on = DiffusionNetwork(architecture="hybrid", lagrangian_past=True).wrapper_hparams()
+    assert on["lagrangian_past"] is True
+    assert "lagrangian_past" not in DiffusionNetwork(architecture="hybrid").wrapper_hparams()
