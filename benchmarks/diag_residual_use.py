@@ -12,6 +12,10 @@ differ only in how the residual is used:
   member displaced, matched to the last frame's rain distribution) with the residual weighted by
   ``w`` per lead time: 1 = the shipped model, 0 = the untrained network (the extrapolation),
   ``exp(-lead / tau)`` = trust the residual at the first lead times only;
+- ``pp, residual above / below 32 km``: the same with only the residual's 32 km block means
+  (bilinearly back on its 8 km grid) or only what is left of it (the residual minus those): which
+  scales of the correction carry over to other events (the card's CRPS by scale: the residual helps
+  every scale at +5 min and costs on 32 km blocks at +30 min);
 - ``steps (+ residual), matched``: STEPS' members, with and without the residual added in model
   space, matched the same way (does the residual add skill to a base that already has spread?).
 
@@ -40,6 +44,7 @@ from nowcast.types import FUTURE, MASK, MOTION, PAST
 MEMBERS, N_OUT, THRESHOLD, PERTURBATION = 8, 12, 1.0, 0.5
 PIXEL_KM, STEP_MIN = RADAR_MIX_GRID.pixel_size_m / 1000.0, RADAR_MIX_WINDOW.timestep_minutes
 TAUS_MIN = (15.0, 30.0)  # e-folding lead times of the residual's weight
+BLOCK_CELLS = 4  # 4 cells of the 8 km diffusion grid: 32 km blocks
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -47,11 +52,23 @@ def seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def on_base(model, residual: torch.Tensor, bases: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``bases`` (1, M, T, H, W) mm/h plus ``weight`` (T,) x the residual, in model space -> mm/h."""
+def on_base(model, residual: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
+    """``bases`` (1, M, T, H, W) mm/h plus the diffused ``residual`` (M, T, h, w), model space -> mm/h."""
     diff = model.diffusion
-    x = diff.from_diffused(residual * weight[None, :, None, None], diff.to_model(bases[0]))
+    x = diff.from_diffused(residual, diff.to_model(bases[0]))
     return diff.to_rain(x.clamp(-1.0, 1.0))[None]
+
+
+def weighted(weight: torch.Tensor):
+    """The residual (M, T, h, w) times ``weight`` (T,) per lead time."""
+    return lambda residual: residual * weight[None, :, None, None]
+
+
+def large_scales(residual: torch.Tensor, cells: int = BLOCK_CELLS) -> torch.Tensor:
+    """The residual's means over ``cells`` x ``cells`` blocks of its grid, bilinearly back on it."""
+    coarse = torch.nn.functional.avg_pool2d(residual, cells)
+    size = residual.shape[-2:]
+    return torch.nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
 
 
 def main() -> None:
@@ -64,10 +81,12 @@ def main() -> None:
                             motion_perturbation=0.0)
     bind_radar_mix(extrapolation, steps, model)
     leads = 5.0 * torch.arange(1, N_OUT + 1)
-    weights = {"pp, residual x 0 (untrained)": torch.zeros(N_OUT),
-               "pp, residual x 1 (shipped)": torch.ones(N_OUT)}
-    weights.update({f"pp, residual x exp(-lead/{tau:.0f} min)": torch.exp(-leads / tau) for tau in TAUS_MIN})
-    rows = ["extrapolation", "steps", *weights, "steps, matched", "steps + residual, matched"]
+    uses = {"pp, residual x 0 (untrained)": lambda r: r * 0.0, "pp, residual x 1 (shipped)": lambda r: r}
+    uses.update({f"pp, residual x exp(-lead/{tau:.0f} min)": weighted(torch.exp(-leads / tau))
+                 for tau in TAUS_MIN})
+    uses["pp, residual above 32 km"] = large_scales
+    uses["pp, residual below 32 km"] = lambda r: r - large_scales(r)
+    rows = ["extrapolation", "steps", *uses, "steps, matched", "steps + residual, matched"]
     crps = {r: [] for r in rows}
     table = {r: np.zeros((N_OUT, 3)) for r in rows}  # hits, misses, false alarms per lead
     for i in tqdm(range(0, len(ds), stride), desc=f"{split} windows", file=sys.stderr):
@@ -83,12 +102,12 @@ def main() -> None:
             tie = advect(past[:, -1].float(), motion, N_OUT)
             members = ext.expand(-1, MEMBERS, -1, -1, -1)
             ens = {"extrapolation": members, "steps": ste}
-            for r, wt in weights.items():
-                ens[r] = match_to_observation(displace(on_base(model, residual, members, wt), shift),
+            for r, use in uses.items():
+                ens[r] = match_to_observation(displace(on_base(model, use(residual), members), shift),
                                               past[:, -1], tie_break=tie)
             ens["steps, matched"] = match_to_observation(ste, past[:, -1], tie_break=tie)
             ens["steps + residual, matched"] = match_to_observation(
-                on_base(model, residual, ste, torch.ones(N_OUT)), past[:, -1], tie_break=tie)
+                on_base(model, residual, ste), past[:, -1], tie_break=tie)
         obs = torch.where(mask[:, None], fut, 0.0)
         cover = mask[0]
         for r, e in ens.items():
