@@ -16,6 +16,8 @@ differ only in how the residual is used:
   (bilinearly back on its 8 km grid) or only what is left of it (the residual minus those): which
   scales of the correction carry over to other events (the card's CRPS by scale: the residual helps
   every scale at +5 min and costs on 32 km blocks at +30 min);
+- ``pp, residual x 0..2 across members``: the members weighted 0, 2/7, ..., 2 (mean 1), i.e. the
+  residual's amplitude, right for some events and not for others, spread over the ensemble;
 - ``steps (+ residual), matched``: STEPS' members, with and without the residual added in model
   space, matched the same way (does the residual add skill to a base that already has spread?).
 
@@ -64,6 +66,11 @@ def weighted(weight: torch.Tensor):
     return lambda residual: residual * weight[None, :, None, None]
 
 
+def weighted_members(weight: torch.Tensor):
+    """The residual (M, T, h, w) times ``weight`` (M,) per member."""
+    return lambda residual: residual * weight[:, None, None, None]
+
+
 def large_scales(residual: torch.Tensor, cells: int = BLOCK_CELLS) -> torch.Tensor:
     """The residual's means over ``cells`` x ``cells`` blocks of its grid, bilinearly back on it."""
     coarse = torch.nn.functional.avg_pool2d(residual, cells)
@@ -86,6 +93,8 @@ def main() -> None:
                  for tau in TAUS_MIN})
     uses["pp, residual above 32 km"] = large_scales
     uses["pp, residual below 32 km"] = lambda r: r - large_scales(r)
+    # the residual's amplitude as an ensemble dimension: members weighted 0, 2/7, ..., 2 (mean 1)
+    uses["pp, residual x 0..2 across members"] = weighted_members(torch.linspace(0.0, 2.0, MEMBERS))
     rows = ["extrapolation", "steps", *uses, "steps, matched", "steps + residual, matched"]
     crps = {r: [] for r in rows}
     table = {r: np.zeros((N_OUT, 3)) for r in rows}  # hits, misses, false alarms per lead
