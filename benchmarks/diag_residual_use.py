@@ -18,6 +18,8 @@ differ only in how the residual is used:
   every scale at +5 min and costs on 32 km blocks at +30 min);
 - ``pp, residual x 0..2 across members``: the members weighted 0, 2/7, ..., 2 (mean 1), i.e. the
   residual's amplitude, right for some events and not for others, spread over the ensemble;
+- ``pp above 32 km + steps below, matched``: each shipped member's scales above 32 km with a
+  STEPS member's below (the spread STEPS' cascade gives the scales it finds unpredictable);
 - ``steps (+ residual), matched``: STEPS' members, with and without the residual added in model
   space, matched the same way (does the residual add skill to a base that already has spread?).
 
@@ -71,6 +73,15 @@ def weighted_members(weight: torch.Tensor):
     return lambda residual: residual * weight[:, None, None, None]
 
 
+def scale_blend(model, large: torch.Tensor, small: torch.Tensor, cells: int = 16) -> torch.Tensor:
+    """Members (1, M, T, H, W) mm/h with the scales above ``cells`` pixels (32 km at 2 km) of
+    ``large`` and those below of ``small``, blended in model space (:func:`large_scales`)."""
+    diff = model.diffusion
+    a, b = diff.to_model(large[0]), diff.to_model(small[0])
+    x = large_scales(a, cells) + b - large_scales(b, cells)
+    return diff.to_rain(x.clamp(-1.0, 1.0))[None]
+
+
 def large_scales(residual: torch.Tensor, cells: int = BLOCK_CELLS) -> torch.Tensor:
     """The residual's means over ``cells`` x ``cells`` blocks of its grid, bilinearly back on it."""
     coarse = torch.nn.functional.avg_pool2d(residual, cells)
@@ -95,7 +106,8 @@ def main() -> None:
     uses["pp, residual below 32 km"] = lambda r: r - large_scales(r)
     # the residual's amplitude as an ensemble dimension: members weighted 0, 2/7, ..., 2 (mean 1)
     uses["pp, residual x 0..2 across members"] = weighted_members(torch.linspace(0.0, 2.0, MEMBERS))
-    rows = ["extrapolation", "steps", *uses, "steps, matched", "steps + residual, matched"]
+    rows = ["extrapolation", "steps", *uses, "steps, matched", "steps + residual, matched",
+            "pp above 32 km + steps below, matched"]
     crps = {r: [] for r in rows}
     table = {r: np.zeros((N_OUT, 3)) for r in rows}  # hits, misses, false alarms per lead
     for i in tqdm(range(0, len(ds), stride), desc=f"{split} windows", file=sys.stderr):
@@ -115,6 +127,9 @@ def main() -> None:
                 ens[r] = match_to_observation(displace(on_base(model, use(residual), members), shift),
                                               past[:, -1], tie_break=tie)
             ens["steps, matched"] = match_to_observation(ste, past[:, -1], tie_break=tie)
+            shipped = displace(on_base(model, residual, members), shift)
+            ens["pp above 32 km + steps below, matched"] = match_to_observation(
+                scale_blend(model, shipped, ste), past[:, -1], tie_break=tie)
             ens["steps + residual, matched"] = match_to_observation(
                 on_base(model, residual, ste), past[:, -1], tie_break=tie)
         obs = torch.where(mask[:, None], fut, 0.0)
