@@ -20,6 +20,7 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from diag_residual_use import large_scales
 from scoring_windows import scoring_windows
 
 from nowcast.models.diffusion import ConditionalDiffusion
@@ -29,11 +30,8 @@ BLOCK_PX = 16  # 32 km at 2 km
 
 
 def fine_scales(x: torch.Tensor) -> torch.Tensor:
-    """``x`` (..., H, W) minus its 16 px block means, bilinearly back on its grid."""
-    flat = x.reshape(-1, 1, *x.shape[-2:])
-    coarse = torch.nn.functional.avg_pool2d(flat, BLOCK_PX)
-    smooth = torch.nn.functional.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return (flat - smooth).reshape(x.shape)
+    """``x`` (C, H, W) minus its 16 px block means, bilinearly back on its grid."""
+    return x - large_scales(x[None], BLOCK_PX)[0]
 
 
 def correlation(a: torch.Tensor, b: torch.Tensor) -> float:

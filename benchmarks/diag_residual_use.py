@@ -49,6 +49,7 @@ MEMBERS, N_OUT, THRESHOLD, PERTURBATION = 8, 12, 1.0, 0.5
 PIXEL_KM, STEP_MIN = RADAR_MIX_GRID.pixel_size_m / 1000.0, RADAR_MIX_WINDOW.timestep_minutes
 TAUS_MIN = (15.0, 30.0)  # e-folding lead times of the residual's weight
 BLOCK_CELLS = 4  # 4 cells of the 8 km diffusion grid: 32 km blocks
+SHIPPED = "pp, residual x 1 (shipped)"
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -99,7 +100,7 @@ def main() -> None:
                             motion_perturbation=0.0)
     bind_radar_mix(extrapolation, steps, model)
     leads = 5.0 * torch.arange(1, N_OUT + 1)
-    uses = {"pp, residual x 0 (untrained)": lambda r: r * 0.0, "pp, residual x 1 (shipped)": lambda r: r}
+    uses = {"pp, residual x 0 (untrained)": lambda r: r * 0.0, SHIPPED: lambda r: r}
     uses.update({f"pp, residual x exp(-lead/{tau:.0f} min)": weighted(torch.exp(-leads / tau))
                  for tau in TAUS_MIN})
     uses["pp, residual above 32 km"] = large_scales
@@ -123,13 +124,13 @@ def main() -> None:
             tie = advect(past[:, -1].float(), motion, N_OUT)
             members = ext.expand(-1, MEMBERS, -1, -1, -1)
             ens = {"extrapolation": members, "steps": ste}
-            for r, use in uses.items():
-                ens[r] = match_to_observation(displace(on_base(model, use(residual), members), shift),
-                                              past[:, -1], tie_break=tie)
+            displaced = {r: displace(on_base(model, use(residual), members), shift)
+                         for r, use in uses.items()}
+            for r, moved in displaced.items():
+                ens[r] = match_to_observation(moved, past[:, -1], tie_break=tie)
             ens["steps, matched"] = match_to_observation(ste, past[:, -1], tie_break=tie)
-            shipped = displace(on_base(model, residual, members), shift)
             ens["pp above 32 km + steps below, matched"] = match_to_observation(
-                scale_blend(model, shipped, ste), past[:, -1], tie_break=tie)
+                scale_blend(model, displaced[SHIPPED], ste), past[:, -1], tie_break=tie)
             ens["steps + residual, matched"] = match_to_observation(
                 on_base(model, residual, ste), past[:, -1], tie_break=tie)
         obs = torch.where(mask[:, None], fut, 0.0)
