@@ -196,11 +196,16 @@ class _Writer:
             self.signature, self.attrs = sig, attrs
             self.grid_text = describe_grid(sig, zstore.crs_name(ds))
             return
+        k = (self.attrs or {}).get("coarsen_factor")
+        if k is not None and int(k) != int(attrs["coarsen_factor"]):  # said first: the grid's cause
+            raise StoreError(f"grid mismatch: store {self.path.name} holds rain averaged over {k}x{k} pixel "
+                             f"blocks, this run asks for coarsen={attrs['coarsen_factor']}; ingest into "
+                             "another store")
         if sig != self.signature:
             theirs = describe_grid(sig, zstore.crs_name(ds))
             raise StoreError(f"grid mismatch: {name} is on grid {theirs} but store {self.path.name} "
                              f"holds grid {self.grid_text}; refusing it")
-        for key in ("conversion", "coarsen_factor", "source_name"):
+        for key in ("conversion", "source_name"):
             if self.attrs is not None and str(self.attrs.get(key)) != str(attrs.get(key)):
                 raise StoreError(f"{name}: {key} {attrs.get(key)!r} differs from the store's "
                                  f"{self.attrs.get(key)!r}; refusing to mix them in {self.path.name}")
@@ -291,14 +296,6 @@ def ingest_files(paths: Sequence[str | Path], store: str | Path, source: str | N
 
     with zstore.locked_store(store):
         writer = _Writer(store)
-        k = (writer.attrs or {}).get("coarsen_factor")
-        if k is not None and int(k) != int(coarsen):
-            # refused here for every file: the per-frame grid check never sees an already stored time,
-            # so a rerun with another coarsen would otherwise report success on the old grid
-            why = (f"grid mismatch: store {store.name} holds rain averaged over {k}x{k} pixel blocks, "
-                   f"this run asks for coarsen={coarsen}; ingest into another store")
-            report.skipped += [(str(p), why) for t in sorted(by_time) for p, _ in by_time[t]]
-            by_time = {}
         todo = []
         opts = _Options(zr, coarsen, float(max_rain_mm_h),
                         _minutes(measured_timestep([*writer.times, *by_time])))
@@ -355,8 +352,8 @@ def _convert(p: Path, spec: SourceSpec, opts: _Options, writer: _Writer) -> xr.D
 
 def _probe_stored(files: list[tuple[Path, SourceSpec]], opts: _Options, writer: _Writer) -> str | None:
     """Why this run's conversion of an already stored time differs from the store's (Z-R relation,
-    grid, source), or None. Already stored times are not converted again, so without this probe a
-    rerun with another ``--zr-a``/``--zr-b`` would report them as stored and succeed. One file is
+    ``coarsen`` or grid, source), or None. Already stored times are not converted again, so without
+    this probe a rerun with other options would report them as stored and succeed. One file is
     converted (nothing written); a file that cannot be read says nothing about the run's options."""
     p, spec = files[0]
     try:
