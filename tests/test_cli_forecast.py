@@ -151,6 +151,24 @@ def test_input_dir_is_ingested_on_the_fly(shared_radar, tmp_path):
     assert json.loads(ds.attrs["input_files"])[0].startswith("AQC")
 
 
+
+@pytest.mark.realdata
+def test_a_truncated_raw_file_is_named_when_it_is_skipped(shared_radar, tmp_path, caplog):
+    """The on-the-fly ingest skips an unreadable file; the forecast then lacks that frame, and the
+    log says which file was skipped and why, before the missing frame is reported."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    files = sorted((shared_radar / "pysteps" / "mch" / "20160711").glob("*.gif"))[:3]
+    for f in files:
+        shutil.copy(f, raw)
+    broken = raw / files[1].name
+    broken.write_bytes(broken.read_bytes()[:200])
+    caplog.set_level("WARNING", logger="nowcast")
+    assert _forecast("--input-dir", raw, "--coarsen", "2", "--model", "persistence", "--crop", "32",
+                     "--output", tmp_path / "mch.nc") == 0   # persistence needs only the last frame
+    assert any(r.levelname == "WARNING" and f"skipped {broken.name}" in r.getMessage()
+               for r in caplog.records)
+
 def test_help_lists_every_option(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["forecast", "--help"])

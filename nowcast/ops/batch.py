@@ -52,15 +52,18 @@ def cache_dir(path: str | None = None) -> Path:
 
 
 def ingest_into(folder: Path, store: Path, coarsen: int) -> Path:
-    from data_pipelines.ingest import ingest_folder
+    from data_pipelines.ingest import ingest_folder, skipped_lines
     from nowcast.fsutil import LockedError
     from nowcast.schema import StoreError
 
     log.info("ingesting %s into %s (coarsen %d)", folder, store, coarsen)
     try:
-        ingest_folder(folder, store, source=None, coarsen=coarsen)
+        report = ingest_folder(folder, store, source=None, coarsen=coarsen)
     except LockedError as exc:  # another run is filling the same cache store: one line, exit 2
         raise StoreError(str(exc)) from exc
+    # a skipped file is a missing input frame later on: say why here, where the reason is known
+    for line in [*(f"warning: {w}" for w in report.warnings), *skipped_lines(report.skipped)]:
+        log.warning("%s", line.strip())
     return store
 
 
