@@ -24,6 +24,7 @@ from nowcast.models.checkpoint import (
     file_sha256,
     load_checkpoint,
 )
+from nowcast.registry import UnknownNameError
 from nowcast.types import GridSpec, WindowSpec
 
 #: ``__init__`` arguments that ``from_checkpoint`` fills from the checkpoint, not the user
@@ -101,7 +102,18 @@ class LearnedForecaster(Forecaster):
         for path in files[1:]:
             if not path.exists():
                 raise CheckpointNotFoundError(f"{cls.name}: weight file not found: {path}")
-        load_checkpoint(files[0], forecaster=cls.name)
+        ckpt = load_checkpoint(files[0], forecaster=cls.name)
+        try:
+            cls.check_settings(ckpt["hparams"], **{**card_forecast_args(files[0]), **kwargs})
+        except (UnknownNameError, ValueError) as err:
+            given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            raise ValueError(f"{cls.name}({given}): {err}") from err
+
+    @classmethod
+    def check_settings(cls, hparams: dict[str, Any], **kwargs: Any) -> None:
+        """Refuse a user setting (``kwargs`` of ``__init__``) that this checkpoint's model cannot
+        run with, with ``ValueError`` naming it; reads no weights. ``__init__`` calls it too, so a
+        setting is refused the same way before and after loading. The base class has none."""
 
     def bind(self, window: WindowSpec | None = None, grid: GridSpec | None = None) -> LearnedForecaster:
         """Refuse data this model was not built for (frame count, lead times, time step, pixel size,

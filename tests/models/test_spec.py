@@ -60,3 +60,20 @@ def test_a_spec_file_holds_either_form(tmp_path):
     (tmp_path / "list.yaml").write_text("[1, 2]\n")
     with pytest.raises(ModelSpecError, match="neither a mapping"):
         ModelSpec.parse(str(tmp_path / "list.yaml"))
+
+
+@pytest.mark.parametrize("args, words", [
+    ("steps=0", "steps must be a whole number in 1..1000"),
+    ("steps=2000", "steps must be a whole number in 1..1000"),
+    ("steps=4.5", "steps must be a whole number"),
+    ("match=foo", "match must be 'none' or 'observation'"),
+    ("motion_perturbation=-1", "motion_perturbation must be a finite number >= 0"),
+    ("sampler=foo", "unknown sampler 'foo'; known: adversarial, ddim"),
+    ("sampler=adversarial", "no adversarial network with 4 steps is shipped"),
+])
+def test_check_refuses_settings_the_shipped_diffusion_model_cannot_run(args, words):
+    """Refused with one line before any forecast runs (these used to fail deep in sampling)."""
+    with pytest.raises(ModelArgumentError) as err:
+        ModelSpec.parse(f"diffusion:{args}").check()
+    assert words in str(err.value)
+    assert ModelSpec.parse("diffusion:steps=10,sampler=dpmpp_2m").check().name == "diffusion"

@@ -11,7 +11,12 @@ from torch import Tensor, nn
 from nowcast.data.transforms import RainTransform
 from nowcast.models.advection import advect
 from nowcast.models.base import FORECASTERS
-from nowcast.models.checkpoint import CheckpointMismatchError, check_compatible, load_checkpoint
+from nowcast.models.checkpoint import (
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    check_compatible,
+    load_checkpoint,
+)
 from nowcast.models.diffusion.networks import Denoiser, build_denoiser
 from nowcast.models.diffusion.settings import WRAPPER_KEYS
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion, motion_of
@@ -66,10 +71,8 @@ class DiffusionForecaster(LearnedForecaster):
                  sampler_checkpoint: str | Path | None = None,
                  match: Literal["none", "observation"] = "none",
                  motion_perturbation: float = 0.0) -> None:
-        if match not in ("none", "observation"):
-            raise ValueError(f"match must be 'none' or 'observation', got {match!r}")
-        if not 0.0 <= float(motion_perturbation) < float("inf"):
-            raise ValueError(f"motion_perturbation must be a finite number >= 0, got {motion_perturbation!r}")
+        self.check_settings(hparams, sampler=sampler, steps=steps, match=match,
+                            motion_perturbation=motion_perturbation)
         hp = dict(hparams)
         window = window or WindowSpec(n_in=hp.get("n_in", 4), n_out=hp.get("n_out", 12))
         super().__init__(modules, hp, transform, window, grid, checkpoint, checkpoint_path)
@@ -95,6 +98,39 @@ class DiffusionForecaster(LearnedForecaster):
                 args["generator"] = self.modules["generator"]
             self.sampler, self.sampler_impl = sampler, self.diffusion.build_sampler(sampler, **args)
         self.steps = int(steps) if steps is not None else (trained_steps or 10)
+
+    @classmethod
+    def check_settings(cls, hparams: dict[str, Any], **kwargs: Any) -> None:
+        """Refuse a sampler that is not registered, a step count outside 1..the checkpoint's
+        training schedule, an unknown ``match`` and a negative or infinite perturbation size."""
+        match = kwargs.get("match", "none")
+        if match not in ("none", "observation"):
+            raise ValueError(f"match must be 'none' or 'observation', got {match!r}")
+        size = kwargs.get("motion_perturbation", 0.0)
+        if not isinstance(size, (int, float)) or isinstance(size, bool) or not 0.0 <= size < float("inf"):
+            raise ValueError(f"motion_perturbation must be a finite number >= 0, got {size!r}")
+        sampler = kwargs.get("sampler", "ddim")
+        if not isinstance(sampler, Sampler):
+            SAMPLERS.get(sampler)  # UnknownNameError listing the registered samplers
+        steps, n_train = kwargs.get("steps"), int(hparams.get("n_train_steps", 1000))
+        whole = isinstance(steps, (int, float)) and not isinstance(steps, bool) and float(steps).is_integer()
+        if steps is not None and not (whole and 1 <= steps <= n_train):
+            raise ValueError(f"steps must be a whole number in 1..{n_train} (the training schedule's "
+                             f"length), got {steps!r}")
+
+    @classmethod
+    def check_arguments(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> None:
+        try:
+            super().check_arguments(checkpoint, **kwargs)
+        except CheckpointNotFoundError as err:
+            sampler = kwargs.get("sampler")
+            if (isinstance(sampler, str) and sampler in SAMPLERS and SAMPLERS.get(sampler).own_network
+                    and not kwargs.get("sampler_checkpoint")):
+                raise CheckpointNotFoundError(
+                    f"{err}: no {sampler} network with {kwargs.get('steps') or 4} steps is shipped; "
+                    "train one (configs/train/adversarial.yaml) and give it as sampler_checkpoint=<file>"
+                ) from err
+            raise
 
     @classmethod
     def shipped_network(cls, checkpoint_path: str | Path | None, sampler: str,
