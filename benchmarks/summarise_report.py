@@ -13,17 +13,8 @@ from __future__ import annotations
 
 import sys
 
-from nowcast.evaluation.findings import window_pooled
+from nowcast.evaluation.events import score_on_windows
 from nowcast.evaluation.results import load_run
-
-
-def on_windows(result: dict, path: tuple[str, ...], windows: list[int]) -> float | None:
-    """``result``'s pooled score ``path`` on ``windows`` (None without per-window sums)."""
-    pooled = window_pooled(result, path)
-    if pooled is None:
-        return None
-    rows = {w: i for i, w in enumerate(pooled[0])}
-    return pooled[1].subset([rows[w] for w in windows]).value()
 
 
 def main(folder: str, labels: list[str]) -> None:
@@ -39,8 +30,8 @@ def main(folder: str, labels: list[str]) -> None:
             continue
         s, windows = r["scores"], list(r["per_window"]["window_indices"])
         csi, crps = s["csi"]["1.0"]["mean"], s["crps"]["mean"]
-        ref_csi = on_windows(ref, ("csi", "1.0"), windows) if ref else None
-        ref_crps = on_windows(ref, ("crps",), windows) if ref else None
+        ref_csi = score_on_windows(ref, ("csi", "1.0"), windows) if ref else None
+        ref_crps = score_on_windows(ref, ("crps",), windows) if ref else None
         spread = (s.get("ensemble") or {}).get("spread_skill", {}).get("ratio_all_leads")
         cells = [label, str(len(windows)), f"{csi:.3f}", f"{csi / ref_csi:.2f}" if ref_csi else "–",
                  f"{s['csi']['1.0']['per_lead'][0]:.3f}", f"{s['bias']['1.0']['mean']:.2f}", f"{crps:.4f}",

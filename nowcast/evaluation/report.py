@@ -26,6 +26,7 @@ from typing import Any
 
 from nowcast.evaluation import plots
 from nowcast.evaluation.document import Doc, fmt
+from nowcast.evaluation.events import events_of, score_on_windows
 from nowcast.evaluation.figures import make_figures
 from nowcast.evaluation.findings import KEY_METRICS, SET_LEVEL, findings, mean_of
 from nowcast.evaluation.plots import lookup
@@ -103,6 +104,31 @@ def ensemble_section(doc: Doc, ok: Mapping[str, Mapping[str, Any]], lead_minutes
                for k, e in have.items()])
 
 
+#: scores tabulated per event (the diffusion issue's two targets)
+BY_EVENT: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("CSI 1 mm/h", ("csi", "1.0")), ("CRPS (mm/h)", ("crps",)),
+)
+
+
+def events_section(doc: Doc, run: Mapping[str, Any], ok: Mapping[str, Mapping[str, Any]]) -> None:
+    """Each event's scores, pooled over its own windows as the split's are (from the per-window
+    sums); nothing for a run of one event or one without per-window sums."""
+    events = events_of(run)
+    rows = {title: [[k, *(score_on_windows(r, path, w) for w in events.values())]
+                    for k, r in ok.items()]
+            for title, path in BY_EVENT}
+    if len(events) < 2 or not any(v is not None for t in rows.values() for row in t for v in row[1:]):
+        return
+    doc.h("Scores by event (mean over lead times)")
+    doc.p("The scores above pool every pixel of every window, so an event with more or more intense "
+          "rain weighs more in them (a CRPS per pixel ten times another event's sets the split's mean "
+          "almost alone). Here each event is pooled over its own windows; '–' where a model was not "
+          "scored on all of them or the event has no rain above the threshold.")
+    for title, table in rows.items():
+        doc.h(title, 3)
+        doc.table(["model"] + [f"{name} ({len(w)} windows)" for name, w in events.items()], table)
+
+
 def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = True) -> dict[str, Path]:
     """Write report.md/.html, metrics.json, CSVs and figures from a runner's folder."""
     folder = Path(folder)
@@ -154,6 +180,7 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
     skipped = {r["scores"].get("skipped_reason", "") for r in ok.values() if r["scores"].get("skipped")}
     if skipped:
         doc.p("**LPIPS and FID skipped** (never run on random weights): " + "; ".join(sorted(skipped)))
+    events_section(doc, run, ok)
     doc.h("Scores per lead time")
     for title, path in PER_LEAD:
         if any(lookup(r["scores"], (*path, "per_lead")) for r in ok.values()):

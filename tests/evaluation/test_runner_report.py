@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from nowcast.data.synthetic import write_synthetic_store
 from nowcast.data.windows import build_window_index
 from nowcast.evaluation import runner as runner_mod
 from nowcast.evaluation.cases import evenly_spaced
+from nowcast.evaluation.events import events_of, score_on_windows
 from nowcast.evaluation.findings import KEY_METRICS, SET_LEVEL, findings, mean_of, window_pooled
 from nowcast.evaluation.report import load_of, write_report
 from nowcast.evaluation.runner import EvaluationRunner
@@ -349,3 +351,37 @@ def test_a_folder_without_some_samples_keeps_its_case_figures(report, tmp_path):
     write_report(out)
     assert (out / "figures/case0.png").read_bytes() == before
     assert "kept from an earlier drawing" in (out / "report.md").read_text()
+
+
+def test_events_of_assigns_windows_by_the_events_time_ranges():
+    """A window belongs to the event whose store and time range hold its issue time, also after
+    midnight; a window outside every listed event is named by its store and day."""
+    run = {"data": {"events": ["mch 2016-07-11T20:45:00 .. 2016-07-12T00:00:00",
+                               "knmi 2021-02-02T20:05:00 .. 2021-02-02T23:00:00"]},
+           "window_indices": [0, 1, 2, 3],
+           "windows": ["mch 2016-07-11T21:05:00", "mch 2016-07-12T00:00:00", "knmi 2021-02-02T21:00:00",
+                       "knmi 2021-02-04T21:00:00"]}
+    assert events_of(run) == {"mch 2016-07-11": [0, 1], "knmi 2021-02-02": [2], "knmi 2021-02-04": [3]}
+
+
+def test_report_pools_each_event_over_its_own_windows(report, tmp_path):
+    """With two events in the run's description, the report tabulates each event's CRPS and CSI, and
+    persistence's per-event CRPS is its mean absolute error over that event's pixels, per lead time,
+    then averaged over lead times (computed here from the per-window sums by hand)."""
+    out = tmp_path / "report"
+    shutil.copytree(report[0], out)
+    run = json.loads((out / "run.json").read_text())
+    n = run["n_windows"]
+    first = list(range(n // 2))
+    run["window_indices"] = list(range(n))
+    run["windows"] = [f"syn 2024-06-0{1 if i in first else 2}T12:00:00" for i in range(n)]
+    run["data"] = {"events": ["syn 2024-06-01T00:00:00 .. 2024-06-01T23:55:00",
+                              "syn 2024-06-02T00:00:00 .. 2024-06-02T23:55:00"]}
+    (out / "run.json").write_text(json.dumps(run))
+    write_report(out, figures=False)
+    text = (out / "report.md").read_text()
+    assert "## Scores by event" in text and f"syn 2024-06-01 ({len(first)} windows)" in text
+    sums = np.asarray(report[3]["persistence"]["per_window"]["crps"])[first]  # (W, T, [abs error, pixels])
+    by_hand = float(np.mean(sums[..., 0].sum(axis=0) / sums[..., 1].sum(axis=0)))
+    assert score_on_windows(report[3]["persistence"], ("crps",), first) == pytest.approx(by_hand, rel=1e-9)
+    assert score_on_windows(report[3]["convlstm"], ("crps",), first) is None   # failed: no sums
