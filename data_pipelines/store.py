@@ -9,7 +9,7 @@ interrupted write, or exactly as after it):
 
 - one writer at a time: writers hold :func:`locked_store` (an exclusive lock on ``<store>.lock``,
   see :class:`nowcast.fsutil.WriterLock`), which first runs :func:`recover_store`;
-- new store: written to ``<store>.tmp-<pid>``, fsynced, renamed into place;
+- new store: written to the hidden ``.<store>.nowcast-tmp-<pid>``, fsynced, renamed into place;
 - frames later than the last stored time: appended along ``time`` in place, as a transaction. The
   journal ``<store>/.nowcast-journal.json`` (written atomically before the append, removed after
   it, once everything is fsynced) holds the committed frame count and verbatim copies of every
@@ -17,10 +17,12 @@ interrupted write, or exactly as after it):
   deletes the chunks beyond the committed frames. Readers meanwhile see the committed frames:
   the consolidated metadata they read is the last thing an append rewrites;
 - frames earlier than the last stored time (out of order): the stored and the new frames are
-  merged lazily (chunk by chunk) into ``<store>.tmp-<pid>``, which then replaces the store
-  (old -> ``<store>.bak-<pid>``, temp -> store, backup removed); recovery puts a backup back if
-  the store is missing and removes it otherwise;
-- recovery also removes the ``<store>.tmp-*`` folders and zarr's ``*.partial`` files of killed runs.
+  merged lazily (chunk by chunk) into ``.<store>.nowcast-tmp-<pid>``, which then replaces the
+  store (old -> ``.<store>.nowcast-bak-<pid>``, temp -> store, backup removed); recovery puts a
+  backup back if the store is missing and removes it otherwise;
+- recovery also removes the ``.<store>.nowcast-tmp-*`` folders and the ``*.tmp-*`` files inside the
+  store of killed runs. It touches only these namespaced names: a user's own ``<store>.bak-...``
+  copy beside the store is never removed or swapped in.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def create_store(ds: xr.Dataset, path: str | Path) -> None:
         raise FileExistsError(f"store already exists: {path}")
     validate_rain_dataset(ds)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp = scratch_path(path, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     ds = _prepare(ds)
     _to_zarr(ds, tmp, mode="w-", encoding=_encoding(ds))
@@ -175,15 +177,27 @@ def merge_store(ds: xr.Dataset, path: str | Path) -> None:
                            combine_attrs="override").sortby("time")
         validate_rain_dataset(merged)
         merged = _prepare(merged)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp = scratch_path(path, "tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         _to_zarr(merged.chunk({"time": 1}), tmp, mode="w-", encoding=_encoding(merged))
     fsync_tree(tmp)
-    bak = path.with_name(f"{path.name}.bak-{os.getpid()}")
+    bak = scratch_path(path, "bak")
     path.rename(bak)
     tmp.rename(path)  # the commit; recovery handles a kill between the two renames
     fsync_path(path.parent)
     shutil.rmtree(bak)
+
+
+def scratch_path(path: Path, kind: str) -> Path:
+    """This writer's temporary (``kind`` "tmp") or backup ("bak") folder beside the store ``path``:
+    a hidden, namespaced name that nobody else gives a folder, so recovery may remove it."""
+    return path.with_name(f".{path.name}.nowcast-{kind}-{os.getpid()}")
+
+
+def scratch_paths(path: Path, kind: str) -> list[Path]:
+    """The ``kind`` folders any writer of the store ``path`` left beside it (:func:`scratch_path`)."""
+    found = path.parent.glob(f".{glob.escape(path.name)}.nowcast-{kind}-*")
+    return sorted(p for p in found if p.name.rsplit("-", 1)[-1].isdigit())
 
 
 @contextmanager
@@ -210,14 +224,13 @@ def recover_store(path: str | Path) -> list[str]:
     """
     path = Path(path)
     done: list[str] = []
-    name = glob.escape(path.name)
-    baks = sorted(path.parent.glob(f"{name}.bak-*"), key=lambda p: p.stat().st_mtime)
+    baks = sorted(scratch_paths(path, "bak"), key=lambda p: p.stat().st_mtime)
     if baks and not path.exists():
         bak = baks.pop()
         bak.rename(path)
         fsync_path(path.parent)
         done.append(f"recovered {path}: put back the store from before an interrupted merge ({bak.name})")
-    leftovers = baks + sorted(path.parent.glob(f"{name}.tmp-*"))
+    leftovers = baks + scratch_paths(path, "tmp")
     if path.is_dir():
         leftovers += sorted(path.glob("*.tmp-*"))
     for p in leftovers:

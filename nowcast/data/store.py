@@ -7,14 +7,13 @@ metres, one frame per zarr chunk.
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from data_pipelines.store import NETCDF_SUFFIXES, crs_name, is_zarr_store, read_store
+from data_pipelines.store import NETCDF_SUFFIXES, crs_name, is_zarr_store, read_store, scratch_paths
 from nowcast.schema import RainValueError, StoreError, check_rain_values, validate_rain_dataset
 
 
@@ -30,7 +29,7 @@ def open_store(path: str | Path, check_values: bool = False, chunks: str | None 
     """
     path = Path(path)
     if not path.exists():
-        if list(path.parent.glob(f"{glob.escape(path.name)}.bak-*")):
+        if scratch_paths(path, "bak"):
             raise StoreError(f"rain store {path} is missing but its backup is there: a rewrite was "
                              f"interrupted; `nowcast ingest` into it puts it back")
         raise FileNotFoundError(f"rain store not found: {path} (build one with `nowcast ingest`)")

@@ -59,7 +59,7 @@ CHILD = textwrap.dedent("""
     rename = os.rename
 
     def spy_rename(src, dst, *args, **kwargs):
-        if point == "between-renames" and ".tmp-" in Path(src).name and Path(src).is_dir():
+        if point == "between-renames" and ".nowcast-tmp-" in Path(src).name and Path(src).is_dir():
             die()  # the old store moved aside, the rewritten one not yet in place
         return rename(src, dst, *args, **kwargs)
 
@@ -84,7 +84,8 @@ def _cli(store: Path, *inputs: Path, **kw) -> subprocess.Popen:
 
 
 def _leftovers(folder: Path) -> list[Path]:
-    patterns = ("*.tmp-*", "*.bak-*", "*.partial", "*journal*", "*.lock")
+    patterns = ("*.tmp-*", "*.nowcast-tmp-*", "*.nowcast-bak-*", "*.bak-*", "*.partial", "*journal*",
+                "*.lock")
     return [p for pattern in patterns for p in folder.rglob(pattern)]
 
 
@@ -212,6 +213,23 @@ def test_killed_create_leaves_no_store_and_no_tmp(mch8, fresh8, tmp_path):
     _assert_equals_fresh(store, fresh8)
     assert not _leftovers(tmp_path)
 
+
+
+@pytest.mark.realdata
+def test_a_users_own_copies_beside_the_store_are_never_touched(mch8, tmp_path):
+    """Recovery removes or restores only the writer's own namespaced leftovers: a user's
+    ``s.zarr.bak-before-upgrade`` or ``s.zarr.tmp-1`` copy survives every ingest, and with the store
+    gone none of them is swapped in as the store."""
+    store = tmp_path / "s.zarr"
+    ingest_files(mch8[:2], store, coarsen=4, progress=False)
+    copies = [tmp_path / f"s.zarr.{suffix}" for suffix in ("bak-before-upgrade", "bak-1", "tmp-1")]
+    for copy in copies:
+        shutil.copytree(store, copy)
+    digests = [tree_digest(c) for c in copies]
+    assert ingest_files(mch8[2:4], store, coarsen=4, progress=False).n_frames == 4
+    shutil.rmtree(store)
+    assert ingest_files(mch8[:1], store, coarsen=4, progress=False).n_frames == 1  # a new store
+    assert [tree_digest(c) for c in copies] == digests
 
 @pytest.mark.realdata
 def test_second_writer_refused_in_one_line(mch8, tmp_path):
