@@ -104,6 +104,12 @@ def test_netcdf_round_trip(mch_files, tmp_path):
 def test_open_store_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         open_store(tmp_path / "missing.zarr")
+    (tmp_path / "missing.zarr.bak-mine").mkdir()  # a user's copy says nothing about the store
+    with pytest.raises(FileNotFoundError, match="not found"):
+        open_store(tmp_path / "missing.zarr")
+    (tmp_path / ".missing.zarr.nowcast-bak-123").mkdir()  # a merge's backup: the store is recoverable
+    with pytest.raises(StoreError, match="backup is there"):
+        open_store(tmp_path / "missing.zarr")
     (tmp_path / "folder").mkdir()
     with pytest.raises(StoreError, match="not a zarr store"):
         open_store(tmp_path / "folder")
