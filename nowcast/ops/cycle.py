@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,14 @@ from nowcast.io.cf import forecast_filename
 from nowcast.models.spec import ModelSpec
 from nowcast.ops.schedule import deadline, expected_scan, utc_now
 from nowcast.ops.settings import OperateSettings
-from nowcast.ops.state import CycleRecord, StateFolder, apply_retention, quarantine, remove_temporaries
+from nowcast.ops.state import (
+    CycleRecord,
+    StateFolder,
+    apply_retention,
+    move_into,
+    quarantine,
+    remove_temporaries,
+)
 
 log = logging.getLogger("nowcast.operate")
 
@@ -211,9 +217,7 @@ class Operator:
         if self.s.processed is None:
             path.unlink()
         else:
-            self.s.processed.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(path), self.s.processed / path.name)
-            fsync_path(self.s.processed)
+            move_into(path, self.s.processed)  # a redelivered name never replaces the kept file
         fsync_path(path.parent)
 
     def _housekeeping(self, record: CycleRecord) -> None:

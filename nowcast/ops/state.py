@@ -106,21 +106,37 @@ class StateFolder:
         atomic_write(self.status_path, json.dumps(status, indent=2, sort_keys=True) + "\n")
 
 
-def quarantine(path: Path, folder: Path, reason: str) -> Path:
-    """Move the bad input file ``path`` into ``folder`` with a ``<name>.reason.txt`` beside it.
-
-    An existing file of the same name in the quarantine is kept: the newcomer gets a numbered name.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
+def free_name(path: Path, folder: Path) -> Path:
+    """Where ``path`` can go in ``folder`` without replacing anything: its own name, or, when a file
+    of that name is there, ``<stem>.<n><suffix>`` with the first free n."""
     target = folder / path.name
     n = 1
-    while target.exists():
+    while target.exists() or target.with_name(target.name + ".reason.txt").exists():
         target = folder / f"{path.stem}.{n}{path.suffix}"
         n += 1
-    atomic_write(target.with_name(target.name + ".reason.txt"), reason + "\n")
+    return target
+
+
+def move_into(path: Path, folder: Path, reason: str | None = None) -> Path:
+    """Move the input file ``path`` into ``folder`` (created if needed) under a :func:`free_name`, so
+    a file already kept there is never replaced, with a ``<name>.reason.txt`` beside it if ``reason``
+    is given; and stamp it with the time of the move, so the folder's retention counts its age from
+    its arrival there, not from when it was written (a file copied with its times kept may be days
+    old on arrival). Returns where it went."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = free_name(path, folder)
+    if reason is not None:
+        atomic_write(target.with_name(target.name + ".reason.txt"), reason + "\n")
     shutil.move(str(path), target)
+    os.utime(target)
     fsync_path(folder)
     return target
+
+
+def quarantine(path: Path, folder: Path, reason: str) -> Path:
+    """Move the bad input file ``path`` into the quarantine ``folder`` with the reason beside it
+    (:func:`move_into`); a file of the same name already there is kept."""
+    return move_into(path, folder, reason)
 
 
 def remove_temporaries(folder: Path) -> list[Path]:

@@ -355,6 +355,41 @@ def test_retention_removes_old_forecasts_and_quarantined_files(tmp_path: Path, s
     assert not (s.output / "old.nc").exists() and (s.output / "new.nc").exists()
 
 
+
+def test_files_delivered_with_old_times_survive_the_cycle_that_moves_them(
+    tmp_path: Path, scans: list[Path]
+) -> None:
+    """Retention counts a kept file's age from its arrival in the processed or quarantine folder:
+    scans copied with their times kept (an archive replay, ``cp -p``) are days old by their own time
+    stamps, and used to be deleted by the very cycle that moved them there."""
+    s = settings(tmp_path, retention_hours=24)
+    deliver(scans[:4], s)
+    (s.incoming / scans[4].name).write_bytes(scans[4].read_bytes()[:300])  # truncated: quarantined
+    for f in s.incoming.iterdir():
+        os.utime(f, (time.time() - 72 * 3600,) * 2)
+    record = Operator(s).run_cycle(now=cycle_time(3), wait=False)
+    assert record.outcome == "written", record.reason
+    assert record.removed_by_retention == 0
+    assert sorted(p.name for p in s.processed.iterdir()) == sorted(f.name for f in scans[:4])
+    assert (s.quarantine / scans[4].name).exists() and (s.quarantine / f"{scans[4].name}.reason.txt").exists()
+
+
+def test_a_redelivered_name_never_replaces_the_processed_file(tmp_path: Path, scans: list[Path]) -> None:
+    """A scan delivered again under a name already in the processed folder is a duplicate of a stored
+    time: it is kept under a numbered name, and the file behind the stored frame stays as it was."""
+    s = settings(tmp_path)
+    op = Operator(s)
+    deliver(scans[:4], s)
+    assert op.run_cycle(now=cycle_time(3), wait=False).outcome == "written"
+    kept = (s.processed / scans[3].name).read_bytes()
+    (s.incoming / scans[3].name).write_bytes(scans[4].read_bytes())  # other data, the same name
+    op.run_cycle(now=cycle_time(3) + dt.timedelta(minutes=1), wait=False)
+    assert (s.processed / scans[3].name).read_bytes() == kept
+    copies = [p for p in s.processed.iterdir() if p.name != scans[3].name and p.name not in
+              {f.name for f in scans[:3]}]
+    assert [c.read_bytes() for c in copies] == [scans[4].read_bytes()]
+    assert not list(s.incoming.iterdir())
+
 def test_service_runs_a_cycle_per_interval_and_stops_on_sigterm(tmp_path: Path) -> None:
     s = settings(tmp_path)
     # a 3-second "radar cycle" on the wall clock: no scan ever arrives, so each cycle is skipped
