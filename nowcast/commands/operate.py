@@ -230,6 +230,8 @@ def serve(operator) -> int:
             operator.run_cycle(wait=True)
         except LockedError as exc:  # a cron-started cycle of the same job holds it: skip this one
             log.warning("cycle not run: %s", exc)
+        except OSError as exc:  # e.g. a full disk for the lock or the cycle log: the next cycle may work
+            log.error("cycle not run or not recorded: %s", exc)
     return 0
 
 

@@ -407,3 +407,27 @@ def test_service_runs_a_cycle_per_interval_and_stops_on_sigterm(tmp_path: Path) 
     assert "has not arrived" in lines[0]["reason"]
     starts = [dt.datetime.fromisoformat(ln["started"].rstrip("Z")) for ln in lines[:2]]
     assert dt.timedelta(seconds=2) <= starts[1] - starts[0] <= dt.timedelta(seconds=5)
+
+
+def test_the_service_outlives_a_cycle_that_cannot_write_its_state(tmp_path: Path, monkeypatch) -> None:
+    """A full disk (OSError writing the lock or the cycle log) fails that cycle only: the service logs
+    it and runs the next one."""
+    from nowcast.commands import operate as operate_command
+    from nowcast.ops import schedule
+
+    calls: list[int] = []
+
+    class FullDiskOperator:
+        s = settings(tmp_path, interval_minutes=0.05)
+
+        def run_cycle(self, wait: bool = True) -> None:
+            calls.append(1)
+            if len(calls) == 3:
+                operate_command._Stop.requested = True
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(schedule, "next_cycle_start", lambda now, interval, offset: now)
+    monkeypatch.setattr(operate_command._Stop, "install", classmethod(lambda cls: None))
+    monkeypatch.setattr(operate_command._Stop, "requested", False)
+    assert operate_command.serve(FullDiskOperator()) == 0
+    assert len(calls) == 3
