@@ -366,6 +366,18 @@ def export_netcdf(store_path: str | Path, nc_path: str | Path) -> Path:
         raise StoreError(f"not a zarr store: {store_path}")
     nc_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = nc_path.with_name(f"{nc_path.name}.tmp-{os.getpid()}")
+    try:
+        _export(store_path, tmp)
+        fsync_path(tmp)
+        tmp.replace(nc_path)  # readers see the old file or the whole new one
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_path(nc_path.parent)
+    return nc_path
+
+
+def _export(store_path: Path, tmp: Path) -> None:
+    """The zarr store at ``store_path`` as CF netCDF4 at ``tmp`` (:func:`export_netcdf`)."""
     with read_store(store_path) as ds:
         validate_rain_dataset(ds)
         out = _strip_encoding(ds)
@@ -376,5 +388,3 @@ def export_netcdf(store_path: str | Path, nc_path: str | Path) -> Path:
                     # CF: coordinate variables carry no fill value
                     **{c: {"_FillValue": None} for c in ("x", "y")}}
         out.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-    tmp.replace(nc_path)
-    return nc_path

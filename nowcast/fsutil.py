@@ -143,11 +143,14 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Replace ``path`` by ``data`` (str: UTF-8) atomically and durably."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:  # a failed write (a full disk) leaves neither a part nor its temporary file
+        tmp.unlink(missing_ok=True)
     fsync_path(path.parent)
 
 
