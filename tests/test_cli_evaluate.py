@@ -92,6 +92,45 @@ def test_resume_with_other_models_finishes_the_same_report(store, tmp_path, caps
     assert "other motion" in capsys.readouterr().err
 
 
+def test_resume_refuses_a_run_that_scores_something_else(store, tmp_path, capsys):
+    """--resume into a folder whose results were scored on other data or settings is refused
+    before anything runs (one line: what differs, there and now, and the fix), the folder byte for
+    byte as it was; the same run, even from a copy of the store elsewhere, is finished as before."""
+    import shutil
+
+    out = tmp_path / "rep"
+    assert cli_main(["evaluate", *common(store, out), "--models", "persistence"]) == 0
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    other = write_synthetic_store(tmp_path / "other.zarr", n_frames=12, height=48, width=48, seed=6)
+    namesake = write_synthetic_store(tmp_path / "elsewhere" / store.name, n_frames=12, height=48, width=48,
+                                     seed=6)  # same name, other rain
+    refused = {  # options after the first run's -> what the message names
+        (other,): ["other windows (#1 [", "'other 2024-", "other stores (['syn'] there, ['other'] now)"],
+        (namesake,): ["other stores (syn source 'nowcast.data.synthetic (seed 5)' there, "
+                      "'nowcast.data.synthetic (seed 6)' now)"],
+        (store, "--crop", "32"): ["other crop (40 there, 32 now)"],
+        (store, "--members", "3"): ["other members (2 there, 3 now)"],
+        (store, "--seed", "1", "--point", "member0"): ["other point forecast ('mean' there, 'member0' now), "
+                                                       "other seed (0 there, 1 now)"],
+    }
+    capsys.readouterr()
+    for (where, *options), said in refused.items():
+        argv = ["evaluate", *common(where, out), *options, "--models", "persistence", "--resume"]
+        assert cli_main(argv) == 2, options
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith(f"nowcast evaluate: error: {out} holds results for other ")
+        assert all(s in err for s in said) and "use another --output folder, or drop --resume" in err, err
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files, options
+    copy = shutil.copytree(store, tmp_path / "copied" / store.name)  # e.g. on another machine
+    stamp = (out / "models/persistence/result.json").stat().st_mtime_ns
+    argv = ["evaluate", *common(copy, out), "--models", "persistence", "extrapolation", "--resume"]
+    assert cli_main(argv) == 0
+    assert (out / "models/persistence/result.json").stat().st_mtime_ns == stamp  # kept, not rerun
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["status"] for m in metrics["models"].values()] == ["ok", "ok"]
+    assert len(metrics["run"]["parts"]) == 2
+
+
 def test_a_second_network_store_is_scored_with_its_own_grid(shared_radar, tmp_path, capsys):
     """FMI 2016-09-28 at its native 1 km, ingested by the user: the example config scores it with no
     edits; STEPS takes 1 km pixels from the store, the shipped diffusion model (2 km) is refused

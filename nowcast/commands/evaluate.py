@@ -12,12 +12,15 @@ ingest`` with a time range. Models are model specs, ``name[:key=value,...]`` or 
 ``nowcast forecast`` and ``nowcast operate`` (:mod:`nowcast.models.spec`; the evaluation's own keys:
 :class:`nowcast.evaluation.specs.EvaluatedModel`). Each model's result is written when it finishes;
 a failing model is reported with its error and the others go on; ``--resume`` skips models
-whose results are already in the output folder.
+whose results are already in the output folder, and adds or replaces the others, only when the
+run scores the same windows and data with the same crop, lead times, motion, members, point
+forecast and seed (anything else is refused, the folder left as it was).
 
 Exit codes: 0 every model scored; 2 refused before anything ran (bad option, data config,
-split, store, model name or argument: one line on stderr, no output folder written) or a model
-refused as not fitting the data (e.g. trained at another time step; the others are scored);
-1 a model failed while running (its error is in the report).
+split, store, model name or argument, or --resume into a folder of another run: one line on
+stderr, no output folder written or changed) or a model refused as not fitting the data (e.g.
+trained at another time step; the others are scored); 1 a model failed while running (its
+error is in the report).
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--output", type=str, default="reports/evaluation", help="report folder")
     s.add_argument("--name", type=str | None, default=None, help="report title (default: the folder name)")
     s.add_argument("--resume", action=ActionYesNo, default=False,
-                   help="keep models whose results are already in --output")
+                   help="keep models whose results are already in --output (a run of the same windows, data "
+                        "and settings only)")
     s.add_argument("--report-only", action=ActionYesNo, default=False,
                    help="only rebuild the report from the results in --output")
     s.add_argument("--progress", action=ActionYesNo, default=True, help="progress bars")

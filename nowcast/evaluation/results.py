@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,13 @@ def unpack_rain(packed: np.ndarray) -> np.ndarray:
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON atomically (NaN/inf are written as null)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_finite(obj), indent=1, default=str))
+    tmp.write_text(_as_json(obj, indent=1))
     tmp.replace(path)
+
+
+def _as_json(obj: Any, indent: int | None = None) -> str:
+    """``obj`` as the JSON text :func:`write_json` writes (NaN/inf as null, other objects as ``str``)."""
+    return json.dumps(_finite(obj), indent=indent, default=str)
 
 
 def write_result(folder: Path, result: dict[str, Any]) -> None:
@@ -96,18 +102,60 @@ def load_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, An
     return run, results
 
 
+def run_identity(run: Mapping[str, Any]) -> dict[str, Any]:
+    """What the results in a folder were scored on and how, by name: ``--resume`` continues a
+    folder only when this is the same (:func:`merge_runs`); models and devices may differ.
+
+    The windows by identity (store and anchor time) with their positions (the stored per-window
+    sums and each result's ``window_indices`` are positions), the past frames and lead times, the
+    scoring crop (0: the full field, as ``--crop 0``), the motion source, the ensemble size, the
+    point forecast, the seed, and each store used as ``run.json`` describes it (source,
+    conversion, frames, time range, grid, ...) but not its path, so a store copied to another
+    machine still continues the run there. Values as ``run.json`` stores them (tuples as lists,
+    NaN as null), so a run's identity compares equal to that of its own ``run.json``.
+    """
+    data = run.get("data") or {}
+    windows = zip(run.get("window_indices") or [], run.get("windows") or [], strict=True)
+    identity = {"windows": [[position, window] for position, window in windows],
+                "past frames": run.get("n_in"), "lead times": run.get("n_out"), "crop": run.get("crop") or 0,
+                "motion": data.get("motion", "estimate"), "members": run.get("members"),
+                "point forecast": run.get("point"), "seed": (run.get("config") or {}).get("seed"),
+                "stores": {name: {k: v for k, v in store.items() if k != "path"}
+                         for name, store in (data.get("stores") or {}).items()}}
+    return json.loads(_as_json(identity))
+
+
+def _difference(old: Any, new: Any) -> str:
+    """Where two unequal values first differ, short: ``'<where> <old> there, <new> now'`` (a
+    mapping is followed into its first differing key, a list shows its length or first differing item)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        if old.keys() != new.keys():
+            return f"{sorted(old)} there, {sorted(new)} now"
+        key = next(k for k in old if old[k] != new[k])
+        return f"{key} {_difference(old[key], new[key])}"
+    if isinstance(old, list) and isinstance(new, list):
+        if len(old) != len(new):
+            return f"{len(old)} there, {len(new)} now"
+        i = next(i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b)
+        return f"#{i + 1} {old[i]!r} there, {new[i]!r} now"
+    return f"{old!r} there, {new!r} now"
+
+
 def merge_runs(old: dict[str, Any], new: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The run metadata of ``--resume`` into a folder that holds ``old``: the same windows, lead
-    times and motion are required; the model list is the old one with this run's models
-    replacing or joining it (so a report can be finished on another machine, e.g. the diffusion
-    samplers on a GPU after the baselines on a CPU), and each invocation is kept in ``parts``."""
-    same = {"windows": old.get("window_indices") == new["window_indices"],
-            "lead times": old.get("n_out") == new["n_out"],
-            "motion": old.get("data", {}).get("motion", "estimate") == new["data"]["motion"]}
-    differ = [k for k, ok in same.items() if not ok]
+    """The run metadata of ``--resume`` into a folder that holds ``old``.
+
+    The new run must score the same thing (:func:`run_identity`: windows, stores, crop, lead times,
+    motion, members, point forecast, seed), else an :class:`EvaluateInputError` names each
+    difference (its value there and now) before anything is written or forecast; every result in
+    a folder was thus scored under its ``run.json``, which is why the runner's ``done`` needs only
+    each model's own checks. The model list is the old one with this run's models replacing or
+    joining it (so a report can be finished on another machine, e.g. the diffusion samplers on a
+    GPU after the baselines on a CPU), and each invocation is kept in ``parts``."""
+    was, now = run_identity(old), run_identity(new)
+    differ = [f"other {key} ({_difference(was[key], now[key])})" for key in was if was[key] != now[key]]
     if differ:
-        raise EvaluateInputError(f"{out} holds results for other {', '.join(differ)}; "
-                                 "use another --output or drop --resume")
+        raise EvaluateInputError(f"{out} holds results for {', '.join(differ)}; use another --output "
+                                 "folder, or drop --resume to score the models afresh there")
     models = {EvaluatedModel.parse(m).label: m for m in old.get("models", [])}
     models.update({EvaluatedModel.parse(m).label: m for m in new["models"]})
     keys = ("command", "device_name", "git", "started", "wall_s")

@@ -111,7 +111,10 @@ class EvaluationRunner:
         return self.out / "models" / spec.slug / "result.json"
 
     def done(self, spec: EvaluatedModel) -> bool:
-        """True if ``spec`` already has a successful result in the output folder."""
+        """True if ``spec`` already has a successful result in the output folder, on its windows
+        (``window_indices``: positions, which suffice because ``nowcast evaluate --resume`` refuses
+        a folder whose run scored other windows, data or settings before the runner starts, see
+        :func:`nowcast.evaluation.results.run_identity`), with the same weights and card settings."""
         path = self.result_path(spec)
         if not path.exists():
             return False
