@@ -20,9 +20,12 @@ interrupted write, or exactly as after it):
   merged lazily (chunk by chunk) into ``.<store>.nowcast-tmp-<pid>``, which then replaces the
   store (old -> ``.<store>.nowcast-bak-<pid>``, temp -> store, backup removed); recovery puts a
   backup back if the store is missing and removes it otherwise;
-- recovery also removes the ``.<store>.nowcast-tmp-*`` folders and the ``*.tmp-*`` files inside the
-  store of killed runs. It touches only these namespaced names: a user's own ``<store>.bak-...``
-  copy beside the store is never removed or swapped in.
+- recovery also removes the ``.<store>.nowcast-tmp-*`` folders, and the ``*.tmp-*`` and zarr's
+  ``*.partial`` files inside the store, of killed runs. Beside the store it touches only these
+  namespaced names: a user's own ``<store>.bak-...`` copy is never removed or swapped in.
+
+The motion caches (:mod:`nowcast.data.motion_cache`) are written the same way, by the same
+:func:`locked_store`, :func:`create_zarr`, :func:`append_zarr` and :func:`replace_zarr`.
 """
 
 from __future__ import annotations
@@ -138,13 +141,36 @@ def create_store(ds: xr.Dataset, path: str | Path) -> None:
         raise FileExistsError(f"store already exists: {path}")
     validate_rain_dataset(ds)
     path.parent.mkdir(parents=True, exist_ok=True)
+    ds = _prepare(ds)
+    create_zarr(ds, path, encoding=_encoding(ds))
+
+
+def _write_temporary(ds: xr.Dataset, path: Path, encoding: dict[str, dict[str, Any]]) -> Path:
+    """Write ``ds`` (consolidated, fsynced) to :func:`scratch_path` "tmp", to be renamed to ``path``."""
     tmp = scratch_path(path, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    ds = _prepare(ds)
-    _to_zarr(ds, tmp, mode="w-", encoding=_encoding(ds))
+    _to_zarr(ds, tmp, mode="w-", encoding=encoding)
     fsync_tree(tmp)
-    tmp.rename(path)
+    return tmp
+
+
+def create_zarr(ds: xr.Dataset, path: Path, encoding: dict[str, dict[str, Any]]) -> None:
+    """Write ``ds`` as the new zarr store ``path`` by a rename, so that it appears complete or not
+    at all (hold :func:`locked_store`)."""
+    _write_temporary(ds, path, encoding).rename(path)
     fsync_path(path.parent)
+
+
+def replace_zarr(ds: xr.Dataset, path: Path, encoding: dict[str, dict[str, Any]]) -> None:
+    """Replace the zarr store ``path`` by ``ds`` (which may read lazily from it): written beside it,
+    then two renames (old -> :func:`scratch_path` "bak", new -> ``path``; :func:`recover_store` puts
+    the backup back after a kill between them). Hold :func:`locked_store`."""
+    tmp = _write_temporary(ds, path, encoding)
+    bak = scratch_path(path, "bak")
+    path.rename(bak)
+    tmp.rename(path)  # the commit
+    fsync_path(path.parent)
+    shutil.rmtree(bak)
 
 
 def append_store(ds: xr.Dataset, path: str | Path) -> None:
@@ -155,9 +181,17 @@ def append_store(ds: xr.Dataset, path: str | Path) -> None:
     # xarray rewrites the group attributes on append: keep the store's own provenance
     with read_store(path) as old:
         ds.attrs = dict(old.attrs)
+    append_zarr(ds.drop_vars([CRS, "x", "y"]), path)
+
+
+def append_zarr(ds: xr.Dataset, path: Path) -> None:
+    """Append ``ds`` along ``time`` to the consolidated zarr store ``path`` as a transaction: journal,
+    append, fsync, commit (the journal's removal). Killed or failed at any point, the store still
+    reads as before (its consolidated metadata is rewritten last) and :func:`recover_store` rolls
+    the rest back. ``ds`` holds only the variables to append (hold :func:`locked_store`)."""
     started = time.time()
     _begin_append(path)
-    _to_zarr(ds.drop_vars([CRS, "x", "y"]), path, mode="a", append_dim="time")
+    _to_zarr(ds, path, mode="a", append_dim="time")
     # 2 s: file time stamps may lag the clock by a tick
     fsync_tree(path, newer_than=started - 2.0)
     (path / JOURNAL).unlink()  # the commit
@@ -177,15 +211,7 @@ def merge_store(ds: xr.Dataset, path: str | Path) -> None:
                            combine_attrs="override").sortby("time")
         validate_rain_dataset(merged)
         merged = _prepare(merged)
-        tmp = scratch_path(path, "tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        _to_zarr(merged.chunk({"time": 1}), tmp, mode="w-", encoding=_encoding(merged))
-    fsync_tree(tmp)
-    bak = scratch_path(path, "bak")
-    path.rename(bak)
-    tmp.rename(path)  # the commit; recovery handles a kill between the two renames
-    fsync_path(path.parent)
-    shutil.rmtree(bak)
+        replace_zarr(merged.chunk({"time": 1}), path, _encoding(merged))
 
 
 def scratch_path(path: Path, kind: str) -> Path:

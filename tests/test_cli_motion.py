@@ -7,6 +7,7 @@ import numpy as np
 from nowcast.cli import main as cli_main
 from nowcast.data.motion_cache import MotionCache
 from nowcast.data.synthetic import write_synthetic_store
+from nowcast.fsutil import WriterLock
 
 
 def test_motion_cache_covers_every_window_anchor_and_resumes(tmp_path, capsys):
@@ -28,3 +29,14 @@ def test_motion_refuses_unknown_splits_and_mixed_selections(tmp_path, capsys):
     assert "not in the data config" in capsys.readouterr().err
     assert cli_main(["motion", "--data", "configs/data/synthetic.yaml", "--start", "2024-01-01"]) == 2
     assert "--start/--end" in capsys.readouterr().err
+
+
+def test_motion_refuses_a_second_build_of_a_cache_in_one_line(tmp_path, capsys):
+    store = write_synthetic_store(tmp_path / "syn.zarr", n_frames=10, height=32, width=32, seed=2)
+    argv = ["motion", "--store", str(store), "--n-in", "4", "--n-out", "2", "--no_progress"]
+    with WriterLock(tmp_path / "syn.motion.zarr", command="test holder"):
+        assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and not (tmp_path / "syn.motion.zarr").exists()
+    line, = [ln for ln in err.splitlines() if "being written" in ln]
+    assert line.startswith("nowcast motion: error:") and "syn.motion.zarr" in line and "test holder" in line

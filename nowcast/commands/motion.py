@@ -8,7 +8,8 @@ One pysteps optical flow per window anchor (the last past frame), on the store's
 (:func:`nowcast.data.motion_cache.build_motion_cache`). The caches let training and
 ``nowcast evaluate --motion cache`` run where pysteps is not installed (the GPU machine) and
 give every model of an evaluation the same motion. Resumable: anchors already cached are
-skipped, new ones are appended in small batches.
+skipped, new ones are appended in small batches. One build per cache at a time: a second is
+refused (exit 2).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from nowcast.data.motion_cache import build_motion_cache
+    from nowcast.fsutil import LockedError
 
     logging.getLogger("nowcast").setLevel(logging.INFO)
     try:
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             out = build_motion_cache(paths[store], n_in=n_in, coarsen=args.coarsen, times=wanted,
                                      method=args.method, progress=args.progress)
             log.info("%s: motion of %d window anchors in %s", store, len(wanted), out)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, LockedError) as err:  # LockedError: another build writes a cache
         print(f"nowcast motion: error: {err}", file=sys.stderr, flush=True)
         return 2
     return 0

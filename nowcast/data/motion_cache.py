@@ -12,10 +12,18 @@ Motion fields are smooth, so they are stored block-averaged by ``coarsen`` (4 or
 back bilinearly upsampled to the full grid (:meth:`MotionCache.read`). The attributes carry
 ``n_in``, ``method``, ``coarsen`` and the full grid size; a cache built with other settings
 is refused rather than silently mixed.
+
+Crash safety is the rain store's (:mod:`data_pipelines.store`): a build holds the cache's writer
+lock (``<cache>.lock``; a second build is refused) and first recovers what a killed build left;
+a new cache appears by a rename; each batch is appended as a journalled transaction, and readers
+see only committed anchors (the consolidated metadata is rewritten last). So every anchor a cache
+lists has its field. A cache written before this (no consolidated metadata, possibly listing
+anchors whose field was never written: NaN) is rewritten once at the next build without them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,12 +31,14 @@ import numpy as np
 import torch
 import xarray as xr
 
-from data_pipelines.store import read_store
+from data_pipelines.store import append_zarr, create_zarr, locked_store, read_store, replace_zarr
 from nowcast.data.store import open_store
 from nowcast.data.windows import valid_starts
 from nowcast.schema import RAIN, timestep
 
 MOTION_VAR = "motion"
+
+log = logging.getLogger(__name__)
 
 
 def motion_cache_path(store_path: str | Path) -> Path:
@@ -72,6 +82,7 @@ def build_motion_cache(
 
     Resumable: anchors already in the cache are skipped and new ones are appended every
     ``flush_every`` fields, so an interrupted build loses little. Returns the cache path.
+    Raises :class:`nowcast.fsutil.LockedError` if another build writes the cache.
     """
     from tqdm.auto import tqdm
 
@@ -93,37 +104,53 @@ def build_motion_cache(
     attrs = {"n_in": int(n_in), "method": method, "coarsen": int(coarsen), "height": int(h), "width": int(w),
              "units": "full-resolution pixels per time step", "store": str(Path(store_path).name),
              "timestep_seconds": int(timestep(ds).astype("timedelta64[s]").astype(int))}
-    done = np.zeros(0, dtype="datetime64[ns]")
-    if out.exists():
-        cache = MotionCache(out)
-        cache.check(n_in=n_in, method=method, height=h, width=w)
-        if cache.coarsen != coarsen:
-            raise ValueError(f"{out} was built with coarsen={cache.coarsen}, not {coarsen}; "
-                             "delete it to rebuild")
-        done = cache.times
-    todo = np.setdiff1d(anchors, done)
-    index = {t: i for i, t in enumerate(ds["time"].values.astype("datetime64[ns]"))}
-    rain = ds[RAIN]
-    fields: list[np.ndarray] = []
-    stamps: list[np.datetime64] = []
-    first_write = not out.exists()
-    for t in tqdm(todo, desc=f"motion {Path(store_path).name}", disable=not progress or len(todo) == 0):
-        i = index[t]
-        past = np.asarray(rain[i - n_in + 1: i + 1].values, dtype=np.float32)
-        fields.append(coarsen_motion(estimate_motion(past, method=method), coarsen).astype(np.float32))
-        stamps.append(t)
-        if len(fields) >= flush_every:
-            _append(out, np.stack(fields), stamps, attrs, first_write)
-            first_write, fields, stamps = False, [], []
-    if fields or first_write:  # an empty build still leaves a valid cache with no times
-        empty = np.zeros((0, 2, -(-h // coarsen), -(-w // coarsen)), np.float32)
-        data = np.stack(fields) if fields else empty
-        _append(out, data, stamps, attrs, first_write)
+    with locked_store(out):  # one build at a time; first recovers what a killed one left
+        todo = np.setdiff1d(anchors, _cached_times(out, n_in, method, coarsen, h, w))
+        index = {t: i for i, t in enumerate(ds["time"].values.astype("datetime64[ns]"))}
+        rain = ds[RAIN]
+        fields: list[np.ndarray] = []
+        stamps: list[np.datetime64] = []
+        for t in tqdm(todo, desc=f"motion {Path(store_path).name}", disable=not progress or len(todo) == 0):
+            i = index[t]
+            past = np.asarray(rain[i - n_in + 1: i + 1].values, dtype=np.float32)
+            fields.append(coarsen_motion(estimate_motion(past, method=method), coarsen).astype(np.float32))
+            stamps.append(t)
+            if len(fields) >= flush_every:
+                _append(out, np.stack(fields), stamps, attrs)
+                fields, stamps = [], []
+        if fields or not out.exists():  # an empty build still leaves a valid cache with no times
+            empty = np.zeros((0, 2, -(-h // coarsen), -(-w // coarsen)), np.float32)
+            _append(out, np.stack(fields) if fields else empty, stamps, attrs)
     return out
 
 
-def _append(out: Path, data: np.ndarray, stamps: list[np.datetime64], attrs: dict, create: bool) -> None:
-    """Write (N, 2, hc, wc) fields for ``stamps`` to a new cache or append them to ``out``."""
+def _cached_times(out: Path, n_in: int, method: str, coarsen: int, height: int, width: int) -> np.ndarray:
+    """The anchors the cache ``out`` holds (none if there is no cache yet), once its settings are
+    checked and a cache from before journalled appends is rewritten (:func:`_rewrite_unjournalled`)."""
+    if not out.exists():
+        return np.zeros(0, dtype="datetime64[ns]")
+    cache = MotionCache(out)
+    try:
+        times = cache.times
+    except ValueError as err:  # arrays of different lengths: only an old writer could tear a cache so
+        raise ValueError(f"motion cache {out} is unreadable ({err}); delete it to rebuild") from None
+    cache.check(n_in=n_in, method=method, height=height, width=width)
+    if cache.coarsen != coarsen:
+        raise ValueError(f"{out} was built with coarsen={cache.coarsen}, not {coarsen}; delete it to rebuild")
+    if not (out / ".zmetadata").is_file():
+        _rewrite_unjournalled(out)
+        times = MotionCache(out).times
+    return times
+
+
+def _encoding(ds: xr.Dataset) -> dict[str, dict]:
+    """One anchor per chunk of ``motion``."""
+    return {MOTION_VAR: {"chunks": (1, *ds[MOTION_VAR].shape[1:])}}
+
+
+def _append(out: Path, data: np.ndarray, stamps: list[np.datetime64], attrs: dict) -> None:
+    """Write (N, 2, hc, wc) fields for ``stamps`` to a new cache or append them to ``out``
+    (atomically either way; the caller holds the cache's lock)."""
     ds = xr.Dataset(
         {MOTION_VAR: (("time", "component", "yc", "xc"), data,
                       {"long_name": "advection field", "units": attrs["units"]})},
@@ -131,11 +158,29 @@ def _append(out: Path, data: np.ndarray, stamps: list[np.datetime64], attrs: dic
                 "component": np.array(["u", "v"], dtype=object)},
         attrs=attrs,
     )
-    if create:
-        ds[MOTION_VAR].encoding["chunks"] = (1, 2, data.shape[2], data.shape[3])
-        ds.to_zarr(out, mode="w", zarr_format=2, consolidated=False)
+    if out.exists():
+        append_zarr(ds.drop_vars("component"), out)
     else:
-        ds.drop_vars("component").to_zarr(out, append_dim="time", consolidated=False)
+        create_zarr(ds, out, _encoding(ds))
+
+
+def _rewrite_unjournalled(out: Path) -> None:
+    """Rewrite a cache from before journalled appends (no consolidated metadata), keeping only the
+    first anchor of each time whose field is finite: an interrupted append of the old writer left
+    anchors listed whose field was never written (NaN; no motion estimate is), and concurrent builds
+    repeated anchors. The next build computes the dropped anchors again."""
+    with read_store(out) as old:  # one anchor per dask chunk: streams
+        times = old["time"].values
+        finite = np.flatnonzero(np.isfinite(old[MOTION_VAR]).all(dim=("component", "yc", "xc")).values)
+        keep = np.sort(finite[np.unique(times[finite], return_index=True)[1]])
+        cache = old.isel(time=keep)
+        for var in cache.variables.values():
+            var.encoding = {}
+        replace_zarr(cache, out, _encoding(cache))
+    lost = np.setdiff1d(times, times[keep]).astype("datetime64[m]")
+    log.warning("%s: rewritten with journalled appends, %d of its %d entries dropped (fields never written, "
+                "repeats); anchors to compute again: %s", out, len(times) - len(keep), len(times),
+                ", ".join(map(str, lost[:5])) + (", ..." if len(lost) > 5 else "") if len(lost) else "none")
 
 
 class MotionCache:
@@ -193,5 +238,8 @@ class MotionCache:
         if i is None:
             raise KeyError(f"no motion for {anchor} in {self.path}; run build_motion_cache for it")
         coarse = np.asarray(self.ds[MOTION_VAR][i].values)
+        if not np.isfinite(coarse).all():  # only a cache written before journalled appends
+            raise ValueError(f"the motion of {anchor} in {self.path} was never written (an interrupted "
+                             "build); run nowcast motion again to repair the cache")
         a = self.ds.attrs
         return upsample_motion(coarse, int(a["coarsen"]), int(a["height"]), int(a["width"]))

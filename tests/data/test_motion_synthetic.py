@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+import zarr.storage
 
+from nowcast.data import motion_cache
 from nowcast.data.dataset import RadarWindowDataset
 from nowcast.data.motion_cache import (
     MotionCache,
@@ -17,8 +23,9 @@ from nowcast.data.motion_cache import (
     motion_cache_path,
     upsample_motion,
 )
-from nowcast.data.synthetic import synthetic_event, synthetic_motion
+from nowcast.data.synthetic import synthetic_event, synthetic_motion, write_synthetic_store
 from nowcast.data.windows import store_windows
+from nowcast.fsutil import LockedError, WriterLock
 from nowcast.schema import validate_rain_dataset
 from nowcast.types import MOTION
 
@@ -84,6 +91,117 @@ def test_motion_cache_build_resume_and_read(syn_store) -> None:
     item = RadarWindowDataset({"s": syn_store}, windows, 4, 2, crop_size=32, with_motion=True)[7]
     y0, x0 = item["origin"].tolist()
     np.testing.assert_allclose(item[MOTION].numpy(), cache.read(windows[7].anchor)[:, y0:y0 + 32, x0:x0 + 32])
+
+
+def _small_store(folder: Path) -> Path:
+    """The reviewer's store: 10 frames of 32x32 (anchors 12:15 .. 12:45 for n_in=4), same in every folder."""
+    return write_synthetic_store(folder / "s.zarr", n_frames=10, height=32, width=32, seed=0)
+
+
+def _fields(cache_path: Path) -> dict[np.datetime64, np.ndarray]:
+    cache = MotionCache(cache_path)
+    assert len(set(cache.times)) == len(cache.times)  # no anchor twice
+    return {t: np.asarray(cache.ds["motion"].sel(time=t).values) for t in cache.times}
+
+
+@pytest.fixture(scope="module")
+def clean_fields(tmp_path_factory) -> dict[np.datetime64, np.ndarray]:
+    """Every anchor's field of :func:`_small_store`, built in one uninterrupted run."""
+    store = _small_store(tmp_path_factory.mktemp("clean"))
+    fields = _fields(build_motion_cache(store, n_in=4, coarsen=4, progress=False, flush_every=2))
+    assert len(fields) == 7 and all(np.isfinite(f).all() for f in fields.values())
+    return fields
+
+
+def _assert_equals_clean(cache_path: Path, clean: dict[np.datetime64, np.ndarray]) -> None:
+    fields = _fields(cache_path)
+    assert sorted(fields) == sorted(clean)
+    for t, field in clean.items():
+        np.testing.assert_array_equal(fields[t], field, err_msg=str(t))
+
+
+@pytest.mark.parametrize("failing_flush", [1, 2], ids=["create", "append"])
+def test_disk_full_during_a_flush_leaves_no_anchor_without_field(failing_flush, tmp_path, monkeypatch,
+                                                                 clean_fields) -> None:
+    """The disk fills up while a batch's motion chunks are written (its time coordinate may be
+    on disk already): the anchors of that batch must not count as done, the next build computes them."""
+    store = _small_store(tmp_path)
+    cache_path = motion_cache_path(store)
+    flushes, set_key = [], zarr.storage.LocalStore.set
+
+    async def disk_full_on_motion_chunks(self, key, value):
+        motion_chunk = key.startswith("motion/") and not key.rsplit("/", 1)[1].startswith(".")
+        if motion_chunk and len(flushes) == failing_flush:
+            raise OSError(errno.ENOSPC, "No space left on device (simulated)")
+        return await set_key(self, key, value)
+
+    def counting_append(*args, **kwargs):
+        flushes.append(1)
+        return append(*args, **kwargs)
+
+    append = motion_cache._append
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", disk_full_on_motion_chunks)
+    monkeypatch.setattr(motion_cache, "_append", counting_append)
+    with pytest.raises(OSError, match="No space left"):
+        build_motion_cache(store, n_in=4, coarsen=4, progress=False, flush_every=2)
+    monkeypatch.undo()
+    # readers already see only the committed batches, with their fields
+    listed = _fields(cache_path) if cache_path.exists() else {}
+    assert len(listed) == 2 * (failing_flush - 1) and all(np.isfinite(f).all() for f in listed.values())
+
+    build_motion_cache(store, n_in=4, coarsen=4, progress=False, flush_every=2)  # resumes
+    _assert_equals_clean(cache_path, clean_fields)
+    assert not [p.name for p in tmp_path.rglob("*") if p.suffix == ".lock" or "tmp-" in p.name
+                or "journal" in p.name]
+
+
+def _old_writer_cache(cache_path: Path, fields: dict[np.datetime64, np.ndarray],
+                      listed: list[np.datetime64]) -> None:
+    """A cache as the writer before journalled appends left it (no consolidated metadata)."""
+    ds = xr.Dataset({"motion": (("time", "component", "yc", "xc"), np.stack([fields[t] for t in listed]))},
+                    coords={"time": listed, "component": ["u", "v"]},
+                    attrs={"n_in": 4, "method": "LK", "coarsen": 4, "height": 32, "width": 32})
+    ds["motion"].encoding["chunks"] = (1, 2, 8, 8)
+    ds.to_zarr(cache_path, mode="w", zarr_format=2, consolidated=False)
+
+
+def test_a_cache_damaged_before_journals_is_repaired(tmp_path, caplog, clean_fields) -> None:
+    """A cache of the old writer listing an anchor whose chunk was never written, and an anchor
+    twice (two concurrent builds)."""
+    store = _small_store(tmp_path)
+    cache_path = motion_cache_path(store)
+    times = sorted(clean_fields)
+    _old_writer_cache(cache_path, clean_fields, [*times, times[1]])
+    (cache_path / "motion" / "4.0.0.0").unlink()  # times[4]: listed, its field NaN
+    with pytest.raises(ValueError, match="never written"):
+        MotionCache(cache_path).read(times[4])  # not handed to a model as NaN
+
+    with caplog.at_level(logging.WARNING):
+        build_motion_cache(store, n_in=4, coarsen=4, progress=False)
+    assert "2 of its 8 entries dropped" in caplog.text and str(times[4])[:16] in caplog.text
+    _assert_equals_clean(cache_path, clean_fields)
+
+
+def test_a_cache_torn_before_journals_is_refused_in_one_line(tmp_path, clean_fields) -> None:
+    store = _small_store(tmp_path)
+    cache_path = motion_cache_path(store)
+    _old_writer_cache(cache_path, clean_fields, sorted(clean_fields))
+    zarray = cache_path / "time" / ".zarray"  # the old writer killed between resizing its arrays
+    zarray.write_text(json.dumps({**json.loads(zarray.read_text()), "shape": [5]}))
+    with pytest.raises(ValueError, match="s.motion.zarr is unreadable .*; delete it to rebuild"):
+        build_motion_cache(store, n_in=4, coarsen=4, progress=False)
+
+
+def test_second_build_refused_while_one_writes(tmp_path) -> None:
+    store = _small_store(tmp_path)
+    cache_path = build_motion_cache(store, n_in=4, coarsen=4, times=[np.datetime64("2024-06-01T12:15")],
+                                    progress=False)
+    with WriterLock(cache_path, command="nowcast motion (test holder)"), \
+            pytest.raises(LockedError, match="being written by pid .*test holder"):
+        build_motion_cache(store, n_in=4, coarsen=4, progress=False)
+    assert len(MotionCache(cache_path).times) == 1
+    build_motion_cache(store, n_in=4, coarsen=4, progress=False)  # the lock is free again
+    assert len(MotionCache(cache_path).times) == 7
 
 
 def test_cached_motion_needs_no_pysteps(syn_store) -> None:
