@@ -31,7 +31,14 @@ import numpy as np
 import torch
 import xarray as xr
 
-from data_pipelines.store import append_zarr, create_zarr, locked_store, read_store, replace_zarr
+from data_pipelines.store import (
+    TIME_ENCODING,
+    append_zarr,
+    create_zarr,
+    locked_store,
+    read_store,
+    replace_zarr,
+)
 from nowcast.data.store import open_store
 from nowcast.data.windows import valid_starts
 from nowcast.schema import RAIN, timestep
@@ -144,8 +151,9 @@ def _cached_times(out: Path, n_in: int, method: str, coarsen: int, height: int, 
 
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict]:
-    """One anchor per chunk of ``motion``."""
-    return {MOTION_VAR: {"chunks": (1, *ds[MOTION_VAR].shape[1:])}}
+    """One anchor per chunk of ``motion``; times as the rain store's, int64 seconds since 1970 (left
+    to xarray, a first batch of one anchor got whole days, into which later anchors were rounded)."""
+    return {MOTION_VAR: {"chunks": (1, *ds[MOTION_VAR].shape[1:])}, "time": dict(TIME_ENCODING)}
 
 
 def _append(out: Path, data: np.ndarray, stamps: list[np.datetime64], attrs: dict) -> None:

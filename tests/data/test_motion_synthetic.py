@@ -192,6 +192,14 @@ def test_a_cache_torn_before_journals_is_refused_in_one_line(tmp_path, clean_fie
         build_motion_cache(store, n_in=4, coarsen=4, progress=False)
 
 
+def test_a_cache_begun_with_one_anchor_keeps_exact_times(tmp_path, clean_fields) -> None:
+    store = _small_store(tmp_path)
+    times = sorted(clean_fields)
+    build_motion_cache(store, n_in=4, coarsen=4, times=times[2:3], progress=False)
+    cache_path = build_motion_cache(store, n_in=4, coarsen=4, progress=False)
+    _assert_equals_clean(cache_path, clean_fields)
+
+
 def test_second_build_refused_while_one_writes(tmp_path) -> None:
     store = _small_store(tmp_path)
     cache_path = build_motion_cache(store, n_in=4, coarsen=4, times=[np.datetime64("2024-06-01T12:15")],
