@@ -20,6 +20,7 @@ A checkpoint is a plain dict (only tensors, numbers, strings, lists and dicts, s
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import re
 import warnings
@@ -28,6 +29,7 @@ from typing import Any
 
 import torch
 
+from nowcast.fsutil import atomic_write
 from nowcast.types import GridSpec, WindowSpec
 
 FORMAT = "nowcast-checkpoint/1"
@@ -52,9 +54,9 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     missing = {"forecaster", "hparams", "transform", "window", "grid", "state_dict"} - set(payload)
     if missing:
         raise ValueError(f"checkpoint payload lacks {sorted(missing)}")
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **payload}, buffer)
+    atomic_write(path, buffer.getvalue())  # fsynced; a failed write leaves the old file and no temporary
     return path
 
 
@@ -68,6 +70,10 @@ def load_checkpoint(path: str | Path, forecaster: str | None = None) -> dict[str
     if not path.exists():
         raise CheckpointNotFoundError(f"checkpoint not found: {path} (give the path of a nowcast checkpoint, "
                                       "or none for the model's shipped one)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch's zip format nor a pickle
+        raise _unreadable(path, ValueError(f"it starts with {head!r}" if head else "it is empty"))
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols: the error says it all
             warnings.simplefilter("ignore")
