@@ -46,6 +46,7 @@ class ExportCheckpoint(L.Callback):
         self.weights_dtype = weights_dtype
         self.keep_periodic = keep_periodic
         self.best: float | None = None
+        self._warned_missing = False
 
     def _dir(self, trainer: L.Trainer) -> Path:
         if self.dirpath is None:
@@ -68,8 +69,14 @@ class ExportCheckpoint(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, module: ForecastTask) -> None:
         # `nowcast train validate` scores a model; only a fit produces weights worth exporting
-        if (trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING
-                or self.monitor not in trainer.callback_metrics):
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        if self.monitor not in trainer.callback_metrics:
+            if not self._warned_missing:  # a misspelt monitor would otherwise never write -best.pt
+                log.warning("%s: %r is not logged by this task (logged: %s), so no %s-best.pt is written",
+                            type(self).__name__, self.monitor, ", ".join(sorted(trainer.callback_metrics)),
+                            self.name)
+                self._warned_missing = True
             return
         value = float(torch.as_tensor(trainer.callback_metrics[self.monitor]))
         better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
