@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -32,6 +33,11 @@ def one_error_line(capsys, command: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.startswith(f"nowcast {command}: error:")]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+def no_model(*args, **kwargs):
+    """In place of ``load_forecaster``: a refusal must come before any model is loaded."""
+    raise AssertionError("a model was loaded before the options were checked")
 
 
 def forecast(*args: object) -> int:
@@ -94,9 +100,6 @@ def test_unknown_model_and_argument_are_one_line(store, tmp_path, capsys):
 def test_unwritable_output_is_refused_before_anything_runs(output, store, tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("not a folder")
 
-    def no_model(*args, **kwargs):
-        raise AssertionError("a model was loaded before the output was checked")
-
     monkeypatch.setattr("nowcast.models.load_forecaster", no_model)
     args = ("--start", "first") if output.endswith("folder") else ()
     assert forecast("--store", store, "--model", "persistence", *args,
@@ -104,6 +107,49 @@ def test_unwritable_output_is_refused_before_anything_runs(output, store, tmp_pa
     line = one_error_line(capsys, "forecast")
     assert "choose another --output" in line
     assert ("is a file, not a folder" in line) if "{tmp}" in output else ("/proc/x" in line)
+
+
+@pytest.mark.parametrize("store_at, output, extra, relation", [
+    ("copy.zarr", "copy.zarr", (), "is the input rain store"),
+    ("copy.zarr", "link.zarr", (), "is the input rain store"),  # a link to the store
+    ("copy.zarr", "copy.zarr/f.nc", (), "lies inside the input rain store"),
+    ("copy.zarr", "copy.zarr/forecasts", ("--start", "first"), "lies inside the input rain store"),
+    ("out.zarr/copy.zarr", "out.zarr", (), "contains the input rain store"),
+    ("copy.zarr", "sub/../copy.zarr", (), "is the input rain store"),
+    ("raw", "raw", ("--start", "first"), "is the input raw folder"),
+    ("raw", "raw/f.nc", (), "lies inside the input raw folder"),
+    ("batch/persistence_20240601T1235Z.zarr", "batch", ("--format", "zarr"), "is the input rain store"),
+])
+def test_output_over_the_input_is_refused(store_at, output, extra, relation, store, tmp_path, capsys,
+                                          monkeypatch):
+    """--overwrite once replaced the input store by its own forecast; writing into the store or the
+    raw folder corrupted it. Refused before any model is loaded; the input is left as it was."""
+    from nowcast.data.store import open_store
+
+    source = tmp_path / store_at
+    if store_at == "raw":
+        source.mkdir()
+        option = "--input-dir"
+    else:
+        source.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(store, source)
+        option = "--store"
+    (tmp_path / "link.zarr").symlink_to(source)
+    (tmp_path / "sub").mkdir()
+    if "persistence_" not in store_at:  # that one is found once the issue time is known
+        monkeypatch.setattr("nowcast.models.load_forecaster", no_model)
+    assert forecast(option, source, "--model", "persistence", *extra, "--output", tmp_path / output,
+                    "--overwrite") == 2
+    line = one_error_line(capsys, "forecast")
+    assert relation in line and "choose another --output" in line
+    if option == "--store":
+        assert open_store(source).sizes["time"] == 8  # still the rain store
+
+
+def test_a_folder_of_forecasts_may_hold_the_store(store, tmp_path):
+    shutil.copytree(store, tmp_path / "copy.zarr")
+    assert forecast("--store", tmp_path / "copy.zarr", "--model", "persistence", "--output", tmp_path) == 0
+    assert len(list(tmp_path.glob("persistence_*.nc"))) == 1
 
 
 def test_an_existing_quicklook_is_not_overwritten(store, tmp_path, capsys):

@@ -154,6 +154,25 @@ def quicklook_paths(path: Path, kinds: Sequence[str]) -> list[Path]:
     return [path.with_suffix(f".{k}") for k in kinds]
 
 
+def refuse_output_over_input(output: Path, source: Path, what: str, replaced: bool) -> None:
+    """Refuse to write forecasts over their own input ``source`` (``what`` names it: "rain store",
+    "raw folder"): an ``output`` that is ``source`` or lies inside it, or, when ``replaced`` (a
+    forecast file or quicklook, which ``--overwrite`` replaces whole), one that contains it. A folder
+    of forecasts may contain the input: the files written into it are checked one by one. Resolved
+    paths are compared, so a link or ``..`` to the input is refused too."""
+    out, src = output.resolve(), source.resolve()
+    if out == src:
+        relation = "is"
+    elif src in out.parents:
+        relation = "lies inside"
+    elif replaced and out in src.parents:
+        relation = "contains"
+    else:
+        return
+    raise ForecastInputError(f"cannot write {output}: it {relation} the input {what} {source}, which the "
+                             "forecast would destroy; choose another --output")
+
+
 @dataclass
 class Job:
     """One resolved forecast run (everything the loop needs)."""
@@ -233,6 +252,10 @@ def run(args: Any) -> list[Path]:
     if args.store and args.input_dir:
         raise ForecastInputError("give --store or --input-dir, not both")
     # refusals that need neither data nor model come first: an ingest or a forecast takes minutes
+    source = Path(args.store or args.input_dir) if args.store or args.input_dir else None
+    what = "rain store" if args.store else "raw folder" if args.input_dir else "default store"
+    if source is not None:
+        refuse_output_over_input(Path(args.output), source, what, replaced=is_file_output(args.output))
     check_output_folder(Path(args.output).parent if is_file_output(args.output) else Path(args.output))
     spec = ModelSpec.parse(args.model)
     spec.check()
@@ -286,7 +309,10 @@ def run(args: Any) -> list[Path]:
                                      f"with radar data in {store_path}")
         paths = output_paths(args.output, args.format, forecaster.name, issues, batch)
         kinds = QUICKLOOK_KINDS[args.quicklook]
-        existing = [q for p in paths for q in (p, *quicklook_paths(p, kinds)) if q.exists()]
+        targets = [q for p in paths for q in (p, *quicklook_paths(p, kinds))]
+        for target in targets:  # a store named like a forecast file in the --output folder
+            refuse_output_over_input(target, source or store_path, what, replaced=True)
+        existing = [q for q in targets if q.exists()]
         if existing and not args.overwrite:
             raise ForecastExistsError(f"{len(existing)} output file(s) exist, e.g. {existing[0]}; "
                                       "use --overwrite to replace them")
