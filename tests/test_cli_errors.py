@@ -93,6 +93,21 @@ def test_unknown_model_and_argument_are_one_line(store, tmp_path, capsys):
     assert "bad model spec 'persistence:bogus': 'bogus' is not key=value" in line
 
 
+# ------------------------------------------------------------------ forecast: options
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--members", 0), ("--members", -2), ("--n-out", 0), ("--n-out", -1), ("--batch-size", 0),
+    ("--every", 0), ("--coarsen", 0),
+])
+def test_a_count_below_one_is_refused_before_the_model_loads(option, value, store, tmp_path, capsys,
+                                                              monkeypatch):
+    monkeypatch.setattr("nowcast.models.load_forecaster", no_model)
+    assert forecast("--store", store, "--model", "steps", option, value, "--output", tmp_path / "f.nc") == 2
+    assert f"{option} must be >= 1, got {value}" in one_error_line(capsys, "forecast")
+    assert not (tmp_path / "f.nc").exists()
+
+
 # ------------------------------------------------------------------ forecast: outputs
 
 

@@ -104,19 +104,31 @@ def default_store(cache: Path) -> Path:
     return store
 
 
+#: options that count something (ensemble members, lead times, issue times per call, steps between
+#: issue times, pixels averaged on ingest): refused below 1
+COUNT_OPTIONS = ("members", "n_out", "batch_size", "every", "coarsen")
+
+
+def check_options(args: Any) -> None:
+    """Refuse option values the run would only fail on later (after an ingest or a model load), as
+    :class:`ForecastInputError` naming the option: a count of :data:`COUNT_OPTIONS` below 1."""
+    for name in COUNT_OPTIONS:
+        value = getattr(args, name)
+        if value < 1:
+            raise ForecastInputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
 def select_issue_times(
     store_times: np.ndarray, step: np.timedelta64, n_in: int, issue_time: str,
     start: str | None, end: str | None, every: int,
 ) -> tuple[list[np.datetime64], bool]:
-    """Issue times to run and whether this is a batch (``--start``/``--end`` given)."""
+    """Issue times to run and whether this is a batch (``--start``/``--end`` given); ``every`` >= 1."""
     times = store_times.astype("datetime64[s]")
     if len(times) == 0:
         raise ForecastInputError("the store holds no frames")
     if start is None and end is None:
         issue = times[-1] if issue_time == "latest" else parse_time(issue_time)
         return [issue], False
-    if every < 1:
-        raise ForecastInputError("--every must be >= 1")
     t0 = times[0] + step * (n_in - 1) if start in (None, "first") else parse_time(start)
     t1 = times[-1] if end in (None, "latest") else parse_time(end)
     if t1 < t0:
@@ -251,6 +263,7 @@ def run(args: Any) -> list[Path]:
     t_start = time.perf_counter()
     if args.store and args.input_dir:
         raise ForecastInputError("give --store or --input-dir, not both")
+    check_options(args)
     # refusals that need neither data nor model come first: an ingest or a forecast takes minutes
     source = Path(args.store or args.input_dir) if args.store or args.input_dir else None
     what = "rain store" if args.store else "raw folder" if args.input_dir else "default store"
@@ -321,7 +334,7 @@ def run(args: Any) -> list[Path]:
                  ds.sizes["y"], ds.sizes["x"], args.crop or "none", forecaster.name, len(issues),
                  issues[0], issues[-1])
         job = Job(store_path, ds, rows, cols, step, forecaster, spec.checkpoint, origin)
-        written = run_batch(job, issues, paths, args.n_out, args.members, args.seed, max(1, args.batch_size),
+        written = run_batch(job, issues, paths, args.n_out, args.members, args.seed, args.batch_size,
                             kinds, args.quicklook_field, args.overwrite)
         ds.close()
     log.info("done: %d forecast file(s) in %.1f s", len(written), time.perf_counter() - t_start)
