@@ -108,6 +108,21 @@ def test_a_count_below_one_is_refused_before_the_model_loads(option, value, stor
     assert not (tmp_path / "f.nc").exists()
 
 
+@pytest.mark.parametrize("field, model, expected", [
+    ("foo", "steps", "field must be 'mean' or 'member<i>', got 'foo'"),
+    ("member9", "steps", "'member9' is not a member of a forecast of 2 member(s) (member0..member1)"),
+    ("member1", "persistence", "of 1 member(s)"),  # a deterministic model writes one member
+])
+def test_a_quicklook_field_the_forecast_lacks_is_refused_before_it_runs(field, model, expected, store,
+                                                                       tmp_path, capsys, monkeypatch):
+    """It failed once the first forecast file was written, which a rerun then refused to overwrite."""
+    monkeypatch.setattr("nowcast.models.load_forecaster", no_model)
+    assert forecast("--store", store, "--model", model, "--members", 2, "--quicklook", "png",
+                    "--quicklook-field", field, "--output", tmp_path / "f.nc") == 2
+    assert expected in one_error_line(capsys, "forecast")
+    assert list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------ forecast: outputs
 
 

@@ -75,7 +75,8 @@ def build_parser() -> ArgumentParser:
     o.add_argument("--quicklook", type=Literal["none", "png", "gif", "both"], default="png",
                    help="quicklooks beside each forecast file: png panel, animated gif, both or none")
     o.add_argument("--quicklook-field", type=str, default="mean",
-                   help="what quicklooks show: 'mean' (ensemble mean) or 'member<i>'")
+                   help="what quicklooks show: 'mean' (ensemble mean) or 'member<i>' (member0 .. member<M-1> "
+                        "of the M members written)")
     o.add_argument("--overwrite", action=ActionYesNo, default=False,
                    help="replace existing forecast files (refused otherwise)")
     o.add_argument("--cache-dir", type=str | None, default=None,

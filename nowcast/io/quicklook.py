@@ -9,6 +9,7 @@ panel and the grid's km axes; the PNG adds, for an ensemble, the probability of 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,14 +32,28 @@ def rain_colour_scale():
     return cmap, BoundaryNorm(RAIN_LEVELS, cmap.N)
 
 
-def forecast_field(ds: xr.Dataset, field: str = "mean") -> xr.DataArray:
-    """(lead_time, y, x) mm/h: the ensemble mean (``"mean"``) or member ``"member<i>"``."""
-    rain = ds[RAIN]
+def field_member(field: str, members: int) -> int | None:
+    """The 0-based member that ``field`` shows (``"member<i>"``; ``"member"`` is member 0), None for
+    the ensemble mean (``"mean"``). Raises ``ValueError`` for any other field and for a member that a
+    forecast of ``members`` members does not have."""
     if field == "mean":
-        return rain.mean("member", skipna=False)
-    if field.startswith("member"):
-        return rain.isel(member=int(field[len("member"):] or 0))
-    raise ValueError(f"field must be 'mean' or 'member<i>', got {field!r}")
+        return None
+    match = re.fullmatch(r"member(\d*)", field)
+    if match is None:
+        raise ValueError(f"field must be 'mean' or 'member<i>', got {field!r}")
+    index = int(match.group(1) or 0)
+    if index >= members:
+        raise ValueError(f"{field!r} is not a member of a forecast of {members} member(s) "
+                         f"(member0..member{members - 1}); use 'mean' or one of them")
+    return index
+
+
+def forecast_field(ds: xr.Dataset, field: str = "mean") -> xr.DataArray:
+    """(lead_time, y, x) mm/h: the ensemble mean (``"mean"``) or member ``"member<i>"``
+    (see :func:`field_member`)."""
+    rain = ds[RAIN]
+    index = field_member(field, rain.sizes["member"])
+    return rain.mean("member", skipna=False) if index is None else rain.isel(member=index)
 
 
 def _figure(n_panels: int, ncols: int):

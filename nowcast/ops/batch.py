@@ -255,7 +255,7 @@ def run(args: Any) -> list[Path]:
     """Resolve inputs and outputs, then forecast; returns the forecast files written."""
     from nowcast.data.store import open_store
     from nowcast.io.cf import ForecastExistsError, check_output_folder
-    from nowcast.io.quicklook import QUICKLOOK_KINDS
+    from nowcast.io.quicklook import QUICKLOOK_KINDS, field_member
     from nowcast.models.base import bind_to_store
     from nowcast.models.spec import ModelSpec
     from nowcast.schema import timestep
@@ -271,7 +271,13 @@ def run(args: Any) -> list[Path]:
         refuse_output_over_input(Path(args.output), source, what, replaced=is_file_output(args.output))
     check_output_folder(Path(args.output).parent if is_file_output(args.output) else Path(args.output))
     spec = ModelSpec.parse(args.model)
-    spec.check()
+    model = spec.check()
+    kinds = QUICKLOOK_KINDS[args.quicklook]
+    if kinds:  # a quicklook that cannot be drawn would fail after its forecast file is written
+        try:
+            field_member(args.quicklook_field, 1 if model.deterministic else args.members)
+        except ValueError as err:
+            raise ForecastInputError(f"--quicklook-field: {err}") from err
     with tempfile.TemporaryDirectory(prefix="nowcast-ingest-") as tmp:
         if args.store:
             store_path, origin = Path(args.store), "store"
@@ -321,7 +327,6 @@ def run(args: Any) -> list[Path]:
             raise ForecastInputError(f"no issue time in the range has its {n_in} input frames "
                                      f"with radar data in {store_path}")
         paths = output_paths(args.output, args.format, forecaster.name, issues, batch)
-        kinds = QUICKLOOK_KINDS[args.quicklook]
         targets = [q for p in paths for q in (p, *quicklook_paths(p, kinds))]
         for target in targets:  # a store named like a forecast file in the --output folder
             refuse_output_over_input(target, source or store_path, what, replaced=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,6 +11,7 @@ from PIL import Image
 from nowcast.data.synthetic import synthetic_event
 from nowcast.io import Provenance, forecast_dataset
 from nowcast.io.quicklook import (
+    field_member,
     forecast_field,
     quicklook_figure,
     rain_colour_scale,
@@ -65,6 +68,19 @@ def test_field_choice(forecast):
     np.testing.assert_array_equal(forecast_field(forecast, "member1").values, forecast.rain_rate.values[1])
     with pytest.raises(ValueError, match="mean"):
         forecast_field(forecast, "median")
+
+
+@pytest.mark.parametrize("field, members, expected", [
+    ("mean", 1, None), ("member", 2, 0), ("member1", 2, 1), ("member01", 2, 1),
+    ("member2", 2, "not a member of a forecast of 2 member"), ("member-1", 2, "'mean' or 'member<i>'"),
+    ("member 1", 2, "'mean' or 'member<i>'"), ("Mean", 2, "'mean' or 'member<i>'"),
+])
+def test_field_member(field, members, expected):
+    if expected is None or isinstance(expected, int):
+        assert field_member(field, members) == expected
+    else:
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            field_member(field, members)
 
 
 def test_colour_scale_marks_dry_and_no_coverage():
