@@ -108,6 +108,29 @@ def test_a_count_below_one_is_refused_before_the_model_loads(option, value, stor
     assert not (tmp_path / "f.nc").exists()
 
 
+@pytest.mark.parametrize("option, value, gpus, expected", [
+    ("--device", "foo", 0, "--device: unknown device 'foo'; use cpu, cuda or cuda:<index>"),
+    ("--device", "cuda", 0, "device 'cuda' is not available: this machine has no CUDA GPU; use cpu"),
+    ("--device", "cuda:3", 1, "this machine has 1 CUDA GPU(s), cuda:0..cuda:0"),
+    ("--seed", 2**64, 0, f"--seed must be in 0..{2**64 - 1}"),
+    ("--seed", 10**20, 0, "--seed must be in 0.."),
+    ("--seed", -1, 0, "--seed must be in 0.."),
+])
+def test_a_device_or_seed_torch_refuses_is_refused_before_the_model_loads(option, value, gpus, expected,
+                                                                         store, tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setattr("nowcast.models.load_forecaster", no_model)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert forecast("--store", store, "--model", "steps", option, value, "--output", tmp_path / "f.nc") == 2
+    assert expected in one_error_line(capsys, "forecast")
+
+
+def test_the_largest_seed_is_taken(store, tmp_path):
+    assert forecast("--store", store, "--model", "persistence", "--seed", 2**64 - 1,
+                    "--output", tmp_path / "f.nc") == 0
+
+
 @pytest.mark.parametrize("field, model, expected", [
     ("foo", "steps", "field must be 'mean' or 'member<i>', got 'foo'"),
     ("member9", "steps", "'member9' is not a member of a forecast of 2 member(s) (member0..member1)"),

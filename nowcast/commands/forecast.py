@@ -64,7 +64,8 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--members", type=int, default=8,
                    help="ensemble members (deterministic models always give 1)")
     m.add_argument("--n-out", type=int, default=12, help="lead times to forecast (store time steps)")
-    m.add_argument("--seed", type=int, default=0, help="seed of the random generator of stochastic models")
+    m.add_argument("--seed", type=int, default=0,
+                   help="seed of the random generator of stochastic models (0 .. 2**64-1)")
     m.add_argument("--batch-size", type=int, default=4, help="issue times forecast together in one call")
     m.add_argument("--device", type=str, default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     o = p.add_argument_group("Output")

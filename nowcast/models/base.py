@@ -159,6 +159,28 @@ class Forecaster(ABC):
         return {"model": self.name, "deterministic": self.deterministic, "n_in": self.n_in}
 
 
+def usable_device(name: str) -> torch.device:
+    """The torch device ``name`` ("cpu", "cuda", "cuda:1", ...) if forecasters can run on it here;
+    ``ValueError`` in one line otherwise: a name torch does not know, a GPU this machine lacks (no
+    driver, an index past the last GPU) or a backend torch cannot allocate on."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            have = f"{count} CUDA GPU(s), cuda:0..cuda:{count - 1}" if count else "no CUDA GPU"
+            raise ValueError(f"device {name!r} is not available: this machine has {have}; use cpu")
+    elif device.type != "cpu":
+        try:
+            torch.empty(1, device=device)
+        except (RuntimeError, AssertionError, NotImplementedError) as err:
+            raise ValueError(f"device {name!r} is not available here ({type(err).__name__} allocating on "
+                             "it); use cpu or cuda") from None
+    return device
+
+
 def window_of(forecaster: Forecaster, n_out: int = 12, timestep_minutes: float = 5.0) -> WindowSpec:
     return WindowSpec(n_in=forecaster.n_in, n_out=n_out, timestep_minutes=timestep_minutes)
 

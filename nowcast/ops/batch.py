@@ -109,13 +109,26 @@ def default_store(cache: Path) -> Path:
 COUNT_OPTIONS = ("members", "n_out", "batch_size", "every", "coarsen")
 
 
+#: seeds a torch generator takes (64 bits)
+MAX_SEED = 2**64 - 1
+
+
 def check_options(args: Any) -> None:
     """Refuse option values the run would only fail on later (after an ingest or a model load), as
-    :class:`ForecastInputError` naming the option: a count of :data:`COUNT_OPTIONS` below 1."""
+    :class:`ForecastInputError` naming the option: a count of :data:`COUNT_OPTIONS` below 1, a seed
+    outside 0..:data:`MAX_SEED`, a device this machine cannot run on."""
+    from nowcast.models.base import usable_device
+
     for name in COUNT_OPTIONS:
         value = getattr(args, name)
         if value < 1:
             raise ForecastInputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ForecastInputError(f"--seed must be in 0..{MAX_SEED} (2**64 - 1), got {args.seed}")
+    try:
+        usable_device(args.device)
+    except ValueError as err:
+        raise ForecastInputError(f"--device: {err}") from err
 
 
 def select_issue_times(
