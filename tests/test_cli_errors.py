@@ -91,6 +91,9 @@ def test_unknown_model_and_argument_are_one_line(store, tmp_path, capsys):
     assert forecast("--store", store, "--model", "persistence:bogus", "--output", tmp_path / "f.nc") == 2
     line = one_error_line(capsys, "forecast")
     assert "bad model spec 'persistence:bogus': 'bogus' is not key=value" in line
+    assert forecast("--store", store, "--model", "extrapolation:interp_order=7",
+                    "--output", tmp_path / "f.nc") == 2
+    assert "interp_order must be a whole number in 0..5, got 7" in one_error_line(capsys, "forecast")
 
 
 # ------------------------------------------------------------------ forecast: options
@@ -270,6 +273,7 @@ def evaluate(store, out, *models: str, extra: tuple[str, ...] = ()) -> int:
     (["persistence", "nonesuch"], "--models: unknown forecaster 'nonesuch'; known: cgan,"),
     (["persistence:checkpoint=x.pt"], "persistence has no weights and takes no checkpoint"),
     (["extrapolation:n_in=1"], "extrapolation(n_in=1): extrapolation needs n_in >= 2"),
+    (["steps:ar_order=0"], "steps(ar_order=0): ar_order must be a whole number >= 1, got 0"),
     (["simvp:checkpoint=" + str(CHECKPOINT_DIR / "cgan.pt")], "holds a 'cgan' model, not 'simvp'"),
 ])
 def test_evaluate_refuses_bad_models_before_any_runs(models, expected, store, tmp_path, capsys):

@@ -208,6 +208,17 @@ def bind_to_store(forecaster: Forecaster, store: Mapping[str, Any], n_out: int, 
         raise DoesNotFitError(f"{forecaster.name} cannot run on {where}: {err}") from err
 
 
+def whole_number(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` of the constructor argument ``name`` if it is a whole number in ``low``..``high``
+    (no upper bound if None), else ``ValueError`` naming the argument and the range (for
+    :meth:`Forecaster.check_arguments`, which builds the model)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if not whole or value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be a whole number {allowed}, got {value!r}")
+    return value
+
+
 def refuse_unknown_arguments(cls: type, kwargs: Mapping[str, Any], internal: Collection[str] = (),
                              what: str | None = None, noun: str = "argument") -> None:
     """Raise ``ValueError`` if ``cls(**kwargs)`` would get a keyword its ``__init__`` does not take

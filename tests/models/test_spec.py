@@ -77,3 +77,25 @@ def test_check_refuses_settings_the_shipped_diffusion_model_cannot_run(args, wor
         ModelSpec.parse(f"diffusion:{args}").check()
     assert words in str(err.value)
     assert ModelSpec.parse("diffusion:steps=10,sampler=dpmpp_2m").check().name == "diffusion"
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("steps:ar_order=0", "steps(ar_order=0): ar_order must be a whole number >= 1, got 0"),
+    ("steps:ar_order=1.5", "ar_order must be a whole number >= 1, got 1.5"),
+    ("steps:n_cascade_levels=2", "n_cascade_levels must be a whole number >= 3, got 2"),
+    ("extrapolation:interp_order=7",
+     "extrapolation(interp_order=7): interp_order must be a whole number in 0..5, got 7"),
+    ("extrapolation:interp_order=-1", "interp_order must be a whole number in 0..5, got -1"),
+    ("extrapolation:interp_order=true", "interp_order must be a whole number in 0..5, got True"),
+])
+def test_check_refuses_model_arguments_pysteps_would_fail_on(spec, expected):
+    """pysteps refused them only in the first forecast, with a traceback; every command checks a spec."""
+    with pytest.raises(ModelArgumentError) as err:
+        ModelSpec.parse(spec).check()
+    assert expected in str(err.value)
+
+
+def test_the_bounds_of_model_arguments_are_taken():
+    for spec in ("steps:ar_order=1,n_cascade_levels=3", "extrapolation:interp_order=0",
+                 "extrapolation:interp_order=5"):
+        ModelSpec.parse(spec).check()

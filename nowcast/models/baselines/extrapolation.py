@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from nowcast.data.motion import estimate_motion
-from nowcast.models.base import FORECASTERS, Forecaster
+from nowcast.models.base import FORECASTERS, Forecaster, whole_number
 
 
 class PerSampleForecaster(Forecaster):
@@ -57,7 +57,8 @@ class Extrapolation(PerSampleForecaster):
     Args:
         n_in: past frames used for the optical flow (>= 2).
         motion_method: a ``pysteps.motion`` method name.
-        interp_order: spline order of the semi-Lagrangian interpolation (1 = bilinear).
+        interp_order: spline order of the semi-Lagrangian interpolation, 0..5 (0 = nearest,
+            1 = bilinear).
     """
 
     summary = "pysteps semi-Lagrangian extrapolation of the last scan along the optical flow (the default)"
@@ -71,7 +72,7 @@ class Extrapolation(PerSampleForecaster):
             raise ValueError("extrapolation needs n_in >= 2 frames to estimate motion")
         self.n_in = n_in
         self.motion_method = motion_method
-        self.interp_order = interp_order
+        self.interp_order = whole_number("interp_order", interp_order, 0, 5)  # scipy's spline orders
 
     def _forecast_one(self, past: np.ndarray, n_out: int, members: int, seed: int,
                       motion: np.ndarray | None) -> np.ndarray:

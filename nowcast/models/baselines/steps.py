@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nowcast.data.motion import rain_to_flow_input
-from nowcast.models.base import FORECASTERS, DoesNotFitError
+from nowcast.models.base import FORECASTERS, DoesNotFitError, whole_number
 from nowcast.models.baselines.extrapolation import PerSampleForecaster
 from nowcast.types import RAIN_THRESHOLD_MM_H, GridSpec, WindowSpec
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 _DB_THRESHOLD = 10.0 * math.log10(RAIN_THRESHOLD_MM_H)
 #: fewer rainy pixels than this fraction in the last frame: no structure for STEPS to evolve
 _MIN_RAIN_FRACTION = 1e-3
+#: the fewest cascade levels pysteps' Gaussian bandpass filter accepts
+MIN_CASCADE_LEVELS = 3
 #: pixel size (km) and time step (min) of a model never bound to a store (the radar-mix grid)
 _UNBOUND_KM, _UNBOUND_MINUTES = 2.0, 5.0
 
@@ -35,9 +37,9 @@ def default_cascade_levels(height: int, width: int) -> int:
     """Cascade levels for a frame size: 6 (pysteps' default) from 256 px, fewer for small crops.
 
     Each level halves the spatial scale, so a 48-px frame supports about 3 meaningful ones;
-    3 is also the least pysteps' Gaussian bandpass filter accepts.
+    3 is also the least pysteps' Gaussian bandpass filter accepts (:data:`MIN_CASCADE_LEVELS`).
     """
-    return int(max(3, min(6, math.floor(math.log2(min(height, width))) - 2)))
+    return int(max(MIN_CASCADE_LEVELS, min(6, math.floor(math.log2(min(height, width))) - 2)))
 
 
 @FORECASTERS.register("steps")
@@ -48,8 +50,8 @@ class Steps(PerSampleForecaster):
         n_in: past frames (>= ar_order + 1; the motion field uses all of them).
         kmperpixel: grid spacing in km; None: the store's (see :meth:`bind`), 2 km before binding.
         timestep: minutes between frames; None: the store's, 5 min before binding.
-        n_cascade_levels: cascade levels; None chooses from the frame size.
-        ar_order: order of the AR model of each cascade level.
+        n_cascade_levels: cascade levels (>= 3); None chooses from the frame size.
+        ar_order: order of the AR model of each cascade level (>= 1).
         noise_method, vel_pert_method, mask_method, probmatching_method: pysteps options.
         fft_method, num_workers: pysteps performance options (numpy FFT and 1 worker keep
             small runs cheap and reproducible).
@@ -76,6 +78,9 @@ class Steps(PerSampleForecaster):
         num_workers: int = 1,
     ) -> None:
         super().__init__()
+        whole_number("ar_order", ar_order, 1)
+        if n_cascade_levels is not None:
+            whole_number("n_cascade_levels", n_cascade_levels, MIN_CASCADE_LEVELS)
         if n_in < ar_order + 1:
             raise ValueError(f"steps with ar_order={ar_order} needs n_in >= {ar_order + 1}")
         self.n_in = n_in
