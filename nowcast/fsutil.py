@@ -6,6 +6,8 @@
   dies, so a lock file left by a killed writer is simply taken over (and logged).
 - :func:`atomic_write`: temporary name in the same folder, flush + fsync, ``os.replace``, fsync of
   the folder: readers see the old file or the new one, never a part, even after a power cut.
+- :func:`writing`: a failed write (a full disk, a folder not writable) as :class:`WriteError`,
+  one line naming the file.
 
 Temporary names end in ``.tmp-<pid>``: a run that holds the folder's lock may delete any
 ``*.tmp-*`` it finds there (they are leftovers of killed runs).
@@ -13,6 +15,7 @@ Temporary names end in ``.tmp-<pid>``: a run that holds the folder's lock may de
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -21,6 +24,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +141,26 @@ def remove_path(path: str | Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+class WriteError(OSError):
+    """A file could not be written; the message names it and why (see :func:`writing`)."""
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Raise what fails while ``path`` is written (an ``OSError`` such as ENOSPC, or the
+    ``RuntimeError('NetCDF: HDF error')`` of netCDF4 on a full disk) as :class:`WriteError`:
+    "cannot write <path>: <reason> (disk full or not writable?)". Cleaning up is the caller's."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not str(err).startswith("NetCDF:"):
+            raise  # not a file-system failure
+        reason = (err.strerror if isinstance(err, OSError) else None) or str(err) or type(err).__name__
+        raise WriteError(f"cannot write {path}: {reason} (disk full or not writable?)") from err
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:

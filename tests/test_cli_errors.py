@@ -4,6 +4,7 @@ the fix, exit code 2, nothing computed or written; a model that fails or does no
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -206,6 +207,44 @@ def test_a_folder_of_forecasts_may_hold_the_store(store, tmp_path):
     shutil.copytree(store, tmp_path / "copy.zarr")
     assert forecast("--store", tmp_path / "copy.zarr", "--model", "persistence", "--output", tmp_path) == 0
     assert len(list(tmp_path.glob("persistence_*.nc"))) == 1
+
+
+@pytest.mark.parametrize("fmt, method, error, reason", [
+    ("nc", "to_netcdf", RuntimeError("NetCDF: HDF error"), "NetCDF: HDF error"),
+    ("zarr", "to_zarr", OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+])
+def test_a_full_disk_is_one_line_and_exit_1(fmt, method, error, reason, store, tmp_path, capsys,
+                                            monkeypatch):
+    """The second forecast of a batch cannot be written: the first stays, no temporary file is left."""
+    import xarray as xr
+
+    original, calls = getattr(xr.Dataset, method), []
+
+    def full_after_one(self, path, *args, **kwargs):
+        calls.append(path)
+        original(self, path, *args, **kwargs)
+        if len(calls) > 1:
+            raise error
+
+    monkeypatch.setattr(xr.Dataset, method, full_after_one)
+    out = tmp_path / "batch"
+    assert forecast("--store", store, "--model", "persistence", "--start", "2024-06-01T12:30",
+                    "--output", out, "--format", fmt) == 1
+    second = out / f"persistence_20240601T1235Z.{fmt}"
+    line = one_error_line(capsys, "forecast")
+    assert f"cannot write {second}: {reason} (disk full or not writable?)" in line
+    assert sorted(p.name for p in out.iterdir()) == [f"persistence_20240601T1230Z.{fmt}"]
+
+
+def test_a_quicklook_that_cannot_be_written_is_one_line_and_exit_1(store, tmp_path, capsys, monkeypatch):
+    def no_space(ds, path, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("nowcast.io.quicklook.write_png", no_space)
+    assert main(["forecast", "--store", str(store), "--model", "persistence", "--n-out", "2",
+                 "--quicklook", "png", "--output", str(tmp_path / "q.nc")]) == 1
+    line = one_error_line(capsys, "forecast")
+    assert f"cannot write {tmp_path / 'q.png'}: No space left on device (disk full" in line
 
 
 def test_an_existing_quicklook_is_not_overwritten(store, tmp_path, capsys):

@@ -8,6 +8,10 @@ The issue time is the valid time of the latest input frame; lead times are 1..n_
 time steps after it. Without ``--store``/``--input-dir`` the embedded default event is used:
 MeteoSwiss 2016-07-11 (summer convection, ingested at 2 km into a cache) when
 ``../shared/radar`` is present, else the package's synthetic event.
+
+Exit codes: 0 every forecast written; 2 refused before any forecast ran (a bad option, store, model
+or --output: one line on stderr); 1 a forecast file or quicklook could not be written (a full disk,
+a folder not writable: one line naming it; the files written before it stay, no partial one).
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from typing import Any, Literal
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
 from nowcast.cli import command_parser, fail
+from nowcast.fsutil import WriteError
 from nowcast.ops.inputs import ForecastInputError
 from nowcast.types import repo_root
+
+#: exit code of a run that could not write a forecast file or quicklook
+EXIT_WRITE_FAILED = 1
 
 HELP = "run a forecaster from a rain store (or raw files) and write CF netCDF/zarr forecasts"
 
@@ -103,4 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ForecastInputError, ForecastExistsError, StoreError, FileNotFoundError, OutputPathError,
             ModelArgumentError, ModelSpecError, CheckpointError, DoesNotFitError) as err:
         return fail("forecast", err)
+    except WriteError as err:
+        return fail("forecast", err, EXIT_WRITE_FAILED)
     return 0

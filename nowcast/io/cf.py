@@ -45,7 +45,7 @@ import numpy as np
 import xarray as xr
 
 import nowcast
-from nowcast.fsutil import fsync_path, fsync_tree, remove_path
+from nowcast.fsutil import fsync_path, fsync_tree, remove_path, writing
 from nowcast.schema import CONVENTIONS, CRS, RAIN, complete_grid_mapping, latitude_longitude
 
 FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
@@ -236,26 +236,29 @@ def forecast_format(path: str | Path) -> str:
 
 
 def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) -> Path:
-    """Write ``ds`` to ``path`` (.nc or .zarr) atomically; refuse an existing file unless ``overwrite``."""
+    """Write ``ds`` to ``path`` (.nc or .zarr) atomically; refuse an existing file unless ``overwrite``
+    (:class:`ForecastExistsError`). A failed write (a full disk) raises
+    :class:`~nowcast.fsutil.WriteError` and leaves no temporary file; an old forecast stays."""
     path = Path(path)
     fmt = forecast_format(path)
     if path.exists() and not overwrite:
         raise ForecastExistsError(f"forecast {path} exists; use --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        if fmt == "netcdf":
-            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, fmt))
-        else:
-            ds.to_zarr(tmp, mode="w-", encoding=_encoding(ds, fmt), consolidated=False)
-        if tmp.is_dir():  # on disk before it gets the final name
-            fsync_tree(tmp)
-        else:
-            fsync_path(tmp)
-        _replace(tmp, path)
-        fsync_path(path.parent)  # the rename itself survives a power cut
-    finally:
-        remove_path(tmp)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if fmt == "netcdf":
+                ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, fmt))
+            else:
+                ds.to_zarr(tmp, mode="w-", encoding=_encoding(ds, fmt), consolidated=False)
+            if tmp.is_dir():  # on disk before it gets the final name
+                fsync_tree(tmp)
+            else:
+                fsync_path(tmp)
+            _replace(tmp, path)
+            fsync_path(path.parent)  # the rename itself survives a power cut
+        finally:
+            remove_path(tmp)
     return path
 
 

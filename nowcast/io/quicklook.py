@@ -196,11 +196,15 @@ QUICKLOOK_KINDS = {"none": (), "png": ("png",), "gif": ("gif",), "both": ("png",
 
 def write_quicklooks(ds: xr.Dataset, forecast_path: str | Path, kinds: Sequence[str],
                      last_observed: np.ndarray | None = None, field: str = "mean") -> list[Path]:
-    """The quicklooks of ``kinds`` ("png", "gif") beside ``forecast_path`` (same name, their suffix)."""
+    """The quicklooks of ``kinds`` ("png", "gif") beside ``forecast_path`` (same name, their suffix);
+    :class:`~nowcast.fsutil.WriteError` if one cannot be written (a full disk)."""
+    from nowcast.fsutil import writing
+
     paths = []
     for kind in kinds:
         path = Path(forecast_path).with_suffix(f".{kind}")
-        (write_png if kind == "png" else write_gif)(ds, path, last_observed=last_observed, field=field)
+        with writing(path):
+            (write_png if kind == "png" else write_gif)(ds, path, last_observed=last_observed, field=field)
         paths.append(path)
     return paths
 

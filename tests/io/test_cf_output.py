@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 
@@ -11,6 +12,7 @@ import pytest
 import xarray as xr
 
 from nowcast.data.synthetic import synthetic_event
+from nowcast.fsutil import WriteError
 from nowcast.io import ForecastExistsError, Provenance, forecast_dataset, open_forecast, write_forecast
 from nowcast.io.cf import forecast_filename, provenance_lists
 
@@ -95,18 +97,29 @@ def test_refuses_to_overwrite_unless_asked(forecast, tmp_path, suffix):
     np.testing.assert_array_equal(open_forecast(path).rain_rate.values, changed.rain_rate.values)
 
 
-@pytest.mark.parametrize(("suffix", "method"), [(".nc", "to_netcdf"), (".zarr", "to_zarr")])
-def test_failed_write_leaves_nothing(forecast, tmp_path, monkeypatch, suffix, method):
+@pytest.mark.parametrize(("suffix", "method", "error", "reason"), [
+    (".nc", "to_netcdf", RuntimeError("NetCDF: HDF error"), "NetCDF: HDF error"),  # netCDF4 on a full disk
+    (".zarr", "to_zarr", OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+])
+def test_failed_write_leaves_nothing(forecast, tmp_path, monkeypatch, suffix, method, error, reason):
     original = getattr(xr.Dataset, method)
 
     def write_half_then_fail(self, path, *args, **kwargs):
         original(self.isel(lead_time=[0]), path, *args, **kwargs)  # a partial file lands on disk
-        raise OSError("disk full")
+        raise error
 
     monkeypatch.setattr(xr.Dataset, method, write_half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
-        write_forecast(forecast, tmp_path / f"f{suffix}")
+    path = tmp_path / f"f{suffix}"
+    with pytest.raises(WriteError) as err:
+        write_forecast(forecast, path)
+    assert str(err.value) == f"cannot write {path}: {reason} (disk full or not writable?)"
     assert list(tmp_path.iterdir()) == [tmp_path / "model.ckpt"]
+
+
+def test_a_runtime_error_that_is_not_the_disk_is_not_called_a_write_failure(forecast, tmp_path, monkeypatch):
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("bug")))
+    with pytest.raises(RuntimeError, match="^bug$"):
+        write_forecast(forecast, tmp_path / "f.nc")
 
 
 def test_failed_overwrite_keeps_the_old_forecast(forecast, tmp_path, monkeypatch):
