@@ -107,8 +107,6 @@ def default_store(cache: Path) -> Path:
 #: options that count something (ensemble members, lead times, issue times per call, steps between
 #: issue times, pixels averaged on ingest): refused below 1
 COUNT_OPTIONS = ("members", "n_out", "batch_size", "every", "coarsen")
-
-
 #: seeds a torch generator takes (64 bits)
 MAX_SEED = 2**64 - 1
 
