@@ -44,6 +44,14 @@ class GridSpec:
         return asdict(self)
 
 
+def check_counts(owner: str, minimum: int = 1, **counts: int | None) -> None:
+    """Refuse a count below ``minimum`` (None: not given, accepted) with a ``ValueError`` naming
+    ``owner``, the argument and its value."""
+    for name, value in counts.items():
+        if value is not None and value < minimum:
+            raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
+
+
 def repo_root() -> Path:
     """The repository root (parent of the ``nowcast`` package)."""
     return Path(__file__).resolve().parent.parent

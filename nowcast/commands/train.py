@@ -9,6 +9,10 @@ The model is any subclass of ForecastTask chosen by ``model.class_path`` (diffus
 SimVP, cGAN, ...); the data are :class:`nowcast.data.datamodule.NowcastDataModule`, whose typed
 ``__init__`` is the schema of ``data``. Scaling out (DDP over GPUs and nodes), precision,
 gradient clipping and checkpointing are the trainer's options, set in the YAML.
+
+Refused input (a bad option, store, split or checkpoint to start from, data the model does not fit)
+is said in one line on stderr with exit 2 before the first step (:mod:`nowcast.training.refusal`);
+a failure once training runs keeps its traceback.
 """
 
 from __future__ import annotations
@@ -66,7 +70,9 @@ def main(argv: list[str]) -> int:
         return 0
     from lightning.pytorch.cli import LightningCLI
 
+    from nowcast.cli import fail
     from nowcast.data.datamodule import NowcastDataModule
+    from nowcast.training.refusal import REFUSED, FirstBatch, innermost_error
     from nowcast.training.task import ForecastTask
 
     # sys.argv stays the user's command: Lightning's DDP launcher re-runs it for the other ranks.
@@ -77,13 +83,21 @@ def main(argv: list[str]) -> int:
         def before_fit(self) -> None:
             resolve_last(self.config_init[self.subcommand], self.trainer.default_root_dir)
 
-    NowcastCLI(
-        ForecastTask,
-        NowcastDataModule,
-        subclass_mode_model=True,
-        args=argv,
-        parser_kwargs={"prog": "nowcast train"},
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    first_batch = FirstBatch()
+    try:
+        NowcastCLI(
+            ForecastTask,
+            NowcastDataModule,
+            subclass_mode_model=True,
+            args=argv,
+            parser_kwargs={"prog": "nowcast train"},
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [first_batch]},
+            auto_configure_optimizers=False,
+        )
+    except REFUSED as err:
+        if first_batch.seen:  # the run went ahead and failed: a bug, with its traceback
+            raise
+        log.debug("refused input", exc_info=True)
+        return fail("train", innermost_error(err))
     return 0

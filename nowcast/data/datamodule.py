@@ -29,7 +29,7 @@ from nowcast.data.motion_cache import MotionCache, motion_cache_path
 from nowcast.data.splits import SPLITS, parse_splits, split_windows, stores_used
 from nowcast.data.store import describe_store, open_store
 from nowcast.data.windows import Window, build_window_index
-from nowcast.types import repo_root
+from nowcast.types import check_counts, repo_root
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,14 @@ def check_same_pixel_size(stores: Mapping[str, xr.Dataset]) -> None:
         listed = ", ".join(f"{name} {size:.0f} m" for name, size in sorted(known.items()))
         raise ValueError(f"stores on different pixel sizes ({listed}); rebuild the odd one on the same "
                          "grid (`nowcast ingest`, a store's `coarsen` in configs/ingest/*.yaml)")
+
+
+def splits_read(stage: str, validates: bool = True) -> tuple[str, ...]:
+    """The splits a trainer's ``stage`` reads from :class:`NowcastDataModule` (a fit reads "val" only
+    when it ``validates``; predict reads the test windows)."""
+    if stage == "fit":
+        return ("train", "val") if validates else ("train",)
+    return {"validate": ("val",), "test": ("test",), "predict": ("test",)}.get(stage, ())
 
 
 class NowcastDataModule(L.LightningDataModule):
@@ -105,6 +113,11 @@ class NowcastDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        owner = type(self).__name__
+        check_counts(owner, n_in=n_in, n_out=n_out, stride=stride, crop_size=crop_size,
+                     eval_crop_size=eval_crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                     samples_per_epoch=samples_per_epoch)
+        check_counts(owner, minimum=0, num_workers=num_workers)
         self.events = parse_splits(splits)  # no I/O: fail on a bad config at construction
         unknown = stores_used(self.events) - set(stores)
         if unknown:
@@ -123,8 +136,17 @@ class NowcastDataModule(L.LightningDataModule):
         self._stores: dict[str, xr.Dataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
+        """Open the stores and index the windows of every split (once); attached to a trainer, also
+        refuse a split the trainer's ``stage`` reads that has no windows (before, not after, the
+        first training steps)."""
+        if not self.datasets:
+            self._build_datasets()
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and stage is not None:
+            for split in splits_read(stage, validates=bool(trainer.limit_val_batches)):
+                self.dataset(split)
+
+    def _build_datasets(self) -> None:
         used = sorted(stores_used(self.events))
         self._stores = {name: open_store(self.store_paths[name]) for name in used}
         check_same_pixel_size(self._stores)
@@ -169,7 +191,8 @@ class NowcastDataModule(L.LightningDataModule):
             raise RuntimeError("call setup() first")
         if split not in self.datasets or not len(self.datasets[split]):
             have = {k: len(v) for k, v in self.datasets.items()}
-            raise ValueError(f"split {split!r} has no windows (windows per split: {have})")
+            raise ValueError(f"split {split!r} has no windows (windows per split: {have}); give it "
+                             "events with at least n_in + n_out frames in a row")
         return self.datasets[split]
 
     def scoring_dataset(self, split: str) -> RadarWindowDataset:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import inspect
 from abc import abstractmethod
 from collections.abc import Collection, Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +29,7 @@ import lightning as L
 import torch
 
 from nowcast.evaluation.categorical import CategoricalScores
-from nowcast.models.base import Forecaster
+from nowcast.models.base import Forecaster, refuse_unknown_arguments
 from nowcast.models.checkpoint import (
     CheckpointMismatchError,
     check_compatible,
@@ -39,7 +38,7 @@ from nowcast.models.checkpoint import (
     save_checkpoint,
 )
 from nowcast.models.spec import ModelSpec
-from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec
+from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec, check_counts
 
 #: checkpoint ``hparams`` keys that may differ when fine-tuning (provenance, not architecture)
 PROVENANCE_KEYS = ("base_checkpoint",)
@@ -57,12 +56,22 @@ def trained_model(model: ModelSpec | Mapping[str, Any] | str, task: str, names: 
 
 
 def typed_args(spec: ModelSpec, settings: type[T]) -> T:
-    """``spec.args`` as the dataclass ``settings``, refusing a key it does not have (``ValueError``)."""
-    known = [f.name for f in fields(settings)]  # type: ignore[arg-type]
-    unknown = sorted(set(spec.args) - set(known))
-    if unknown:
-        raise ValueError(f"model {spec.name!r}: unknown setting(s) {unknown}; known: {', '.join(known)}")
+    """``spec.args`` as the dataclass ``settings``, refusing a key it does not have (``ValueError``
+    naming it, the closest known one and every known one)."""
+    refuse_unknown_arguments(settings, spec.args, what=f"model {spec.name!r}", noun="setting")
     return settings(**spec.args)
+
+
+def setting_differences(ckpt: Mapping[str, Any], expected: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Setting -> (the checkpoint's value, the task's) for each network setting (``hparams``, less
+    :data:`PROVENANCE_KEYS`) and the frame count (``n_out``) in which two checkpoint payloads differ."""
+    built, given = ckpt["hparams"], expected["hparams"]
+    keys = (set(built) | set(given)) - set(PROVENANCE_KEYS)
+    differs = {k: (built.get(k), given.get(k)) for k in keys if built.get(k) != given.get(k)}
+    frames = (ckpt["window"]["n_out"], expected["window"]["n_out"])
+    if frames[0] != frames[1]:
+        differs.setdefault("n_out", frames)
+    return differs
 
 
 class ForecastTask(L.LightningModule):
@@ -81,6 +90,7 @@ class ForecastTask(L.LightningModule):
     def __init__(self, n_out: int = 12, val_members: int = 1, lr: float = 2e-4,
                  weight_decay: float = 0.0, init_from: str | None = None) -> None:
         super().__init__()
+        check_counts(type(self).__name__, n_out=n_out, val_members=val_members)
         self.n_out = n_out
         self.init_from = init_from
         self._init_record: dict[str, Any] | None = None
@@ -124,15 +134,12 @@ class ForecastTask(L.LightningModule):
         ckpt = load_checkpoint(path, forecaster=expected["forecaster"])
         check_compatible(ckpt, WindowSpec(**expected["window"]), GridSpec(**expected["grid"]),
                          expected["transform"])
-        keys = (set(ckpt["hparams"]) | set(expected["hparams"])) - set(PROVENANCE_KEYS)
-        differs = sorted(k for k in keys if ckpt["hparams"].get(k) != expected["hparams"].get(k))
-        if ckpt["window"]["n_out"] != expected["window"]["n_out"] and "n_out" not in differs:
-            differs.append("n_out")
+        differs = setting_differences(ckpt, expected)
         if differs:
             raise CheckpointMismatchError(
-                f"{path} was built with other {differs}: "
-                + "; ".join(f"{k} {ckpt['hparams'].get(k)!r} != {expected['hparams'].get(k)!r}"
-                            for k in differs if k != "n_out"))
+                f"{path} was built with other {sorted(differs)}: "
+                + "; ".join(f"{k} {built!r} in the checkpoint, {given!r} in this config"
+                            for k, (built, given) in sorted(differs.items())))
         targets = self.init_targets()
         missing = sorted(set(targets) - set(ckpt["state_dict"]))
         if missing:
