@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from nowcast.data.motion_cache import MotionCache, motion_cache_path
 from nowcast.data.splits import SPLITS, parse_splits, split_windows, stores_used
 from nowcast.data.store import describe_store, open_store
 from nowcast.data.windows import Window, build_window_index
-from nowcast.types import check_counts, repo_root
+from nowcast.schema import timestep
+from nowcast.types import GridSpec, WindowSpec, check_counts, repo_root
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,35 @@ class NowcastDataModule(L.LightningDataModule):
                 with_motion=self.with_motion, in_memory=self.hparams.in_memory,
                 min_wet_fraction=self.min_wet_fraction,
             )
+
+    def store_steps(self) -> dict[str, float]:
+        """The time step (min) of each opened store."""
+        return {name: float(timestep(ds) / np.timedelta64(1, "m")) for name, ds in self._stores.items()}
+
+    def served(self) -> tuple[WindowSpec, GridSpec]:
+        """What this module serves (after :meth:`setup`), what a model trained on it is built for:
+        windows of ``n_in`` past and ``n_out`` future frames at the time step of most training
+        windows (of most windows when no split trains; the frames of a store of another step, like
+        radar-mix's optional 6-min BOM event, are served as steps of that one, which is logged), on
+        the pixel size of the store with most of them (all stores share one within
+        :data:`PIXEL_SIZE_TOLERANCE`: :func:`check_same_pixel_size`)."""
+        if not self._stores:
+            raise RuntimeError("call setup() first")
+        windows = self.windows.get("train") or [w for split in self.windows.values() for w in split]
+        per_store = Counter(w.store for w in windows)
+        steps = self.store_steps()
+        per_step: Counter[float] = Counter()
+        for name, step in steps.items():
+            per_step[step] += per_store[name]
+        step = max(per_step, key=per_step.__getitem__)
+        if sum(1 for n in per_step.values() if n) > 1:
+            log.warning("the windows have time steps of %s min (windows per step: %s): a model is trained "
+                        "for %g min, the step of most", ", ".join(f"{s:g}" for s in per_step),
+                        dict(per_step), step)
+        largest = max((name for name in steps if steps[name] == step), key=per_store.__getitem__)
+        pixel = describe_store(self._stores[largest])["pixel_size_m"]
+        return (WindowSpec(n_in=self.n_in, n_out=self.n_out, timestep_minutes=float(step)),
+                GridSpec(pixel_size_m=float(pixel)))
 
     def _with_cached_motion(self, split: str, windows: list[Window]) -> list[Window]:
         """Keep windows whose anchor is in their store's motion cache (for machines without pysteps)."""

@@ -49,8 +49,8 @@ from nowcast.samplers.adversarial import ADVERSARIAL_STEPS, draw_latents
 from nowcast.samplers.base import randn_like
 from nowcast.training.baseline_tasks import masked_mean
 from nowcast.training.prepared import EXTRAPOLATION, FULL_MASK, PreparedResiduals, prepared_inputs
-from nowcast.training.task import ForecastTask, trained_model
-from nowcast.types import FUTURE, MASK, MOTION, PAST, RAIN_THRESHOLD_MM_H, GridSpec, WindowSpec
+from nowcast.training.task import DATA_QUANTITIES, ForecastTask, trained_model
+from nowcast.types import FUTURE, MASK, MOTION, PAST, RAIN_THRESHOLD_MM_H
 
 
 class IssuedTruth(NamedTuple):
@@ -228,8 +228,9 @@ class AdversarialTask(ForecastTask):
         self.save_settings(spec)
         self.automatic_optimization = False
         self.base_checkpoint = {"path": spec.checkpoint, "sha256": file_sha256(spec.checkpoint)}
-        self.window: WindowSpec = base.window
-        self.grid: GridSpec = base.grid
+        # the base model's time step and pixel size: data on another are refused (ForecastTask.setup)
+        self.expect_data(base.window, base.grid,
+                         dict.fromkeys(DATA_QUANTITIES, f"its diffusion checkpoint {spec.checkpoint}"))
         self.base_hparams = dict(base.hparams)
         self.net_hparams = {k: v for k, v in base.hparams.items() if k not in WRAPPER_KEYS}
         self.wrapper_hparams = {k: v for k, v in base.hparams.items() if k in WRAPPER_KEYS}

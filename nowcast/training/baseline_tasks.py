@@ -31,8 +31,8 @@ from nowcast.models.base import FORECASTERS
 from nowcast.models.baselines.cgan import SpatialDiscriminator, TemporalDiscriminator
 from nowcast.models.blocks import NetForecaster
 from nowcast.models.spec import ModelSpec
-from nowcast.training.task import ForecastTask, trained_model
-from nowcast.types import FUTURE, MASK, PAST, GridSpec, WindowSpec
+from nowcast.training.task import ForecastTask, declared_data, trained_model
+from nowcast.types import FUTURE, MASK, PAST
 
 #: the models the tasks build when none is named: the default preset, trained from scratch
 DEFAULT_REGRESSION = ModelSpec("simvp")
@@ -49,7 +49,9 @@ class NetTask(ForecastTask):
             the forecaster class, default "default"), ``transform`` (model space, default "dbz")
             and overrides of the preset's settings; ``checkpoint`` a file of the same settings
             whose weights start the fit (see :class:`ForecastTask`).
-        n_in, n_out, timestep_minutes, pixel_size_m: the window and grid trained for.
+        n_in, n_out: the frames trained for.
+        timestep_minutes, pixel_size_m: None (default): the data module's stores' (what the exported
+            checkpoint records; see :class:`ForecastTask`); a number: what the data must have.
         val_members: ensemble members per validation window.
         lr, weight_decay: the optimiser's.
     """
@@ -62,8 +64,8 @@ class NetTask(ForecastTask):
         model: ModelSpec,
         n_in: int = 4,
         n_out: int = 12,
-        timestep_minutes: float = 5.0,
-        pixel_size_m: float = 2000.0,
+        timestep_minutes: float | None = None,
+        pixel_size_m: float | None = None,
         val_members: int = 1,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -84,22 +86,12 @@ class NetTask(ForecastTask):
         self.net_hparams = {k: frames.get(k, v) for k, v in preset.items()}
         self.nets = nn.ModuleDict(cls.build_modules(self.net_hparams))
         self.rain_transform = build_transform(transform)
-        self.window = WindowSpec(n_in=n_in, n_out=n_out, timestep_minutes=timestep_minutes)
-        self.grid = GridSpec(pixel_size_m=pixel_size_m)
+        self.expect_data(*declared_data(n_in, n_out, timestep_minutes, pixel_size_m))
         self.spec = spec
 
     @property
     def net(self) -> nn.Module:
         return self.nets["net"]
-
-    def setup(self, stage: str) -> None:
-        """Refuse a DataModule whose frame counts differ from the task's."""
-        dm = self._trainer.datamodule if self._trainer is not None else None
-        given = (getattr(dm, "n_in", self.window.n_in), getattr(dm, "n_out", self.window.n_out))
-        if given[0] != self.window.n_in or given[1] < self.window.n_out:
-            raise ValueError(f"task built for {self.window.n_in} past / {self.window.n_out} future frames, "
-                             f"data give {given[0]} / {given[1]}")
-        super().setup(stage)
 
     def init_targets(self) -> dict[str, list[nn.Module]]:
         return {name: [module] for name, module in self.nets.items()}
@@ -180,8 +172,8 @@ class RegressionTask(NetTask):
         rain_weighted: bool = False,
         n_in: int = 4,
         n_out: int = 12,
-        timestep_minutes: float = 5.0,
-        pixel_size_m: float = 2000.0,
+        timestep_minutes: float | None = None,
+        pixel_size_m: float | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
     ) -> None:
@@ -220,8 +212,8 @@ class CGANTask(NetTask):
         reg_weight: float = 20.0,
         n_in: int = 4,
         n_out: int = 12,
-        timestep_minutes: float = 5.0,
-        pixel_size_m: float = 2000.0,
+        timestep_minutes: float | None = None,
+        pixel_size_m: float | None = None,
         val_members: int = 4,
         lr: float = 5e-5,
         lr_d: float = 2e-4,

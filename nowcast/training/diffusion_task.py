@@ -21,8 +21,7 @@ from nowcast.models.diffusion.settings import DiffusionNetwork
 from nowcast.models.diffusion.wrapper import ConditionalDiffusion
 from nowcast.models.spec import ModelSpec
 from nowcast.training.prepared import PreparedResiduals
-from nowcast.training.task import ForecastTask, trained_model, typed_args
-from nowcast.types import GridSpec, WindowSpec
+from nowcast.training.task import ForecastTask, declared_data, trained_model, typed_args
 
 #: the diffusion model of :class:`DiffusionNetwork`'s defaults, trained from scratch
 DEFAULT_MODEL = ModelSpec(DiffusionForecaster.name)
@@ -46,14 +45,15 @@ class DiffusionTask(ForecastTask):
             residual, diffusion grid) once at the start of fit and train on crops of them
             (:class:`~nowcast.training.prepared.PreparedResiduals`); needs the data module's
             motion (``with_motion``).
-        timestep_minutes, pixel_size_m: what the data are (stored in the exported checkpoint).
+        timestep_minutes, pixel_size_m: None (default): the data module's stores' (what the exported
+            checkpoint records; see :class:`ForecastTask`); a number: what the data must have.
     """
 
     def __init__(self, model: ModelSpec = DEFAULT_MODEL, n_in: int = 4, n_out: int = 12, lr: float = 3e-4,
                  weight_decay: float = 0.0, warmup_steps: int = 200, ema_decay: float = 0.999,
                  val_sampler: str = "ddim", val_steps: int = 10, val_members: int = 1,
-                 precompute: bool = False, timestep_minutes: float = 5.0,
-                 pixel_size_m: float = 2000.0) -> None:
+                 precompute: bool = False, timestep_minutes: float | None = None,
+                 pixel_size_m: float | None = None) -> None:
         spec = trained_model(model, type(self).__name__, [DiffusionForecaster.name])
         network = typed_args(spec, DiffusionNetwork)
         super().__init__(n_out=n_out, val_members=val_members, lr=lr, weight_decay=weight_decay,
@@ -66,8 +66,7 @@ class DiffusionTask(ForecastTask):
         self.diffusion = ConditionalDiffusion(build_denoiser(self.net_hparams),
                                               transform=network.transform, **self.wrapper_hparams)
         self.ema = copy.deepcopy(self.diffusion.denoiser).requires_grad_(False)
-        self.window = WindowSpec(n_in=n_in, n_out=n_out, timestep_minutes=timestep_minutes)
-        self.grid = GridSpec(pixel_size_m=pixel_size_m)
+        self.expect_data(*declared_data(n_in, n_out, timestep_minutes, pixel_size_m))
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -22,12 +22,14 @@ from __future__ import annotations
 import inspect
 from abc import abstractmethod
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import lightning as L
 import torch
 
+from nowcast.data.datamodule import PIXEL_SIZE_TOLERANCE
 from nowcast.evaluation.categorical import CategoricalScores
 from nowcast.models.base import Forecaster, refuse_unknown_arguments
 from nowcast.models.checkpoint import (
@@ -42,6 +44,12 @@ from nowcast.types import FUTURE, MASK, MOTION, PAST, GridSpec, WindowSpec, chec
 
 #: checkpoint ``hparams`` keys that may differ when fine-tuning (provenance, not architecture)
 PROVENANCE_KEYS = ("base_checkpoint",)
+#: the time step (min) and pixel size (m) a task assumes until it is bound to its data (a task
+#: built in Python without a data module); a fit takes the data module's (:meth:`ForecastTask.setup`)
+ASSUMED_TIMESTEP_MINUTES = 5.0
+ASSUMED_PIXEL_SIZE_M = 2000.0
+#: what the data may fix: the time step and the pixel size
+DATA_QUANTITIES = ("timestep_minutes", "pixel_size_m")
 
 T = TypeVar("T")
 
@@ -74,12 +82,52 @@ def setting_differences(ckpt: Mapping[str, Any], expected: Mapping[str, Any]) ->
     return differs
 
 
+def declared_data(n_in: int, n_out: int, timestep_minutes: float | None,
+                  pixel_size_m: float | None) -> tuple[WindowSpec, GridSpec, dict[str, str]]:
+    """What a task whose arguments are ``timestep_minutes`` and ``pixel_size_m`` is built for
+    (:meth:`ForecastTask.expect_data`): the window, the grid and the quantities its arguments fix
+    (None: the data module's, assumed :data:`ASSUMED_TIMESTEP_MINUTES` / :data:`ASSUMED_PIXEL_SIZE_M`
+    until the task is bound to it)."""
+    given = {"timestep_minutes": timestep_minutes, "pixel_size_m": pixel_size_m}
+    step = ASSUMED_TIMESTEP_MINUTES if timestep_minutes is None else timestep_minutes
+    window = WindowSpec(n_in=n_in, n_out=n_out, timestep_minutes=step)
+    grid = GridSpec(pixel_size_m=ASSUMED_PIXEL_SIZE_M if pixel_size_m is None else pixel_size_m)
+    return window, grid, {k: f"its {k} argument" for k, v in given.items() if v is not None}
+
+
+def data_problems(window: WindowSpec, grid: GridSpec, fixed: Collection[str], data: WindowSpec,
+                  data_grid: GridSpec) -> list[str]:
+    """Why a model built for ``window`` and ``grid`` cannot train on ``data`` and ``data_grid``:
+    another number of past frames, fewer future frames than it predicts, or another time step or
+    pixel size among the ``fixed`` quantities (:data:`DATA_QUANTITIES`)."""
+    problems = []
+    if data.n_in != window.n_in:
+        problems.append(f"the model takes {window.n_in} past frames, the data give {data.n_in} (data n_in)")
+    if data.n_out < window.n_out:
+        problems.append(f"the model predicts {window.n_out} frames, the data's windows have {data.n_out} "
+                        "(data n_out)")
+    if "timestep_minutes" in fixed and abs(data.timestep_minutes - window.timestep_minutes) > 1e-6:
+        problems.append(f"built for a {window.timestep_minutes:g}-min time step, "
+                        f"the data have {data.timestep_minutes:g} min")
+    if "pixel_size_m" in fixed and (abs(data_grid.pixel_size_m - grid.pixel_size_m)
+                                    > PIXEL_SIZE_TOLERANCE * grid.pixel_size_m):
+        problems.append(f"built for {grid.pixel_size_m:g} m pixels, "
+                        f"the data have {data_grid.pixel_size_m:g} m")
+    return problems
+
+
 class ForecastTask(L.LightningModule):
     """Args: ``n_out`` frames predicted; ``val_members`` per validation window; ``lr`` and
     ``weight_decay`` of the optimiser; ``init_from``: a nowcast checkpoint of the same model
     and setup whose weights start the fit (fine-tuning, e.g. continuing a shipped model on
     another machine) or are scored by ``nowcast train validate`` (the training-time metric of
     a shipped file); ``--ckpt_path`` resumption still wins over it.
+
+    What a task is built for (``window``: frames and time step; ``grid``: pixel size; what its
+    exports record) comes from its data: ``setup`` binds it to the data module's stores
+    (:meth:`bind_to_data`), so a model trained on a 1 km store is a 1 km model, and a checkpoint
+    it starts from must have been built for them. Quantities fixed before (``fixed_by``: an
+    explicit argument, or the adversarial stage's base checkpoint) are what the data must have.
 
     Subclasses take what they train as ``model``, a :class:`~nowcast.models.spec.ModelSpec`
     (``{name, args, checkpoint}``, the spec ``nowcast forecast`` and ``evaluate`` read): ``args``
@@ -122,10 +170,50 @@ class ForecastTask(L.LightningModule):
         self.save_hyperparameters(ignore=["model"], frame=inspect.currentframe().f_back)
         self.hparams["model"] = spec.to_dict()
 
+    def expect_data(self, window: WindowSpec, grid: GridSpec, fixed_by: Mapping[str, str]) -> None:
+        """Set what the task is built for until :meth:`bind_to_data`: ``window`` and ``grid``, of
+        which the quantities in ``fixed_by`` (:data:`DATA_QUANTITIES` -> who fixed them) are what
+        the data must have; the others are the data's."""
+        self.window, self.grid, self.fixed_by = window, grid, dict(fixed_by)
+
+    def bind_to_data(self, data: WindowSpec, data_grid: GridSpec) -> None:
+        """Build the task for the data served as ``data`` and ``data_grid``: take their time step
+        and pixel size (what exports record and a checkpoint to start from must have been built
+        for), after refusing data the task cannot train on (``ValueError`` naming each problem)."""
+        problems = data_problems(self.window, self.grid, self.fixed_by, data, data_grid)
+        if problems:
+            by = "; ".join(dict.fromkeys(self.fixed_by.values()))
+            raise ValueError(f"{type(self).__name__} cannot train on this data: {'; '.join(problems)}"
+                             + (f" (fixed by {by})" if by else ""))
+        if "timestep_minutes" not in self.fixed_by:
+            self.window = replace(self.window, timestep_minutes=data.timestep_minutes)
+        if "pixel_size_m" not in self.fixed_by:
+            self.grid = replace(self.grid, pixel_size_m=data_grid.pixel_size_m)
+
     def setup(self, stage: str) -> None:
-        # before Lightning restores a --ckpt_path, so a resumed run keeps its own weights
+        """Bind to the trainer's data module (one that says what it serves: ``served()``, see
+        :meth:`nowcast.data.datamodule.NowcastDataModule.served`), then load ``init_from``: before
+        Lightning restores a ``--ckpt_path``, so a resumed run keeps its own weights."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if callable(getattr(datamodule, "served", None)):
+            self.bind_to_data(*datamodule.served())
         if stage in ("fit", "validate") and self.init_from:
             self.load_init_weights(self.init_from)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Lightning's training state records the data it was trained for."""
+        checkpoint["nowcast_data"] = {"window": self.window.to_dict(), "grid": self.grid.to_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to resume training state of other data (:class:`CheckpointMismatchError`)."""
+        saved = checkpoint.get("nowcast_data")
+        if saved is None:  # states saved before it was recorded are taken as they are
+            return
+        try:
+            check_compatible(saved, self.window, self.grid)
+        except CheckpointMismatchError as err:
+            where = getattr(self._trainer, "ckpt_path", None) or "the training state"
+            raise CheckpointMismatchError(f"{where}: {err}") from err
 
     def load_init_weights(self, path: str | Path) -> None:
         """Copy the weights of ``path`` into this task, refusing a checkpoint built for another

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from nowcast.data.synthetic import write_synthetic_store
@@ -12,14 +13,26 @@ from nowcast.types import repo_root
 N_OUT = 3
 
 
-def write_data_config(tmp: Path) -> Path:
-    """A 32 px synthetic store with train and val events, and its data config."""
-    write_synthetic_store(tmp / "synthetic.zarr", n_frames=20, height=32, width=32)
+def frame_time(index: int, timestep_minutes: float) -> str:
+    """The time of frame ``index`` of the synthetic store (ISO)."""
+    return str(np.datetime64("2024-06-01T12:00") + np.timedelta64(int(index * timestep_minutes), "m"))
+
+
+def event(first: int, last: int, timestep_minutes: float) -> dict[str, str]:
+    """The split event of frames ``first`` to ``last`` of the synthetic store."""
+    return {"store": "synthetic", "start": frame_time(first, timestep_minutes),
+            "end": frame_time(last, timestep_minutes)}
+
+
+def write_data_config(tmp: Path, pixel_size_m: float = 2000.0, timestep_minutes: float = 5.0) -> Path:
+    """A 32 px synthetic store (of ``pixel_size_m`` pixels and ``timestep_minutes`` frames) with
+    train (frames 0-10) and val (11-19) events, and its data config."""
+    write_synthetic_store(tmp / "synthetic.zarr", n_frames=20, height=32, width=32, pixel_size_m=pixel_size_m,
+                          timestep_minutes=timestep_minutes)
     config = {
         "store_root": str(tmp),
         "stores": {"synthetic": "synthetic.zarr"},
-        "splits": {"train": [{"store": "synthetic", "start": "2024-06-01T12:00", "end": "2024-06-01T12:50"}],
-                   "val": [{"store": "synthetic", "start": "2024-06-01T12:55", "end": "2024-06-01T13:35"}]},
+        "splits": {"train": [event(0, 10, timestep_minutes)], "val": [event(11, 19, timestep_minutes)]},
         "n_in": 4, "n_out": N_OUT, "crop_size": 32, "eval_crop_size": 32, "batch_size": 2,
         "num_workers": 0, "with_motion": True, "samples_per_epoch": 4,
     }
