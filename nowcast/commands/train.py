@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -40,30 +38,6 @@ Lightning and takes several seconds):
 """
 
 
-def newest_last_checkpoint(root: str | Path) -> Path | None:
-    """The most recently written ``last*.ckpt`` anywhere under ``root`` (None if there is none).
-
-    Lightning's own ``ckpt_path="last"`` looks only in the new run's checkpoint folder, which for a
-    logged run is a new ``lightning_logs/version_N``: it never finds the killed run's state and
-    silently starts over. Every run of one config shares ``trainer.default_root_dir``, so the state
-    to resume is the newest one below it."""
-    found = [p for p in Path(root).rglob("last*.ckpt") if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
-
-
-def resolve_last(config: dict[str, Any], root: str | Path) -> None:
-    """Replace ``ckpt_path: last`` in a subcommand's ``config`` by the checkpoint it means (see
-    :func:`newest_last_checkpoint`), or by None (a fresh start, said in the log) when there is none."""
-    if config.get("ckpt_path") != "last":
-        return
-    found = newest_last_checkpoint(root)
-    if found is None:
-        log.warning("--ckpt_path last: no last.ckpt under %s, so training starts from the beginning", root)
-    else:
-        log.info("--ckpt_path last: resuming %s", found)
-    config["ckpt_path"] = None if found is None else str(found)
-
-
 def main(argv: list[str]) -> int:
     if list(argv) in (["--help"], ["-h"]):
         print(USAGE + "\n" + (__doc__ or "").strip())
@@ -73,6 +47,7 @@ def main(argv: list[str]) -> int:
     from nowcast.cli import fail
     from nowcast.data.datamodule import NowcastDataModule
     from nowcast.training.refusal import REFUSED, FirstBatch, innermost_error
+    from nowcast.training.resume import resolve_last
     from nowcast.training.task import ForecastTask
 
     # sys.argv stays the user's command: Lightning's DDP launcher re-runs it for the other ranks.
@@ -81,7 +56,8 @@ def main(argv: list[str]) -> int:
 
     class NowcastCLI(LightningCLI):
         def before_fit(self) -> None:
-            resolve_last(self.config_init[self.subcommand], self.trainer.default_root_dir)
+            resolve_last(self.config_init[self.subcommand], self.trainer.default_root_dir,
+                         self.model.hparams, type(self.model))
 
     first_batch = FirstBatch()
     try:
