@@ -55,9 +55,12 @@ def main(argv: list[str]) -> int:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
     class NowcastCLI(LightningCLI):
-        def before_fit(self) -> None:
+        def resolve_ckpt_path(self) -> None:
+            """``--ckpt_path last`` of every subcommand: this configuration's newest training state."""
             resolve_last(self.config_init[self.subcommand], self.trainer.default_root_dir,
-                         self.model.hparams, type(self.model))
+                         self.model.hparams, type(self.model), self.subcommand)
+
+        before_fit = before_validate = before_test = before_predict = resolve_ckpt_path
 
     first_batch = FirstBatch()
     try:

@@ -9,6 +9,9 @@ only if it was saved by the same model class with the same settings: Lightning k
 checkpoint (``hyper_parameters``, with ``_class_path`` when the CLI built the model). The newest
 such state is resumed; a newer one of another configuration is passed over, and when there is
 none of this configuration the run is refused, naming the newest state and what differs.
+
+``validate``, ``test`` and ``predict`` take ``--ckpt_path last`` by the same rule; without any
+state they are refused, where a fit starts from the beginning (they would score untrained weights).
 """
 
 from __future__ import annotations
@@ -117,18 +120,29 @@ def matching_last_checkpoint(root: str | Path, current: Mapping[str, Any],
         f"configuration; the newest, {newest[0]}, differs: {summary(newest[1])}; {fix}")
 
 
+#: how a fit goes on when no state of its configuration is found
+FIT_FIX = ("give this run its own --trainer.default_root_dir, or drop --ckpt_path last to start from "
+           "the beginning")
+#: the same for the subcommands that use a state (validate, test, predict)
+SCORING_FIX = ("give the --trainer.default_root_dir of the fit whose state to use, or its checkpoint "
+               "as --ckpt_path FILE")
+
+
 def resolve_last(config: dict[str, Any], root: str | Path, hparams: Mapping[str, Any],
-                 model_class: type) -> None:
-    """Replace ``ckpt_path: last`` in a fit's ``config`` by the training state it means
-    (:func:`matching_last_checkpoint` of the model's ``hparams`` and ``model_class``), or by None
-    (a fresh start, said in the log) when there is no ``last*.ckpt`` under ``root``."""
+                 model_class: type, subcommand: str = "fit") -> None:
+    """Replace ``ckpt_path: last`` in a ``subcommand``'s ``config`` by the training state it means
+    (:func:`matching_last_checkpoint` of the model's ``hparams`` and ``model_class``). Without any
+    ``last*.ckpt`` under ``root`` a fit starts from the beginning (said in the log); validate, test
+    and predict, which would score untrained weights, are refused (:class:`TrainingInputError`)."""
     if config.get("ckpt_path") != "last":
         return
-    fix = ("give this run its own --trainer.default_root_dir, or drop --ckpt_path last to start "
-           "from the beginning")
+    fix = FIT_FIX if subcommand == "fit" else SCORING_FIX
     found = matching_last_checkpoint(root, model_settings(hparams, model_class), fix)
+    if found is None and subcommand != "fit":
+        raise TrainingInputError(f"--ckpt_path last: no last*.ckpt under {root}, so nothing to "
+                                 f"{subcommand} but untrained weights; {fix}")
     if found is None:
         log.warning("--ckpt_path last: no last.ckpt under %s, so training starts from the beginning", root)
     else:
-        log.info("--ckpt_path last: resuming %s", found)
+        log.info("--ckpt_path last: %s %s", "resuming" if subcommand == "fit" else "loading", found)
     config["ckpt_path"] = None if found is None else str(found)

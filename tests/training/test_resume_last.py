@@ -73,3 +73,18 @@ def test_the_model_class_and_every_setting_must_match(tmp_path):
                                                  rf"'{cls}' in this config; fix$"):
         matching_last_checkpoint(tmp_path, mine, "fix")
     assert matching_last_checkpoint(tmp_path / "b" / "empty", mine, "fix") is None
+
+
+def test_validate_last_scores_this_configurations_state_or_is_refused(tmp_path, caplog, capsys):
+    """Without a state, `validate --ckpt_path last` would score untrained weights: refused."""
+    torch.set_num_threads(1)
+    data, config = write_data_config(tmp_path), write_train_config(tmp_path, logged=True)
+    args = ["--config", str(config), "--data", str(data)]
+    assert main(["train", "validate", *args, "--ckpt_path", "last"]) == 2
+    line = one_error_line(capsys)
+    assert "no last*.ckpt under" in line and "nothing to validate but untrained weights" in line
+    assert main(["train", "fit", *args, "--trainer.max_steps", "2"]) == 0
+    with caplog.at_level(logging.INFO, logger="nowcast.training.resume"):
+        assert main(["train", "validate", *args, "--ckpt_path", "last"]) == 0
+    state = tmp_path / "runs" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert f"loading {state}" in caplog.text
