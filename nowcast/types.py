@@ -46,10 +46,20 @@ class GridSpec:
 
 def check_counts(owner: str, minimum: int = 1, **counts: int | None) -> None:
     """Refuse a count below ``minimum`` (None: not given, accepted) with a ``ValueError`` naming
-    ``owner``, the argument and its value."""
+    ``owner`` (if not empty), the argument and its value."""
     for name, value in counts.items():
         if value is not None and value < minimum:
-            raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
+            raise ValueError(f"{owner + ': ' if owner else ''}{name} must be >= {minimum}, got {value}")
+
+
+#: the seeds a torch generator takes (64 bits)
+MAX_SEED = 2**64 - 1
+
+
+def check_seed(seed: int, name: str = "--seed") -> None:
+    """Refuse a seed a torch generator cannot take (outside 0..:data:`MAX_SEED`) with a ``ValueError``."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{name} must be in 0..{MAX_SEED} (2**64 - 1), got {seed}")
 
 
 def repo_root() -> Path:

@@ -58,6 +58,22 @@ def test_evaluate_bad_input(store, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("option, words", [
+    (["--members", "0"], "--members must be >= 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--n-cases", "-1"], "--n-cases must be >= 0, got -1"),
+    (["--seed", "-1"], "--seed must be in 0.."),
+    (["--device", "foo"], "unknown device 'foo'"),
+])
+def test_options_that_cannot_run_are_refused_before_anything_runs(option, words, store, tmp_path, capsys):
+    """One line and exit 2, no report folder (these used to fail as a 'failed model', a traceback,
+    or to run with a silently changed value)."""
+    out = tmp_path / "rep"
+    assert cli_main(["evaluate", *common(store, out), "--models", "persistence", *option]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and not out.exists()
+
 def test_evaluate_with_cached_motion_needs_the_cache_and_then_shares_it(tmp_path, capsys):
     store = write_synthetic_store(tmp_path / "syn.zarr", n_frames=12, height=48, width=48, seed=5)
     out = tmp_path / "rep"

@@ -38,6 +38,23 @@ def check_models(texts: list[Any]) -> list[EvaluatedModel]:
     return specs
 
 
+def check_options(args: Any, device: str) -> None:
+    """Refuse, before anything runs, options the scoring would only fail on later: fewer than one
+    member, window per batch or thread, a negative worker or case count, a seed a torch generator
+    cannot take, a device this machine cannot run on (:class:`EvaluateInputError`, one line)."""
+    from nowcast.models.base import usable_device
+    from nowcast.types import check_counts, check_seed
+
+    try:
+        check_counts("", **{"--members": args.members, "--batch-size": args.batch_size,
+                            "--threads": args.threads})
+        check_counts("", minimum=0, **{"--num-workers": args.num_workers, "--n-cases": args.n_cases})
+        check_seed(args.seed)
+        usable_device(device)
+    except ValueError as err:
+        raise EvaluateInputError(str(err)) from err
+
+
 def run(args: Any, argv: list[str]) -> dict[str, dict[str, Any]]:
     """Score the models and write the report; returns each model's result by label."""
     import torch
@@ -54,6 +71,7 @@ def run(args: Any, argv: list[str]) -> dict[str, dict[str, Any]]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    check_options(args, device)
     specs = check_models(args.models)
     t0 = time.perf_counter()
     dataset, data = build_data(args)

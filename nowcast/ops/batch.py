@@ -107,22 +107,20 @@ def default_store(cache: Path) -> Path:
 #: options that count something (ensemble members, lead times, issue times per call, steps between
 #: issue times, pixels averaged on ingest): refused below 1
 COUNT_OPTIONS = ("members", "n_out", "batch_size", "every", "coarsen")
-#: seeds a torch generator takes (64 bits)
-MAX_SEED = 2**64 - 1
 
 
 def check_options(args: Any) -> None:
     """Refuse option values the run would only fail on later (after an ingest or a model load), as
     :class:`ForecastInputError` naming the option: a count of :data:`COUNT_OPTIONS` below 1, a seed
-    outside 0..:data:`MAX_SEED`, a device this machine cannot run on."""
+    a torch generator cannot take, a device this machine cannot run on."""
     from nowcast.models.base import usable_device
+    from nowcast.types import check_counts, check_seed
 
-    for name in COUNT_OPTIONS:
-        value = getattr(args, name)
-        if value < 1:
-            raise ForecastInputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise ForecastInputError(f"--seed must be in 0..{MAX_SEED} (2**64 - 1), got {args.seed}")
+    try:
+        check_counts("", **{f"--{name.replace('_', '-')}": getattr(args, name) for name in COUNT_OPTIONS})
+        check_seed(args.seed)
+    except ValueError as err:
+        raise ForecastInputError(str(err)) from err
     try:
         usable_device(args.device)
     except ValueError as err:
