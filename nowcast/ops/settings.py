@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nowcast.types import check_counts, check_seed
+
 if TYPE_CHECKING:
     from nowcast.models.spec import ModelSpec
 
@@ -60,6 +62,10 @@ class OperateSettings:
             raise ValueError(f"format must be nc or zarr, got {self.format!r}")
         if self.interval_minutes <= 0 or self.latency_budget_seconds <= 0:
             raise ValueError("interval_minutes and latency_budget_seconds must be > 0")
+        check_counts("", members=self.members, n_out=self.n_out, coarsen=self.coarsen)
+        check_counts("", minimum=0, grace_seconds=self.grace_seconds, poll_seconds=self.poll_seconds,
+                     settle_seconds=self.settle_seconds)
+        check_seed(self.seed, "seed")
 
     @property
     def chain(self) -> list[ModelSpec]:

@@ -431,3 +431,12 @@ def test_the_service_outlives_a_cycle_that_cannot_write_its_state(tmp_path: Path
     monkeypatch.setattr(operate_command._Stop, "requested", False)
     assert operate_command.serve(FullDiskOperator()) == 0
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"members": 0}, "members must be >= 1"), ({"n_out": 0}, "n_out must be"),
+    ({"seed": -1}, "seed must be in 0.."), ({"grace_seconds": -5}, "grace_seconds must be >= 0"),
+])
+def test_settings_a_cycle_could_only_fail_on_are_refused_at_start(tmp_path: Path, bad, words) -> None:
+    with pytest.raises(ValueError, match=words):
+        settings(tmp_path, **bad)
