@@ -36,12 +36,12 @@ def _as_time(value: Any, end: bool) -> np.datetime64:
         return _MAX if end else _MIN
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         value = value.isoformat()
-    text = str(value).strip()
+    text = str(value).strip().replace("Z", "").replace(" ", "T")
     try:
-        t = np.datetime64(text.replace("Z", "").replace(" ", "T"), "ns")
+        t = np.datetime64(text, "ns")
     except ValueError as err:
         raise SplitError(f"not an ISO time: {value!r}") from err
-    if end and len(text) == 10:  # a bare date: the whole day
+    if end and len(text) == 10:  # a bare date ("2016-07-11" or "2016-07-11Z"): the whole day
         t = t + np.timedelta64(1, "D") - np.timedelta64(1, "ns")
     return t
 

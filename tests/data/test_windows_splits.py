@@ -97,3 +97,10 @@ def test_bad_event_configs() -> None:
         _events({"store": "a", "start": "2021-01-02", "end": "2021-01-01"})
     (ev,) = _events({"store": "a", "end": "2021-01-01"})
     assert ev.end == np.datetime64("2021-01-01T23:59:59.999999999")
+
+
+@pytest.mark.parametrize("end", ["2016-07-11", "2016-07-11Z"])
+def test_an_end_given_as_a_bare_date_covers_the_whole_day(end) -> None:
+    """With or without the UTC 'Z', a date alone as an event's end means its last instant."""
+    event = Event.from_config({"store": "s", "start": "2016-07-11T20:45", "end": end})
+    assert event.end == np.datetime64("2016-07-11T23:59:59.999999999", "ns")
