@@ -198,13 +198,21 @@ def write_quicklooks(ds: xr.Dataset, forecast_path: str | Path, kinds: Sequence[
                      last_observed: np.ndarray | None = None, field: str = "mean") -> list[Path]:
     """The quicklooks of ``kinds`` ("png", "gif") beside ``forecast_path`` (same name, their suffix);
     :class:`~nowcast.fsutil.WriteError` if one cannot be written (a full disk)."""
+    import os
+
     from nowcast.fsutil import writing
 
     paths = []
     for kind in kinds:
         path = Path(forecast_path).with_suffix(f".{kind}")
-        with writing(path):
-            (write_png if kind == "png" else write_gif)(ds, path, last_observed=last_observed, field=field)
+        # drawn under a temporary name, then renamed: a reader never sees half an image
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.{kind}")
+        try:
+            with writing(path):
+                (write_png if kind == "png" else write_gif)(ds, tmp, last_observed=last_observed, field=field)
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         paths.append(path)
     return paths
 

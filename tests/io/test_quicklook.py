@@ -89,3 +89,24 @@ def test_colour_scale_marks_dry_and_no_coverage():
     no_coverage = cmap(norm(np.ma.masked_invalid([np.nan])))[0]
     assert tuple(no_coverage) != cmap(norm(0.0))  # no coverage differs from dry
     assert cmap(norm(200.0)) == cmap(norm(100.0))  # beyond the top bound: the top colour
+
+
+def test_quicklooks_appear_whole_or_not_at_all(forecast, tmp_path, monkeypatch):
+    """Drawn under a temporary name and renamed: a drawing that fails half way (a full disk) leaves
+    no image under the final name and no temporary file; a good one leaves exactly its files."""
+    from nowcast.fsutil import WriteError
+    from nowcast.io import quicklook
+
+    written = quicklook.write_quicklooks(forecast, tmp_path / "f.nc", ["png", "gif"])
+    assert sorted(p.name for p in written) == ["f.gif", "f.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.gif", "f.png"]
+
+    def half_written(ds, path, **kwargs):
+        path.write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(quicklook, "write_png", half_written)
+    (tmp_path / "f.png").unlink()
+    with pytest.raises(WriteError, match="cannot write .*f.png"):
+        quicklook.write_quicklooks(forecast, tmp_path / "f.nc", ["png"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.gif"]
