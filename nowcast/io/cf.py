@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import glob
 import json
+import logging
 import os
 import uuid
 from collections.abc import Sequence
@@ -47,6 +49,8 @@ import xarray as xr
 import nowcast
 from nowcast.fsutil import fsync_path, fsync_tree, remove_path, writing
 from nowcast.schema import CONVENTIONS, CRS, RAIN, complete_grid_mapping, latitude_longitude
+
+log = logging.getLogger(__name__)
 
 FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
 
@@ -241,6 +245,7 @@ def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) ->
     :class:`~nowcast.fsutil.WriteError` and leaves no temporary file; an old forecast stays."""
     path = Path(path)
     fmt = forecast_format(path)
+    _recover_swap(path)
     if path.exists() and not overwrite:
         raise ForecastExistsError(f"forecast {path} exists; use --overwrite to replace it")
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -262,8 +267,28 @@ def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) ->
     return path
 
 
+def _moved_aside(path: Path) -> list[Path]:
+    """The earlier zarr forecasts :func:`_replace` moved aside from ``path``, newest first."""
+    found = path.parent.glob(f".{glob.escape(path.name)}.old-*")
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def _recover_swap(path: Path) -> None:
+    """Undo what a replacement of the zarr forecast ``path`` killed between its two renames left:
+    the forecast moved aside goes back if ``path`` is missing; any other moved-aside copy (a kill
+    after the swap, before the removal) is removed. Logged."""
+    aside = _moved_aside(path)
+    if aside and not path.exists():
+        os.replace(aside.pop(0), path)
+        log.warning("put back %s, which an interrupted --overwrite had moved aside", path)
+    for old in aside:
+        remove_path(old)
+        log.warning("removed %s, left by an interrupted --overwrite", old)
+
+
 def _replace(tmp: Path, path: Path) -> None:
-    """Move ``tmp`` onto ``path``; a directory (zarr) target is swapped out, then removed."""
+    """Move ``tmp`` onto ``path``; a directory (zarr) target is swapped out, then removed (a kill
+    between the two renames is undone by the next write to ``path``: :func:`_recover_swap`)."""
     if path.is_dir():
         old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(path, old)

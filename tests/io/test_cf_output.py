@@ -130,6 +130,18 @@ def test_failed_overwrite_keeps_the_old_forecast(forecast, tmp_path, monkeypatch
     np.testing.assert_array_equal(open_forecast(path).rain_rate.values, forecast.rain_rate.values)
 
 
+
+def test_a_zarr_overwrite_killed_between_its_renames_is_undone_by_the_next_write(forecast, tmp_path):
+    """The old forecast moved aside (the kill came before the new one took its name) goes back, so
+    the folder again holds it and no hidden copy; a plain write is then refused as usual."""
+    path = write_forecast(forecast, tmp_path / "f.zarr")
+    aside = tmp_path / ".f.zarr.old-0123abcd"
+    path.rename(aside)  # the state a kill between the two renames leaves
+    with pytest.raises(ForecastExistsError):
+        write_forecast(forecast, path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "model.ckpt") == ["f.zarr"]
+    np.testing.assert_array_equal(open_forecast(path).rain_rate.values, forecast.rain_rate.values)
+
 def test_bad_suffix_and_bad_shape_are_refused(forecast, store, tmp_path):
     with pytest.raises(ValueError, match=r"\.nc or \.zarr"):
         write_forecast(forecast, tmp_path / "f.grib")
