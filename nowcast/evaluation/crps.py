@@ -1,8 +1,8 @@
 """Continuous ranked probability score of an ensemble, per lead time, in mm/h.
 
 For M members x_1..x_M and observation y (the empirical CDF of the members, i.e. the standard,
-not the "fair", estimator; the same value pysteps.verification.probscores.CRPS computes with
-Hersbach's decomposition)::
+not the "fair", estimator; pysteps.verification.probscores.CRPS computes it with Hersbach's
+decomposition, whose strict inequalities lose ties such as many members at 0 mm/h)::
 
     CRPS = 1/M sum_i |x_i - y|  -  1/(2 M^2) sum_i sum_j |x_i - x_j|
 

@@ -106,9 +106,14 @@ class EnsembleScores:
         # min_count 0: pysteps drops bins with fewer samples per accumulation, i.e. per window here
         self.reldiag = [[probscores.reldiag_init(t, n_bins, min_count=0) for _ in self.groups]
                         for t in self.thresholds]
-        # one probability threshold per possible ensemble probability 0, 1/M, ..., 1
+        # one probability threshold per possible ensemble probability 0, 1/M, ..., 1, computed as the
+        # probabilities are (count / M): pysteps' linspace puts e.g. 3/10 one rounding step above
+        # 3 / 10, so pixels with exactly 3 of 10 members would miss their own point of the curve
         self.roc = [[probscores.ROC_curve_init(t, self.members + 1) for _ in self.groups]
                     for t in self.thresholds]
+        for curves in self.roc:
+            for curve in curves:
+                curve["prob_thrs"] = np.arange(self.members + 1) / self.members
         self.brier = np.zeros((k, g, 3))  # sum (p - o)^2, sum o, pixels
         self.spread = np.zeros((self.n_lead, 3))  # sum member variance, sum squared error of the mean, pixels
 
@@ -135,7 +140,7 @@ class EnsembleScores:
             observed = obs[:, a:b][cov]
             self.ranks[g] += rank_counts(members, observed, self.rank_min)
             for j, thr in enumerate(self.thresholds):
-                prob = (members >= thr).mean(axis=0)
+                prob = (members >= thr).sum(axis=0) / self.members  # exactly k / M, as the ROC thresholds
                 event = observed >= thr
                 probscores.reldiag_accum(self.reldiag[j][g], prob, observed)
                 probscores.ROC_curve_accum(self.roc[j][g], prob, observed)

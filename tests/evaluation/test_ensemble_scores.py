@@ -167,3 +167,21 @@ def test_bootstrap_calls_equal_models_a_tie_and_pools_csi_per_lead():
     assert pooled_from_counts(counts).value() == pytest.approx(np.mean(h / (h + m + f)))
     with pytest.raises(ValueError):
         paired_difference(pooled_from_counts(counts), pooled_from_counts(counts[:10]))
+
+
+@pytest.mark.parametrize("members", [5, 8, 10])
+def test_roc_area_is_the_exact_auc_for_any_member_count(members):
+    """The area under the ROC curve drawn at every ensemble probability k/M equals the exact
+    Mann-Whitney AUC of the probabilities (ties counted 1/2). With pysteps' linspace thresholds some
+    k/M (3/10, 3/5) lay one rounding step above the probabilities, dropping a point of the curve."""
+    g = torch.Generator().manual_seed(1)
+    truth = torch.rand((1, 1, 32, 32), generator=g) * 3.0
+    ensemble = (truth[:, None] + torch.randn((1, members, 1, 32, 32), generator=g)).clamp(min=0)
+    scores = EnsembleScores(1, members, thresholds=(1.0,), n_groups=1)
+    scores.update(ensemble, truth, torch.ones((1, 32, 32), dtype=torch.bool))
+    area = scores.compute()["roc"]["1.0"][0]["area"]
+    prob = (ensemble[0, :, 0] >= 1.0).sum(0).flatten().numpy() / members
+    event = (truth[0, 0] >= 1.0).flatten().numpy()
+    pos, neg = prob[event][:, None], prob[~event][None, :]
+    exact = float(((pos > neg) + 0.5 * (pos == neg)).mean())
+    assert area == pytest.approx(exact, abs=1e-12)
