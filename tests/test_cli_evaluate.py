@@ -193,3 +193,14 @@ def test_one_model_spec_file_serves_forecast_and_evaluate(store, tmp_path, capsy
     assert cli_main(forecast) == 2 and cli_main(["evaluate", *common(store, tmp_path / "r2"), "--models",
                                                    str(spec)]) == 2
     assert capsys.readouterr().err.count("unknown argument 'bogus'") == 2
+
+
+def test_a_single_lead_time_is_scored(store, tmp_path, capsys):
+    """--n-out 1: torchmetrics returns one-lead scores as 0-d tensors; every model is still scored."""
+    out = tmp_path / "rep"
+    argv = ["evaluate", *common(store, out), "--models", "persistence", "steps:members=2", "--n-out", "1"]
+    assert cli_main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for label in ("persistence", "steps"):
+        result = metrics["models"][label]
+        assert result["status"] == "ok" and len(result["scores"]["csi"]["1.0"]["per_lead"]) == 1

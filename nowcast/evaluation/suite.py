@@ -55,8 +55,9 @@ def _num(x: float) -> float | None:
 
 
 def _series(values: torch.Tensor) -> dict[str, Any]:
-    """(T,) tensor -> {"per_lead": [...], "mean": mean over finite values or None}."""
-    vals = [float(v) for v in values.detach().cpu().double()]
+    """(T,) tensor -> {"per_lead": [...], "mean": mean over finite values or None} (a 0-d tensor is
+    one lead time: torchmetrics squeezes a one-element result)."""
+    vals = [float(v) for v in values.detach().cpu().double().reshape(-1)]
     finite = [v for v in vals if math.isfinite(v)]
     return {"per_lead": [_num(v) for v in vals], "mean": sum(finite) / len(finite) if finite else None}
 
