@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from tiny_setup import N_OUT, write_data_config, write_train_config
+from tiny_setup import N_OUT, one_error_line, write_data_config, write_train_config
 
 from nowcast.cli import main
 from nowcast.data.datamodule import from_config
@@ -28,12 +28,6 @@ def fit(tmp, *extra: str) -> int:
     return main(["train", "fit", "--config", str(tmp / "train.yaml"), "--data", str(tmp / "data.yaml"),
                  "--trainer.max_steps", "2", *extra])
 
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("nowcast train: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_the_data_module_serves_its_stores_step_and_pixel_size(tmp_path):

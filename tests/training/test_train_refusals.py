@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_setup import write_data_config, write_train_config
+from tiny_setup import one_error_line, write_data_config, write_train_config
 
 from nowcast.cli import main
 from nowcast.models.learned import CHECKPOINT_DIR
@@ -23,13 +23,6 @@ def train(configs, *extra: str, subcommand: str = "fit") -> int:
     return main(["train", subcommand, "--config", str(config), "--data", str(data),
                  "--trainer.max_steps", "2", *extra])
 
-
-def one_error_line(capsys) -> str:
-    """The stderr of a refused `nowcast train`: exactly one error line, no traceback."""
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("nowcast train: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def checkpoint_file(case: str, tmp) -> str:

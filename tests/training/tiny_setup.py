@@ -66,3 +66,11 @@ def write_train_config(tmp: Path, every_n_steps: int = 2, logged: bool = False) 
     path = tmp / "train.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def one_error_line(capsys) -> str:
+    """The stderr of a refused `nowcast train`: exactly one error line, no traceback."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("nowcast train: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
