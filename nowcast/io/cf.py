@@ -267,17 +267,12 @@ def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) ->
     return path
 
 
-def _moved_aside(path: Path) -> list[Path]:
-    """The earlier zarr forecasts :func:`_replace` moved aside from ``path``, newest first."""
-    found = path.parent.glob(f".{glob.escape(path.name)}.old-*")
-    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
-
-
 def _recover_swap(path: Path) -> None:
     """Undo what a replacement of the zarr forecast ``path`` killed between its two renames left:
     the forecast moved aside goes back if ``path`` is missing; any other moved-aside copy (a kill
     after the swap, before the removal) is removed. Logged."""
-    aside = _moved_aside(path)
+    aside = sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*"),  # newest first
+                   key=lambda p: p.stat().st_mtime_ns, reverse=True)
     if aside and not path.exists():
         os.replace(aside.pop(0), path)
         log.warning("put back %s, which an interrupted --overwrite had moved aside", path)
