@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from nowcast.fsutil import WriterLock, atomic_write, fsync_path, fsync_tree
+from nowcast.fsutil import WriterLock, atomic_write, fsync_path, fsync_tree, settle_zarr_writes, writing
 from nowcast.schema import (
     CRS,
     RAIN,
@@ -129,9 +129,13 @@ def plain_strings(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _to_zarr(ds: xr.Dataset, path: Path, **kw: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds.to_zarr(path, zarr_format=ZARR_FORMAT, consolidated=True, **kw)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.to_zarr(path, zarr_format=ZARR_FORMAT, consolidated=True, **kw)
+    except Exception:
+        settle_zarr_writes()  # the other chunk writes of a failed call go on: let them end first
+        raise
 
 
 def create_store(ds: xr.Dataset, path: str | Path) -> None:
@@ -149,28 +153,36 @@ def _write_temporary(ds: xr.Dataset, path: Path, encoding: dict[str, dict[str, A
     """Write ``ds`` (consolidated, fsynced) to :func:`scratch_path` "tmp", to be renamed to ``path``."""
     tmp = scratch_path(path, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _to_zarr(ds, tmp, mode="w-", encoding=encoding)
-    fsync_tree(tmp)
+    try:
+        _to_zarr(ds, tmp, mode="w-", encoding=encoding)
+        fsync_tree(tmp)
+    except Exception:  # a full disk: the partial copy would keep it full (a kill: recover_store)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return tmp
 
 
 def create_zarr(ds: xr.Dataset, path: Path, encoding: dict[str, dict[str, Any]]) -> None:
     """Write ``ds`` as the new zarr store ``path`` by a rename, so that it appears complete or not
-    at all (hold :func:`locked_store`)."""
-    _write_temporary(ds, path, encoding).rename(path)
-    fsync_path(path.parent)
+    at all (hold :func:`locked_store`). A failed write (a full disk) raises
+    :class:`~nowcast.fsutil.WriteError` and leaves nothing behind."""
+    with writing(path):
+        _write_temporary(ds, path, encoding).rename(path)
+        fsync_path(path.parent)
 
 
 def replace_zarr(ds: xr.Dataset, path: Path, encoding: dict[str, dict[str, Any]]) -> None:
     """Replace the zarr store ``path`` by ``ds`` (which may read lazily from it): written beside it,
     then two renames (old -> :func:`scratch_path` "bak", new -> ``path``; :func:`recover_store` puts
-    the backup back after a kill between them). Hold :func:`locked_store`."""
-    tmp = _write_temporary(ds, path, encoding)
-    bak = scratch_path(path, "bak")
-    path.rename(bak)
-    tmp.rename(path)  # the commit
-    fsync_path(path.parent)
-    shutil.rmtree(bak)
+    the backup back after a kill between them). Hold :func:`locked_store`. A failed write (a full
+    disk) raises :class:`~nowcast.fsutil.WriteError`; the store stays as it was."""
+    with writing(path):
+        tmp = _write_temporary(ds, path, encoding)
+        bak = scratch_path(path, "bak")
+        path.rename(bak)
+        tmp.rename(path)  # the commit
+        fsync_path(path.parent)
+        shutil.rmtree(bak)
 
 
 def append_store(ds: xr.Dataset, path: str | Path) -> None:
@@ -188,14 +200,31 @@ def append_zarr(ds: xr.Dataset, path: Path) -> None:
     """Append ``ds`` along ``time`` to the consolidated zarr store ``path`` as a transaction: journal,
     append, fsync, commit (the journal's removal). Killed or failed at any point, the store still
     reads as before (its consolidated metadata is rewritten last) and :func:`recover_store` rolls
-    the rest back. ``ds`` holds only the variables to append (hold :func:`locked_store`)."""
+    the rest back: at once if the append failed (a full disk: raised as
+    :class:`~nowcast.fsutil.WriteError`, and the space of the frames not appended is freed), else
+    at the next writer. ``ds`` holds only the variables to append (hold :func:`locked_store`)."""
     started = time.time()
-    _begin_append(path)
-    _to_zarr(ds, path, mode="a", append_dim="time")
-    # 2 s: file time stamps may lag the clock by a tick
-    fsync_tree(path, newer_than=started - 2.0)
-    (path / JOURNAL).unlink()  # the commit
-    fsync_path(path)
+    with writing(path):
+        try:
+            _begin_append(path)
+            _to_zarr(ds, path, mode="a", append_dim="time")
+            # 2 s: file time stamps may lag the clock by a tick
+            fsync_tree(path, newer_than=started - 2.0)
+            (path / JOURNAL).unlink()  # the commit
+        except Exception:  # a failed write; a kill or Ctrl-C is the next writer's to recover
+            _roll_back_now(path)
+            raise
+        fsync_path(path)
+
+
+def _roll_back_now(path: Path) -> None:
+    """Roll back the append to ``path`` that just failed; if that fails too (the disk still too
+    full to restore a metadata file), the journal stays for the next writer's recovery."""
+    try:
+        for line in _rollback_append(path):
+            log.warning(line)
+    except OSError as err:
+        log.warning("could not roll back the failed append to %s now (%s); the next writer will", path, err)
 
 
 def merge_store(ds: xr.Dataset, path: str | Path) -> None:
@@ -328,6 +357,11 @@ def _rollback_append(path: Path) -> list[str]:
         n = int(zmeta["time/.zarray"]["shape"][0])
         files = {key: json.dumps(meta, indent=4, sort_keys=True) for key, meta in zmeta.items()}
         chunks = {}
+    # (a torn append without journal: the consolidated metadata on disk is the committed one)
+    if ".zmetadata" not in files or (path / ".zmetadata").read_text() == files[".zmetadata"]:
+        # readers see only the committed frames: free the space of the others first (after a
+        # full disk, restoring the metadata below needs some)
+        _drop_frames_beyond(path, zmeta, n)
     for key, text in files.items():
         atomic_write(path / key, text)
     for key, data in chunks.items():
@@ -335,6 +369,15 @@ def _rollback_append(path: Path) -> list[str]:
             (path / key).unlink(missing_ok=True)
         else:
             atomic_write(path / key, data)
+    _drop_frames_beyond(path, zmeta, n)
+    journal.unlink(missing_ok=True)
+    fsync_path(path)
+    return [f"recovered {path}: rolled back an interrupted append ({n} frames kept)"]
+
+
+def _drop_frames_beyond(path: Path, zmeta: dict[str, Any], n: int) -> None:
+    """Delete the chunks that lie wholly beyond frame ``n`` of every time array, and zarr's
+    temporary ``*.partial`` files, in the store ``path`` described by ``zmeta``."""
     for array, axis, meta in _time_arrays(zmeta):
         first = math.ceil(n / meta["chunks"][axis])  # the first chunk wholly beyond frame n
         sep, ndim, folder = meta.get("dimension_separator") or ".", len(meta["shape"]), path / array
@@ -350,9 +393,6 @@ def _rollback_append(path: Path) -> list[str]:
         fsync_path(folder)
     for f in path.rglob("*.partial"):  # zarr's temporary files
         f.unlink()
-    journal.unlink(missing_ok=True)
-    fsync_path(path)
-    return [f"recovered {path}: rolled back an interrupted append ({n} frames kept)"]
 
 
 def stored_index(path: str | Path) -> tuple[np.ndarray, xr.Dataset]:

@@ -13,6 +13,7 @@ subcommand may use 1 for a run that went ahead but did not all succeed (``evalua
 from __future__ import annotations
 
 import ast
+import errno
 import importlib
 import importlib.util
 import logging
@@ -23,6 +24,10 @@ from typing import Any
 
 #: exit code of a refused input
 EXIT_REFUSED = 2
+#: exit code of a write that failed (a full disk, a folder not writable)
+EXIT_WRITE_FAILED = 1
+#: errno values of an OSError that a command reports as a failed write, in one line
+WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 #: subcommand -> module (in ``nowcast.commands``)
 COMMANDS = {
@@ -119,7 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_REFUSED
     quiet_pysteps()
     module = importlib.import_module(f"nowcast.commands.{COMMANDS[name]}")
-    return int(module.main(rest) or 0)
+    from nowcast.fsutil import WriteError
+
+    try:
+        return int(module.main(rest) or 0)
+    except WriteError as err:  # what each writer says: the file and why
+        return fail(name, err, EXIT_WRITE_FAILED)
+    except OSError as err:  # any other write on a full disk: one line, not a traceback
+        if err.errno not in WRITE_FAILURES:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        return fail(name, f"cannot write{where}: {err.strerror} (disk full or not writable?)",
+                    EXIT_WRITE_FAILED)
 
 
 if __name__ == "__main__":

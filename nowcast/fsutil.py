@@ -8,6 +8,8 @@
   the folder: readers see the old file or the new one, never a part, even after a power cut.
 - :func:`writing`: a failed write (a full disk, a folder not writable) as :class:`WriteError`,
   one line naming the file.
+- :func:`settle_zarr_writes`: wait for the chunk writes zarr goes on with after one of them failed,
+  before cleaning up what a failed zarr write left.
 
 Temporary names end in ``.tmp-<pid>``: a run that holds the folder's lock may delete any
 ``*.tmp-*`` it finds there (they are leftovers of killed runs).
@@ -15,6 +17,7 @@ Temporary names end in ``.tmp-<pid>``: a run that holds the folder's lock may de
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import fcntl
@@ -163,19 +166,47 @@ def writing(path: str | Path) -> Iterator[None]:
         raise WriteError(f"cannot write {path}: {reason} (disk full or not writable?)") from err
 
 
+def settle_zarr_writes(timeout_s: float = 30.0) -> None:
+    """Wait (at most ``timeout_s``) until zarr's IO thread has finished every task it started.
+
+    zarr writes the chunks of one ``to_zarr`` as concurrent tasks on an event loop of its own. When
+    one fails (a full disk), the error reaches the caller while the other tasks go on writing: they
+    would recreate chunks (and their folders) in a temporary store the caller is removing, or in a
+    store it is rolling back, and leave the disk full. Call this after a failed zarr write, before
+    cleaning up. Without zarr, or before its first write, there is nothing to wait for.
+    """
+    try:
+        from zarr.core import sync as zarr_sync
+    except ImportError:  # pragma: no cover  (zarr is a dependency; fsutil does not need it)
+        return
+    loop = zarr_sync.loop[0]
+    if loop is None or loop.is_closed():
+        return
+
+    async def others_done() -> None:
+        me = asyncio.current_task()
+        others = [task for task in asyncio.all_tasks() if task is not me]
+        if others:
+            await asyncio.wait(others, timeout=timeout_s)
+
+    asyncio.run_coroutine_threadsafe(others_done(), loop).result(timeout_s + 5.0)
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Replace ``path`` by ``data`` (str: UTF-8) atomically and durably."""
+    """Replace ``path`` by ``data`` (str: UTF-8) atomically and durably; a failed write (a full
+    disk) raises :class:`WriteError` naming ``path`` and leaves the old file as it was."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:  # a failed write (a full disk) leaves neither a part nor its temporary file
-        tmp.unlink(missing_ok=True)
-    fsync_path(path.parent)
+    with writing(path):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:  # a failed write leaves neither a part nor its temporary file
+            tmp.unlink(missing_ok=True)
+        fsync_path(path.parent)
 
 
 def fsync_tree(folder: str | Path, newer_than: float | None = None) -> None:

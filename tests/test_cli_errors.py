@@ -247,6 +247,27 @@ def test_a_quicklook_that_cannot_be_written_is_one_line_and_exit_1(store, tmp_pa
     assert f"cannot write {tmp_path / 'q.png'}: No space left on device (disk full" in line
 
 
+def test_a_full_disk_is_one_line_and_exit_1_in_every_command(capsys, monkeypatch):
+    """Whatever a command was writing when the disk filled up (a report, a checkpoint, a store)
+    it says so in one line; an OSError that is not a failed write stays a traceback (a bug)."""
+    import nowcast.commands.models as command
+
+    def disk_full(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", "/reports/x/metrics.csv")
+
+    monkeypatch.setattr(command, "main", disk_full)
+    assert main(["models"]) == 1
+    assert one_error_line(capsys, "models") == ("nowcast models: error: cannot write /reports/x/metrics.csv: "
+                                                "No space left on device (disk full or not writable?)")
+
+    def broken_device(argv):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(command, "main", broken_device)
+    with pytest.raises(OSError, match="Input/output error"):
+        main(["models"])
+
+
 def test_an_existing_quicklook_is_not_overwritten(store, tmp_path, capsys):
     png = tmp_path / "q.png"
     png.write_bytes(b"an older quicklook")

@@ -20,13 +20,10 @@ from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
-from nowcast.cli import command_parser, fail
+from nowcast.cli import EXIT_WRITE_FAILED, command_parser, fail
 from nowcast.fsutil import WriteError
 from nowcast.ops.inputs import ForecastInputError
 from nowcast.types import repo_root
-
-#: exit code of a run that could not write a forecast file or quicklook
-EXIT_WRITE_FAILED = 1
 
 HELP = "run a forecaster from a rain store (or raw files) and write CF netCDF/zarr forecasts"
 

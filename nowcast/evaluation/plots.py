@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from nowcast.fsutil import atomic_write
 from nowcast.io.quicklook import RAIN_LEVELS, rain_colour_scale
 
 #: (title, path into the scores dict) of the panels of the metric-vs-lead-time figure
@@ -53,7 +54,9 @@ def save_png(fig: Any, path: str | Path, dpi: int = 80) -> Path:
     fig.savefig(buf, format="png", dpi=dpi)
     buf.seek(0)
     img = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    img.save(path, optimize=True)
+    png = io.BytesIO()
+    img.save(png, format="png", optimize=True)
+    atomic_write(path, png.getvalue())
     return Path(path)
 
 

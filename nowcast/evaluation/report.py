@@ -32,6 +32,7 @@ from nowcast.evaluation.findings import KEY_METRICS, SET_LEVEL, findings, mean_o
 from nowcast.evaluation.plots import lookup
 from nowcast.evaluation.results import load_run, write_json
 from nowcast.evaluation.tables import series_rows, spectra_rows, write_csv
+from nowcast.fsutil import atomic_write
 
 #: metrics also tabulated per lead time
 PER_LEAD: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -241,7 +242,7 @@ def write_report(folder: str | Path, focus: str = "diffusion", figures: bool = T
     doc.pre(json.dumps(run.get("data", {}), indent=1, default=str))
     doc.h("Configuration", 3)
     doc.pre(json.dumps(run.get("config", {}), indent=1, default=str))
-    (folder / "report.md").write_text(doc.markdown())
-    (folder / "report.html").write_text(doc.html())
+    atomic_write(folder / "report.md", doc.markdown())
+    atomic_write(folder / "report.html", doc.html())
     return {name: folder / name for name in ("report.md", "report.html", "metrics.json", "metrics.csv",
                                              "spectra.csv", "speed.csv")}

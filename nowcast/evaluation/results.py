@@ -15,6 +15,7 @@ Output folder layout (each model's files are written when it finishes)::
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ import numpy as np
 
 from nowcast.evaluation.data import EvaluateInputError
 from nowcast.evaluation.specs import EvaluatedModel
+from nowcast.fsutil import atomic_write
 
 #: ensemble members kept per sample case for the panels (member 0 is also the GIF's field)
 SHOW_MEMBERS = 4
@@ -46,9 +48,15 @@ def unpack_rain(packed: np.ndarray) -> np.ndarray:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON atomically (NaN/inf are written as null)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(_as_json(obj, indent=1))
-    tmp.replace(path)
+    atomic_write(path, _as_json(obj, indent=1))
+
+
+def write_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """Write ``arrays`` as a compressed ``.npz`` atomically: a full disk leaves no half file that a
+    later ``--resume`` or report would read."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write(path, buf.getvalue())
 
 
 def _as_json(obj: Any, indent: int | None = None) -> str:
@@ -61,9 +69,7 @@ def write_result(folder: Path, result: dict[str, Any]) -> None:
     numbers) apart in a compressed ``windows.npz``."""
     per_window = result.get("per_window")
     if per_window:
-        tmp = folder / "windows.tmp.npz"
-        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in per_window.items()})
-        tmp.replace(folder / "windows.npz")
+        write_npz(folder / "windows.npz", per_window)
     write_json(folder / "result.json", {k: v for k, v in result.items() if k != "per_window"})
 
 

@@ -31,9 +31,17 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from nowcast.evaluation.cases import choose_cases, evenly_spaced
 from nowcast.evaluation.provenance import device_name
-from nowcast.evaluation.results import SHOW_MEMBERS, member_lead, pack_rain, read_result, write_result
+from nowcast.evaluation.results import (
+    SHOW_MEMBERS,
+    member_lead,
+    pack_rain,
+    read_result,
+    write_npz,
+    write_result,
+)
 from nowcast.evaluation.specs import EvaluatedModel, SpecLike, card_settings, parse_specs, weights_fingerprint
 from nowcast.evaluation.suite import ScoreSuite
+from nowcast.fsutil import WriteError
 from nowcast.models.base import DoesNotFitError, bind_to_store
 from nowcast.types import FUTURE, MASK, MOTION, PAST
 
@@ -103,7 +111,7 @@ class EvaluationRunner:
             arrays[f"case{c}_mask"] = item[MASK].numpy()
             arrays[f"case{c}_store"] = np.array(str(item.get("store", "?")))
             arrays[f"case{c}_anchor"] = np.array(int(item["anchor"]) if "anchor" in item else 0, np.int64)
-        np.savez_compressed(self.out / "cases.npz", **arrays)
+        write_npz(self.out / "cases.npz", arrays)
         return self.cases
 
     # ------------------------------------------------------------------ models
@@ -153,7 +161,8 @@ class EvaluationRunner:
 
     def run(self, specs: Sequence[SpecLike], resume: bool = False,
             on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
-        """Evaluate every model (failures are recorded, never raised); returns label -> result."""
+        """Evaluate every model (a model's failure is recorded, not raised; a failed write,
+        :class:`~nowcast.fsutil.WriteError`, stops the run); returns label -> result."""
         specs = parse_specs(specs)
         if not self.cases and self.n_cases:
             self.prepare()
@@ -184,6 +193,8 @@ class EvaluationRunner:
         try:
             result.update(self._score(spec, positions, folder))
             result["status"] = "ok"
+        except WriteError:  # a full disk is not the model's failure: stop, --resume goes on later
+            raise
         except DoesNotFitError as err:  # not the data it was built for: said, not a traceback
             log.error("%s refused: %s", spec.label, err)
             result["status"], result["error"] = "refused", str(err)
@@ -231,7 +242,7 @@ class EvaluationRunner:
             rain, _ = self._forecast(forecaster, batch[PAST], members, generator, batch.get(MOTION))
             _keep_sample(samples, case_of[p], rain[0])
         if samples:
-            np.savez_compressed(folder / "samples.npz", **samples)
+            write_npz(folder / "samples.npz", samples)
         n = sum(call_n)
         warm = (sum(call_s[1:]) / sum(call_n[1:])) if len(call_s) > 1 else sum(call_s) / n
         speed = {

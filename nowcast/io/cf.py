@@ -47,7 +47,7 @@ import numpy as np
 import xarray as xr
 
 import nowcast
-from nowcast.fsutil import fsync_path, fsync_tree, remove_path, writing
+from nowcast.fsutil import fsync_path, fsync_tree, remove_path, settle_zarr_writes, writing
 from nowcast.schema import CONVENTIONS, CRS, RAIN, complete_grid_mapping, latitude_longitude
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,8 @@ def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) ->
             _replace(tmp, path)
             fsync_path(path.parent)  # the rename itself survives a power cut
         finally:
+            if tmp.is_dir():  # a failed zarr write, whose other chunk writes may still be running
+                settle_zarr_writes()
             remove_path(tmp)
     return path
 

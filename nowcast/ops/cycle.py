@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from nowcast.fsutil import WriterLock, fsync_path
+from nowcast.fsutil import WriteError, WriterLock, fsync_path
 from nowcast.io.cf import forecast_filename
 from nowcast.models.spec import ModelSpec
 from nowcast.ops.schedule import deadline, expected_scan, utc_now
@@ -93,7 +93,10 @@ class Operator:
             try:
                 self._cycle(record, now, wait, t0, model_seconds)
             except Exception as exc:  # a cycle never dies with the service: say why, go on
-                log.exception("cycle failed")
+                if isinstance(exc, WriteError):  # a full disk: the message says all, no traceback
+                    log.error("cycle failed: %s", exc)
+                else:
+                    log.exception("cycle failed")
                 record.outcome, record.reason = "failed", f"{type(exc).__name__}: {exc}"
             finally:
                 record.seconds["total"] = round(time.perf_counter() - t0, 3)

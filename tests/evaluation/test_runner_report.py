@@ -206,6 +206,37 @@ def test_resume_skips_finished_models(report, monkeypatch):
     assert again["persistence"] == results["persistence"]
 
 
+def test_a_full_disk_stops_the_run_and_resume_finishes_it(dataset, tmp_path, monkeypatch):
+    """A write that fails (a full disk) is not the model's failure: the run stops at once with the
+    file named, leaves neither the file nor its temporary copy and no result calling the model
+    failed; with space again, --resume scores what is missing."""
+    import errno
+
+    from nowcast import fsutil
+
+    runner = EvaluationRunner(dataset, list(range(len(dataset))), tmp_path, N_OUT, members=1, batch_size=2,
+                              suite_kwargs={"perceptual": False}, n_cases=1, progress=False)
+    runner.prepare()
+    folder = runner.result_path(EvaluatedModel.parse("extrapolation")).parent
+    replace = fsutil.os.replace
+
+    def disk_full_at_extrapolations_samples(src, dst):
+        if Path(dst) == folder / "samples.npz":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        replace(src, dst)
+
+    monkeypatch.setattr(fsutil.os, "replace", disk_full_at_extrapolations_samples)
+    specs = ["persistence", "extrapolation", "steps:members=2"]
+    with pytest.raises(fsutil.WriteError, match=f"^cannot write {folder / 'samples.npz'}: No space left"):
+        runner.run(specs)
+    assert list(folder.iterdir()) == []
+    assert not runner.result_path(EvaluatedModel.parse(specs[2])).exists()
+    monkeypatch.undo()
+    calls = spy_run_model(monkeypatch)
+    results = runner.run(specs, resume=True)
+    assert calls == ["extrapolation", "steps"] and {r["status"] for r in results.values()} == {"ok"}
+
+
 def test_resume_scores_again_a_model_whose_weights_changed(dataset, tmp_path, monkeypatch):
     from nowcast.models.checkpoint import file_sha256
 

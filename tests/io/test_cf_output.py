@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import time
 
 import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
+from full_disk import LATE_S, disk_fills_at
 
 from nowcast.data.synthetic import synthetic_event
 from nowcast.fsutil import WriteError
@@ -130,6 +132,16 @@ def test_failed_overwrite_keeps_the_old_forecast(forecast, tmp_path, monkeypatch
     np.testing.assert_array_equal(open_forecast(path).rain_rate.values, forecast.rain_rate.values)
 
 
+def test_a_zarr_forecast_on_a_full_disk_leaves_nothing(forecast, tmp_path, monkeypatch):
+    """zarr goes on writing chunks after the first one failed (``full_disk``): measured on a real
+    full disk, the temporary folder came back after its removal and kept the disk full."""
+    disk_fills_at(monkeypatch, n=1)
+    path = tmp_path / "f.zarr"
+    with pytest.raises(WriteError, match="No space left on device"):
+        write_forecast(forecast, path)
+    time.sleep(3 * LATE_S)
+    assert list(tmp_path.iterdir()) == [tmp_path / "model.ckpt"]
+
 
 def test_a_zarr_overwrite_killed_between_its_renames_is_undone_by_the_next_write(forecast, tmp_path):
     """The old forecast moved aside (the kill came before the new one took its name) goes back, so
@@ -141,6 +153,7 @@ def test_a_zarr_overwrite_killed_between_its_renames_is_undone_by_the_next_write
         write_forecast(forecast, path)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "model.ckpt") == ["f.zarr"]
     np.testing.assert_array_equal(open_forecast(path).rain_rate.values, forecast.rain_rate.values)
+
 
 def test_bad_suffix_and_bad_shape_are_refused(forecast, store, tmp_path):
     with pytest.raises(ValueError, match=r"\.nc or \.zarr"):

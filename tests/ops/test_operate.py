@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from full_disk import LATE_S, disk_fills_at
 
 from data_pipelines.store import create_store
 from nowcast.data.store import open_store
@@ -389,6 +391,33 @@ def test_a_redelivered_name_never_replaces_the_processed_file(tmp_path: Path, sc
               {f.name for f in scans[:3]}]
     assert [c.read_bytes() for c in copies] == [scans[4].read_bytes()]
     assert not list(s.incoming.iterdir())
+
+def test_a_cycle_on_a_full_disk_loses_nothing_and_the_next_catches_up(
+    tmp_path: Path, scans: list[Path], monkeypatch, caplog
+) -> None:
+    """The disk fills up while the scans are stored: the cycle fails in one log line naming the
+    store (no traceback), the store keeps its frames, the scans stay in incoming/; with space
+    again the next cycle stores them and writes the forecast."""
+    s = settings(tmp_path)
+    op = Operator(s)
+    deliver(scans[:4], s)
+    assert op.run_cycle(now=cycle_time(3), wait=False).outcome == "written"
+    stored = open_store(s.store)[RAIN].values
+    deliver(scans[4:6], s)
+    disk_fills_at(monkeypatch, n=0)
+    with caplog.at_level(logging.INFO):
+        record = op.run_cycle(now=cycle_time(5), wait=False)
+    assert record.outcome == "failed"
+    full = "No space left on device (disk full or not writable?)"
+    assert record.reason == f"WriteError: cannot write {s.store}: {full}"
+    assert not [r for r in caplog.records if r.exc_info]
+    time.sleep(3 * LATE_S)
+    np.testing.assert_array_equal(open_store(s.store)[RAIN].values, stored)
+    assert sorted(p.name for p in s.incoming.iterdir()) == [f.name for f in scans[4:6]]
+    monkeypatch.undo()
+    assert op.run_cycle(now=cycle_time(5), wait=False).outcome == "written"
+    assert open_store(s.store).sizes["time"] == 6
+
 
 def test_service_runs_a_cycle_per_interval_and_stops_on_sigterm(tmp_path: Path) -> None:
     s = settings(tmp_path)
