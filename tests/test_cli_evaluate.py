@@ -135,7 +135,8 @@ def test_resume_refuses_a_run_that_scores_something_else(store, tmp_path, capsys
         assert cli_main(argv) == 2, options
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and err.startswith(f"nowcast evaluate: error: {out} holds results for other ")
-        assert all(s in err for s in said) and "use another --output folder, or drop --resume" in err, err
+        assert all(s in err for s in said), err
+        assert "use another --output folder, or --overwrite instead of --resume" in err, err
         assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files, options
     copy = shutil.copytree(store, tmp_path / "copied" / store.name)  # e.g. on another machine
     stamp = (out / "models/persistence/result.json").stat().st_mtime_ns
@@ -145,6 +146,32 @@ def test_resume_refuses_a_run_that_scores_something_else(store, tmp_path, capsys
     metrics = json.loads((out / "metrics.json").read_text())
     assert [m["status"] for m in metrics["models"].values()] == ["ok", "ok"]
     assert len(metrics["run"]["parts"]) == 2
+
+
+def test_an_earlier_runs_folder_is_continued_or_replaced_never_mixed(store, tmp_path, capsys):
+    """Scoring another store into a report folder without --resume used to keep the earlier run's
+    results beside the new run.json, and a later --resume reported them as this store's. Such a
+    folder is now refused (one line, folder unchanged) unless --overwrite replaces its results."""
+    out = tmp_path / "rep"
+    assert cli_main(["evaluate", *common(store, out), "--models", "persistence", "extrapolation"]) == 0
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    other = write_synthetic_store(tmp_path / "other.zarr", n_frames=12, height=48, width=48, seed=6)
+    capsys.readouterr()
+    assert cli_main(["evaluate", *common(other, out), "--models", "persistence"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"nowcast evaluate: error: {out} holds the results of an earlier run; add --resume to "
+                   "continue it (same windows, data and settings), --overwrite to replace them, or give "
+                   "another --output")
+    assert cli_main(["evaluate", *common(other, out), "--models", "persistence", "--resume",
+                     "--overwrite"]) == 2
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    assert cli_main(["evaluate", *common(other, out), "--models", "persistence", "--overwrite"]) == 0
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["persistence"]
+    assert cli_main(["evaluate", *common(other, out), "--models", "persistence", "extrapolation",
+                     "--resume"]) == 0
+    scored = out / "models/extrapolation/result.json"  # on the other store, not kept from the first
+    assert json.loads(scored.read_text())["status"] == "ok" and scored.read_bytes() != files[scored]
+    assert list(json.loads((out / "metrics.json").read_text())["run"]["data"]["stores"]) == ["other"]
 
 
 def test_a_second_network_store_is_scored_with_its_own_grid(shared_radar, tmp_path, capsys):

@@ -14,10 +14,12 @@ ingest`` with a time range. Models are model specs, ``name[:key=value,...]`` or 
 a failing model is reported with its error and the others go on; ``--resume`` skips models
 whose results are already in the output folder, and adds or replaces the others, only when the
 run scores the same windows and data with the same crop, lead times, motion, members, point
-forecast and seed (anything else is refused, the folder left as it was).
+forecast and seed (anything else is refused, the folder left as it was); ``--overwrite`` replaces
+an earlier run's results; a folder holding them is refused without one of the two.
 
 Exit codes: 0 every model scored; 2 refused before anything ran (bad option, data config,
-split, store, model name or argument, or --resume into a folder of another run: one line on
+split, store, model name or argument, an earlier run's folder without --resume or --overwrite,
+or --resume into a folder of another run: one line on
 stderr, no output folder written or changed) or a model refused as not fitting the data (e.g.
 trained at another time step; the others are scored); 1 a model failed while running (its
 error is in the report).
@@ -89,6 +91,9 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--resume", action=ActionYesNo, default=False,
                    help="keep models whose results are already in --output (a run of the same windows, data "
                         "and settings only)")
+    s.add_argument("--overwrite", action=ActionYesNo, default=False,
+                   help="replace the results of an earlier run in --output (without it, or --resume, such "
+                        "a folder is refused)")
     s.add_argument("--report-only", action=ActionYesNo, default=False,
                    help="only rebuild the report from the results in --output")
     s.add_argument("--progress", action=ActionYesNo, default=True, help="progress bars")

@@ -20,8 +20,35 @@ from nowcast.evaluation.data import EvaluateInputError, build_data, check_one_gr
 from nowcast.evaluation.provenance import device_name, git_state
 from nowcast.evaluation.results import merge_runs, write_json
 from nowcast.evaluation.specs import EvaluatedModel, parse_specs
+from nowcast.fsutil import remove_path
 
 log = logging.getLogger("nowcast.evaluate")
+
+#: what a run writes into its output folder (``--overwrite`` removes these names, nothing else)
+RUN_FILES = ("run.json", "models", "cases.npz", "figures", "metrics.json", "metrics.csv", "spectra.csv",
+             "speed.csv", "report.md", "report.html")
+
+
+def claim_output(out: Path, resume: bool, overwrite: bool) -> None:
+    """Make ``out`` ready for this run, or refuse (:class:`EvaluateInputError`) before anything runs.
+
+    A folder holding an earlier run's results is continued (``resume``: :func:`merge_runs` then
+    checks that it scored the same thing) or replaced (``overwrite``: its results are removed first),
+    never scored into as it is: the earlier results would stay beside the new ``run.json`` and a later
+    ``--resume`` would take them for results of this run's data and settings.
+    """
+    if resume and overwrite:
+        raise EvaluateInputError("--resume keeps the results in --output, --overwrite removes them: give one")
+    earlier = [name for name in ("run.json", "models") if (out / name).exists()]
+    if not earlier or resume:
+        return
+    if not overwrite:
+        raise EvaluateInputError(f"{out} holds the results of an earlier run; add --resume to continue it "
+                                 "(same windows, data and settings), --overwrite to replace them, or give "
+                                 "another --output")
+    for name in RUN_FILES:
+        remove_path(out / name)
+    log.info("removed the earlier run's results in %s (--overwrite)", out)
 
 
 def check_models(texts: list[Any]) -> list[EvaluatedModel]:
@@ -95,6 +122,7 @@ def run(args: Any, argv: list[str]) -> dict[str, dict[str, Any]]:
     part = {key: meta[key] for key in ("command", "device_name", "git", "started")}
     meta["parts"] = [part]
     run_json = out / "run.json"
+    claim_output(out, args.resume, args.overwrite)
     if args.resume and run_json.exists():
         import json
 

@@ -161,7 +161,7 @@ def merge_runs(old: dict[str, Any], new: dict[str, Any], out: Path) -> dict[str,
     differ = [f"other {key} ({_difference(was[key], now[key])})" for key in was if was[key] != now[key]]
     if differ:
         raise EvaluateInputError(f"{out} holds results for {', '.join(differ)}; use another --output "
-                                 "folder, or drop --resume to score the models afresh there")
+                                 "folder, or --overwrite instead of --resume to replace them")
     models = {EvaluatedModel.parse(m).label: m for m in old.get("models", [])}
     models.update({EvaluatedModel.parse(m).label: m for m in new["models"]})
     keys = ("command", "device_name", "git", "started", "wall_s")
