@@ -136,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {err.filename}" if err.filename else ""
         return fail(name, f"cannot write{where}: {err.strerror} (disk full or not writable?)",
                     EXIT_WRITE_FAILED)
+    except (RuntimeError, ValueError) as err:  # a corrupt chunk of a store read: bad input, said so
+        from nowcast.data.store import damaged_store_message, undecodable_chunk
+
+        if not undecodable_chunk(err):
+            raise
+        return fail(name, damaged_store_message(err))
 
 
 if __name__ == "__main__":

@@ -268,6 +268,25 @@ def test_a_full_disk_is_one_line_and_exit_1_in_every_command(capsys, monkeypatch
         main(["models"])
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+@pytest.mark.parametrize("command", ["forecast", "evaluate"])
+def test_a_damaged_store_is_one_line_and_exit_2(store, tmp_path, capsys, command, damage):
+    """A chunk damaged outside nowcast (a disk error, an interrupted copy) made every reader end in
+    a codec's traceback ("error during blosc decompression") without a word of which file or why."""
+    damaged = shutil.copytree(store, tmp_path / store.name)
+    chunk = damaged / "rain_rate" / "6.0.0"
+    chunk.write_bytes(os.urandom(64) if damage == "garbage" else chunk.read_bytes()[:40])
+    where = ["--store", str(damaged), "--model" if command == "forecast" else "--models", "persistence"]
+    options = (["--issue-time", "2024-06-01T12:30", "--n-out", "1", "--output", str(tmp_path / "f.nc")]
+               if command == "forecast" else
+               ["--n-out", "1", "--crop", "0", "--perceptual", "false", "--no_progress",
+                "--output", str(tmp_path / "rep")])
+    assert main([command, *where, *options]) == 2
+    line = one_error_line(capsys, command)
+    assert line.startswith(f"nowcast {command}: error: a stored chunk cannot be decoded (")
+    assert "damaged outside nowcast" in line and "restore it from a copy" in line
+
+
 def test_an_existing_quicklook_is_not_overwritten(store, tmp_path, capsys):
     png = tmp_path / "q.png"
     png.write_bytes(b"an older quicklook")

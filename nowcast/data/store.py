@@ -7,6 +7,7 @@ metres, one frame per zarr chunk.
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,23 @@ import xarray as xr
 
 from data_pipelines.store import NETCDF_SUFFIXES, crs_name, is_zarr_store, read_store, scratch_paths
 from nowcast.schema import RainValueError, StoreError, check_rain_values, validate_rain_dataset
+
+
+def undecodable_chunk(err: BaseException) -> bool:
+    """Whether ``err`` was raised while a stored chunk was decoded (in numcodecs: blosc, zstd, zlib):
+    a store or motion cache damaged outside nowcast, whose own writes are atomic (a disk error, an
+    interrupted copy). Its reads raise a codec's ``RuntimeError`` or ``ValueError`` with no path; a
+    data-loader worker re-raises it with the worker's traceback in the message."""
+    frames = traceback.extract_tb(err.__traceback__)
+    return any("numcodecs" in frame.filename for frame in frames) or "/numcodecs/" in str(err)
+
+
+def damaged_store_message(err: BaseException) -> str:
+    """One line for :func:`undecodable_chunk` errors: what happened and the fix."""
+    return (f"a stored chunk cannot be decoded ({type(err).__name__}: {err}): a rain store or motion "
+            "cache this command read was damaged outside nowcast (a disk error, an interrupted copy); "
+            "ingest its raw files into a new store (`nowcast motion` rebuilds a cache) or restore it "
+            "from a copy")
 
 
 def open_store(path: str | Path, check_values: bool = False, chunks: str | None = "frames") -> xr.Dataset:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from nowcast.data.store import undecodable_chunk
 from nowcast.evaluation.cases import choose_cases, evenly_spaced
 from nowcast.evaluation.provenance import device_name
 from nowcast.evaluation.results import (
@@ -199,6 +200,8 @@ class EvaluationRunner:
             log.error("%s refused: %s", spec.label, err)
             result["status"], result["error"] = "refused", str(err)
         except Exception as err:  # one broken model must not cost the others' results
+            if undecodable_chunk(err):  # a damaged store fails every model: stop, said in one line
+                raise
             log.error("%s failed: %s: %s", spec.label, type(err).__name__, err)
             result["error"] = f"{type(err).__name__}: {err}"
             result["traceback"] = traceback.format_exc(limit=8)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from nowcast.data.store import damaged_store_message, undecodable_chunk
 from nowcast.fsutil import WriteError, WriterLock, fsync_path
 from nowcast.io.cf import forecast_filename
 from nowcast.models.spec import ModelSpec
@@ -69,6 +70,12 @@ def _iso(t: np.datetime64 | dt.datetime) -> str:
     return f"{np.datetime64(t, 's')}Z"
 
 
+def failure_reason(exc: BaseException) -> str:
+    """What a cycle's log says of ``exc``: the exception's type and message, or for a store damaged
+    outside nowcast what happened and the fix."""
+    return damaged_store_message(exc) if undecodable_chunk(exc) else f"{type(exc).__name__}: {exc}"
+
+
 class Operator:
     """Runs cycles of one job; keeps loaded models between cycles of a long-lived service."""
 
@@ -93,11 +100,12 @@ class Operator:
             try:
                 self._cycle(record, now, wait, t0, model_seconds)
             except Exception as exc:  # a cycle never dies with the service: say why, go on
-                if isinstance(exc, WriteError):  # a full disk: the message says all, no traceback
-                    log.error("cycle failed: %s", exc)
+                reason = failure_reason(exc)
+                if isinstance(exc, WriteError) or undecodable_chunk(exc):  # the message says all
+                    log.error("cycle failed: %s", reason)
                 else:
                     log.exception("cycle failed")
-                record.outcome, record.reason = "failed", f"{type(exc).__name__}: {exc}"
+                record.outcome, record.reason = "failed", reason
             finally:
                 record.seconds["total"] = round(time.perf_counter() - t0, 3)
                 self.state.record(record, model_seconds)
@@ -290,7 +298,7 @@ class Operator:
                 entry.update(outcome="used", seconds=round(time.perf_counter() - stage, 3))
                 return forecaster, rain, frames, needed
             except Exception as exc:  # any failure of one model hands over to the next
-                reason = str(exc) if isinstance(exc, HandOver) else f"{type(exc).__name__}: {exc}"
+                reason = str(exc) if isinstance(exc, HandOver) else failure_reason(exc)
                 entry.update(
                     outcome="passed over", reason=reason, seconds=round(time.perf_counter() - stage, 3)
                 )

@@ -419,6 +419,24 @@ def test_a_cycle_on_a_full_disk_loses_nothing_and_the_next_catches_up(
     assert open_store(s.store).sizes["time"] == 6
 
 
+def test_a_damaged_store_is_named_with_the_fix_in_the_cycle_log(tmp_path: Path, scans: list[Path]) -> None:
+    """A stored frame damaged outside nowcast (a disk error, an interrupted copy): extrapolation,
+    which reads it, hands over with the reason and the fix (it said "RuntimeError: error during
+    blosc decompression: -1"); persistence, which reads only the newest frame, issues the forecast."""
+    s = settings(tmp_path)
+    op = Operator(s)
+    deliver(scans[:4], s)
+    assert op.run_cycle(now=cycle_time(3), wait=False).outcome == "written"
+    chunk = s.store / RAIN / "1.0.0"  # the second frame: a past frame of the next cycle's window
+    chunk.write_bytes(chunk.read_bytes()[:40])
+    deliver([scans[4]], s)
+    assert op.run_cycle(now=cycle_time(4), wait=False).outcome == "written"
+    used = {m["model"]: m for m in log_lines(s)[-1]["models"]}
+    assert used["persistence"]["outcome"] == "used" and used["extrapolation"]["outcome"] == "passed over"
+    assert used["extrapolation"]["reason"].startswith("a stored chunk cannot be decoded (")
+    assert "restore it from a copy" in used["extrapolation"]["reason"]
+
+
 def test_service_runs_a_cycle_per_interval_and_stops_on_sigterm(tmp_path: Path) -> None:
     s = settings(tmp_path)
     # a 3-second "radar cycle" on the wall clock: no scan ever arrives, so each cycle is skipped
