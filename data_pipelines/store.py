@@ -16,10 +16,15 @@ interrupted write, or exactly as after it):
   metadata file and of the coordinate chunks the append may rewrite; recovery puts them back and
   deletes the chunks beyond the committed frames. Readers meanwhile see the committed frames:
   the consolidated metadata they read is the last thing an append rewrites;
-- frames earlier than the last stored time (out of order): the stored and the new frames are
-  merged lazily (chunk by chunk) into ``.<store>.nowcast-tmp-<pid>``, which then replaces the
-  store (old -> ``.<store>.nowcast-bak-<pid>``, temp -> store, backup removed); recovery puts a
-  backup back if the store is missing and removes it otherwise;
+- frames earlier than the last stored time (a late scan): the stored frames after the earliest
+  new one (at most :data:`MAX_TAIL_FRAMES`) are rewritten in place with the new ones sorted in, as
+  the same kind of transaction (the journal keeps their committed chunks, and a reader that opens
+  the store first rolls back a killed rewrite: :func:`recover_for_reading`), so a late scan costs
+  the same in a store of a day or of a year (``benchmarks/bench_late_scan.py``);
+- frames earlier still: the stored and the new frames are merged lazily (chunk by chunk) into
+  ``.<store>.nowcast-tmp-<pid>``, which then replaces the store (old -> ``.<store>.nowcast-bak-<pid>``,
+  temp -> store, backup removed); recovery puts a backup back if the store is missing and removes
+  it otherwise;
 - recovery also removes the ``.<store>.nowcast-tmp-*`` folders, and the ``*.tmp-*`` and zarr's
   ``*.partial`` files inside the store, of killed runs. Beside the store it touches only these
   namespaced names: a user's own ``<store>.bak-...`` copy is never removed or swapped in.
@@ -40,7 +45,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -203,11 +208,18 @@ def append_zarr(ds: xr.Dataset, path: Path) -> None:
     the rest back: at once if the append failed (a full disk: raised as
     :class:`~nowcast.fsutil.WriteError`, and the space of the frames not appended is freed), else
     at the next writer. ``ds`` holds only the variables to append (hold :func:`locked_store`)."""
+    _transaction(path, lambda: _to_zarr(ds, path, mode="a", append_dim="time"))
+
+
+def _transaction(path: Path, write: Callable[[], None], from_frame: int | None = None) -> None:
+    """Run ``write``, which changes the store ``path`` from frame ``from_frame`` on (default: only
+    frames after its last), as a transaction: journal (:func:`_begin_append`), write, fsync, commit
+    (the journal's removal); a failed write is rolled back at once, a kill at the next writer."""
     started = time.time()
     with writing(path):
         try:
-            _begin_append(path)
-            _to_zarr(ds, path, mode="a", append_dim="time")
+            _begin_append(path, from_frame)
+            write()
             # 2 s: file time stamps may lag the clock by a tick
             fsync_tree(path, newer_than=started - 2.0)
             (path / JOURNAL).unlink()  # the commit
@@ -227,20 +239,61 @@ def _roll_back_now(path: Path) -> None:
         log.warning("could not roll back the failed append to %s now (%s); the next writer will", path, err)
 
 
-def merge_store(ds: xr.Dataset, path: str | Path) -> None:
-    """Merge frames (times not in the store, any order) into the store by a safe full rewrite
-    (hold :func:`locked_store`).
+#: the most frames stored after a late frame that :func:`merge_store` rewrites in place (a day of
+#: 5-minute scans); with more, the whole store is rewritten
+MAX_TAIL_FRAMES = 288
 
-    The stored frames are read lazily (dask, one frame per chunk), so this streams.
+
+def merge_store(ds: xr.Dataset, path: str | Path) -> None:
+    """Merge frames (times not in the store, any order) into the store (hold :func:`locked_store`).
+
+    A late scan is the common case: the frames stored after the earliest new one (at most
+    :data:`MAX_TAIL_FRAMES`) are rewritten in place with the new ones among them, as a transaction
+    (:func:`_insert_near_tail`), so its cost does not grow with the store; else the store is
+    rewritten whole, streaming (dask, one frame per chunk), and replaces the old one by renames.
     """
     path = Path(path)
     with read_store(path) as old:
-        merged = xr.concat([_strip_encoding(old), _strip_encoding(ds).chunk({"time": 1})], dim="time",
-                           data_vars="minimal", coords="minimal", compat="override", join="override",
-                           combine_attrs="override").sortby("time")
-        validate_rain_dataset(merged)
-        merged = _prepare(merged)
-        replace_zarr(merged.chunk({"time": 1}), path, _encoding(merged))
+        n = old.sizes["time"]
+        first = int(np.searchsorted(old.time.values, ds.time.values.min()))
+        if n - first <= MAX_TAIL_FRAMES:
+            tail = _strip_encoding(old.isel(time=slice(first, None)).load())
+            attrs = dict(old.attrs)
+        else:
+            tail = None
+            merged = xr.concat([_strip_encoding(old), _strip_encoding(ds).chunk({"time": 1})], dim="time",
+                               data_vars="minimal", coords="minimal", compat="override", join="override",
+                               combine_attrs="override").sortby("time")
+            validate_rain_dataset(merged)
+            merged = _prepare(merged)
+            replace_zarr(merged.chunk({"time": 1}), path, _encoding(merged))
+    if tail is not None:
+        _insert_near_tail(tail, ds, path, first, attrs)
+
+
+def _insert_near_tail(tail: xr.Dataset, ds: xr.Dataset, path: Path, first: int,
+                      attrs: dict[str, Any]) -> None:
+    """Rewrite the stored frames ``tail`` (from position ``first`` to the end) with the frames
+    ``ds`` sorted in among them: the first ``len(tail)`` merged frames in place (a region write),
+    the rest appended, both in one transaction whose journal keeps the tail's committed chunks;
+    the store keeps its attributes ``attrs`` (xarray rewrites them on append).
+    Readers see sorted, unique times throughout; one reading the tail while it is rewritten (a
+    matter of milliseconds) may see part of it shifted."""
+    merged = xr.concat([tail, _strip_encoding(ds)], dim="time", data_vars="minimal", coords="minimal",
+                       compat="override", join="override", combine_attrs="override").sortby("time")
+    validate_rain_dataset(merged)
+    body = _prepare(merged).drop_vars([CRS, "x", "y"])
+    body.attrs = attrs
+    n = first + tail.sizes["time"]
+    in_place, after = body.isel(time=slice(0, n - first)), body.isel(time=slice(n - first, None))
+
+    def write() -> None:
+        # without its index, the time coordinate is written like the data (a region write skips
+        # index coordinates)
+        _to_zarr(in_place.drop_indexes("time"), path, region={"time": slice(first, n)})
+        _to_zarr(after, path, mode="a", append_dim="time")
+
+    _transaction(path, write, from_frame=first)
 
 
 def scratch_path(path: Path, kind: str) -> Path:
@@ -317,25 +370,57 @@ def _consolidated(path: Path) -> dict[str, Any]:
     return json.loads((path / ".zmetadata").read_text())["metadata"]
 
 
-def _begin_append(path: Path) -> None:
-    """Write the journal that lets :func:`recover_store` undo the append that follows."""
+def _begin_append(path: Path, from_frame: int | None = None) -> None:
+    """Write the journal that lets :func:`recover_store` undo the write that follows: an append
+    (``from_frame`` None), or a write that changes the stored frames from ``from_frame`` on."""
     zmeta = _consolidated(path)
     n = int(zmeta["time/.zarray"]["shape"][0])
+    changed = n if from_frame is None else from_frame
     metadata = {key: (path / key).read_text() for key in [".zmetadata", *zmeta] if (path / key).is_file()}
     chunks: dict[str, str | None] = {}  # chunk key -> base64 bytes (None: no such file)
     for array, axis, meta in _time_arrays(zmeta):
         size, sep = meta["chunks"][axis], meta.get("dimension_separator") or "."
-        if n % size == 0:
-            continue  # no chunk holds both committed and new frames
-        # the chunks straddling frame n are rewritten by the append: keep their committed bytes
-        grid = [range(math.ceil(s / c)) if i != axis else [n // size]
+        # the chunks holding committed frames from `changed` on are rewritten: keep their bytes
+        # (for an append: the one straddling frame n, if any)
+        committed = range(changed // size, math.ceil(n / size))
+        if not committed:
+            continue
+        grid = [range(math.ceil(s / c)) if i != axis else committed
                 for i, (s, c) in enumerate(zip(meta["shape"], meta["chunks"], strict=True))]
         for index in itertools.product(*grid):
             f = path / array / sep.join(map(str, index))
             chunks[f"{array}/{sep.join(map(str, index))}"] = (
                 base64.b64encode(f.read_bytes()).decode() if f.is_file() else None)
-    atomic_write(path / JOURNAL, json.dumps({"frames": n, "pid": os.getpid(), "started": time.time(),
-                                             "metadata": metadata, "chunks": chunks}))
+    atomic_write(path / JOURNAL, json.dumps({"frames": n, "from_frame": from_frame, "pid": os.getpid(),
+                                             "started": time.time(), "metadata": metadata,
+                                             "chunks": chunks}))
+
+
+def recover_for_reading(path: str | Path) -> None:
+    """Before a store is read: roll back a write that changed stored frames in place (a late frame
+    merged in, :func:`_insert_near_tail`) and was killed, so that readers never see its half-shifted
+    frames. An interrupted append needs nothing (its frames are not listed yet). Raises
+    :class:`~nowcast.schema.StoreError` if a live writer is rewriting the store in place now, or if
+    the store cannot be recovered here (not writable)."""
+    from nowcast.fsutil import LockedError
+
+    path = Path(path)
+    try:
+        in_place = json.loads((path / JOURNAL).read_text()).get("from_frame") is not None
+    except FileNotFoundError:
+        return  # no write in progress (or it has just committed)
+    except ValueError:
+        in_place = True  # a journal torn by a kill while it was written: let recovery decide
+    if not in_place:
+        return
+    try:
+        with locked_store(path, command="a reader recovering an interrupted rewrite"):
+            pass  # the lock's recovery rolls the rewrite back
+    except LockedError as err:
+        raise StoreError(f"{err}: late frames are being merged in; read it again in a moment") from err
+    except OSError as err:
+        raise StoreError(f"{path} holds an interrupted rewrite that cannot be rolled back here ({err}); "
+                         "`nowcast ingest` into it (no files needed) recovers it") from err
 
 
 def _rollback_append(path: Path) -> list[str]:

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from data_pipelines.store import NETCDF_SUFFIXES, crs_name, is_zarr_store, read_store, scratch_paths
+from data_pipelines.store import (
+    NETCDF_SUFFIXES,
+    crs_name,
+    is_zarr_store,
+    read_store,
+    recover_for_reading,
+    scratch_paths,
+)
 from nowcast.schema import RainValueError, StoreError, check_rain_values, validate_rain_dataset
 
 
@@ -59,6 +66,7 @@ def open_store(path: str | Path, check_values: bool = False, chunks: str | None 
     elif path.is_dir():
         if not is_zarr_store(path):
             raise StoreError(f"{path} is a folder but not a zarr store (no .zgroup / zarr.json)")
+        recover_for_reading(path)
         ds = read_store(path, chunks)
     else:
         raise StoreError(f"{path}: expected a zarr store folder or a netCDF file "
