@@ -47,6 +47,7 @@ from nowcast.schema import (
     StoreError,
     grid_signature,
     measured_timestep,
+    same_grid,
 )
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,17 @@ def skipped_lines(skipped: list[tuple[str, str]], examples: int = 3) -> list[str
                                                   if len(names) > examples else "")
             lines.append(f"  skipped {len(names)} files ({shown}): {why}")
     return lines
+
+
+def crs_summary(wkt: str) -> str:
+    """A CRS in one short line (its PROJ string), to tell two of the same name apart."""
+    from pyproj import CRS as ProjCRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        return repr(ProjCRS.from_wkt(wkt).to_proj4())
+    except CRSError:
+        return "unreadable"
 
 
 def describe_grid(sig: tuple, crs_name: str = "") -> str:
@@ -201,8 +213,10 @@ class _Writer:
             raise StoreError(f"grid mismatch: store {self.path.name} holds rain averaged over {k}x{k} pixel "
                              f"blocks, this run asks for coarsen={attrs['coarsen_factor']}; ingest into "
                              "another store")
-        if sig != self.signature:
+        if not same_grid(sig, self.signature):
             theirs = describe_grid(sig, zstore.crs_name(ds))
+            if theirs == self.grid_text:  # the same size and extent: say what is not
+                theirs += f" (its CRS is {crs_summary(sig[0])}, the store's {crs_summary(self.signature[0])})"
             raise StoreError(f"grid mismatch: {name} is on grid {theirs} but store {self.path.name} "
                              f"holds grid {self.grid_text}; refusing it")
         for key in ("conversion", "source_name"):

@@ -191,6 +191,25 @@ def grid_signature(ds: xr.Dataset) -> tuple:
             round(float(ds.x[-1]), 3), round(float(ds.y[-1]), 3))
 
 
+def same_grid(a: tuple, b: tuple) -> bool:
+    """Whether two :func:`grid_signature` s are one grid: the same size and corner pixel centres, and
+    the same coordinate reference system, compared as such (pyproj), not as WKT text, which PROJ
+    versions and writers word differently for one CRS (axis names, for one)."""
+    return a[1:] == b[1:] and (a[0] == b[0] or same_crs(a[0], b[0]))
+
+
+@functools.lru_cache(maxsize=32)
+def same_crs(wkt_a: str, wkt_b: str) -> bool:
+    """Whether two WKT texts define one CRS (axis order aside: stores keep x and y explicitly)."""
+    from pyproj import CRS as ProjCRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        return ProjCRS.from_wkt(wkt_a).equals(ProjCRS.from_wkt(wkt_b), ignore_axis_order=True)
+    except CRSError:
+        return False
+
+
 def validate_rain_dataset(ds: xr.Dataset) -> None:
     """Raise :class:`StoreError` naming every way ``ds`` breaks the schema."""
     problems = []

@@ -90,6 +90,33 @@ def test_other_grid_refused_store_unchanged(mch_files, event_files, tmp_path):
     assert tree_digest(store) == digest
 
 
+def _store_crs_wkt(store, change) -> None:
+    """Reword the CRS of ``store`` in place (its crs variable's WKT, as another PROJ would write it)."""
+    import json
+
+    for name in ("crs/.zattrs", ".zmetadata"):
+        meta = json.loads((store / name).read_text())
+        attrs = meta if name == "crs/.zattrs" else meta["metadata"]["crs/.zattrs"]
+        attrs["crs_wkt"] = change(attrs["crs_wkt"])
+        (store / name).write_text(json.dumps(meta))
+
+
+def test_one_crs_worded_otherwise_is_the_same_grid(mch_files, tmp_path):
+    """A store whose CRS WKT names its axes otherwise (another PROJ, another writer: the same CRS)
+    refused every new scan as "on grid [X] but store holds grid [X]"; now compared as a CRS."""
+    store = tmp_path / "s.zarr"
+    ingest_files(mch_files[:2], store, coarsen=4)
+    _store_crs_wkt(store, lambda wkt: wkt.replace('AXIS["latitude"', 'AXIS["geodetic latitude (Lat)"')
+                   .replace('AXIS["longitude"', 'AXIS["geodetic longitude (Lon)"'))
+    report = ingest_files(mch_files[2:4], store, coarsen=4)
+    assert report.ok and len(report.ingested) == 2 and report.n_frames == 4
+    # a CRS that is really another (same name, size and extent) is refused, saying how it differs
+    _store_crs_wkt(store, lambda wkt: wkt.replace('"Latitude of projection centre",46.9524055555556',
+                                                  '"Latitude of projection centre",46.9'))
+    (name, why), = ingest_files(mch_files[4:5], store, coarsen=4).skipped
+    assert "grid mismatch" in why and "+lat_0=46.9524055555556" in why and "+lat_0=46.9 " in why
+
+
 def test_netcdf_round_trip(mch_files, tmp_path):
     store = tmp_path / "s.zarr"
     ingest_files(mch_files[:3], store, coarsen=4)
