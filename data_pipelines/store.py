@@ -53,7 +53,15 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from nowcast.fsutil import WriterLock, atomic_write, fsync_path, fsync_tree, settle_zarr_writes, writing
+from nowcast.fsutil import (
+    LockedError,
+    WriterLock,
+    atomic_write,
+    fsync_path,
+    fsync_tree,
+    settle_zarr_writes,
+    writing,
+)
 from nowcast.schema import (
     CRS,
     RAIN,
@@ -256,7 +264,10 @@ def merge_store(ds: xr.Dataset, path: str | Path) -> None:
     with read_store(path) as old:
         n = old.sizes["time"]
         first = int(np.searchsorted(old.time.values, ds.time.values.min()))
-        if n - first <= MAX_TAIL_FRAMES:
+        if first == n:  # nothing to merge among: all after the last
+            tail = None
+            append_store(ds.sortby("time"), path)
+        elif n - first <= MAX_TAIL_FRAMES:
             tail = _strip_encoding(old.isel(time=slice(first, None)).load())
             attrs = dict(old.attrs)
         else:
@@ -402,8 +413,6 @@ def recover_for_reading(path: str | Path) -> None:
     frames. An interrupted append needs nothing (its frames are not listed yet). Raises
     :class:`~nowcast.schema.StoreError` if a live writer is rewriting the store in place now, or if
     the store cannot be recovered here (not writable)."""
-    from nowcast.fsutil import LockedError
-
     path = Path(path)
     try:
         in_place = json.loads((path / JOURNAL).read_text()).get("from_frame") is not None
