@@ -26,6 +26,8 @@ from typing import Any
 EXIT_REFUSED = 2
 #: exit code of a write that failed (a full disk, a folder not writable)
 EXIT_WRITE_FAILED = 1
+#: exit code of a command stopped by Ctrl-C (SIGINT), as the shell's 128 + 2
+EXIT_INTERRUPTED = 130
 #: errno values of an OSError that a command reports as a failed write, in one line
 WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
@@ -128,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(module.main(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (a store's interrupted write is
+        # rolled back by its next writer or reader; a file appears whole under its name or not at all)
+        print(f"nowcast {name}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except WriteError as err:  # what each writer says: the file and why
         return fail(name, err, EXIT_WRITE_FAILED)
     except OSError as err:  # any other write on a full disk: one line, not a traceback

@@ -268,6 +268,17 @@ def test_a_full_disk_is_one_line_and_exit_1_in_every_command(capsys, monkeypatch
         main(["models"])
 
 
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    import nowcast.commands.models as command
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "main", interrupted)
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err == "nowcast models: interrupted\n"
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 @pytest.mark.parametrize("command", ["forecast", "evaluate"])
 def test_a_damaged_store_is_one_line_and_exit_2(store, tmp_path, capsys, command, damage):
