@@ -8,7 +8,7 @@ Each store holds ``frames`` 5-minute frames of the default event's 2 km field (3
 fly); one frame three steps before the last arrives late and is merged by
 :func:`data_pipelines.store.merge_store` the way ``nowcast ingest`` and every ``nowcast operate``
 cycle do: the frames after it rewritten in place (the default), or the whole store rewritten
-(``MAX_TAIL_FRAMES = 0``, how every late frame was merged before). Prints a table and writes
+(``MAX_TAIL_FRAMES = 0``: what a frame later than a day costs). Prints a table and writes
 ``benchmarks/results/late-scan.txt``.
 """
 

@@ -20,7 +20,7 @@ interrupted write, or exactly as after it):
   new one (at most :data:`MAX_TAIL_FRAMES`) are rewritten in place with the new ones sorted in, as
   the same kind of transaction (the journal keeps their committed chunks, and a reader that opens
   the store first rolls back a killed rewrite: :func:`recover_for_reading`), so a late scan costs
-  the same in a store of a day or of a year (``benchmarks/bench_late_scan.py``);
+  the same whatever the store's length (``benchmarks/bench_late_scan.py``: 300 to 8,000 frames);
 - frames earlier still: the stored and the new frames are merged lazily (chunk by chunk) into
   ``.<store>.nowcast-tmp-<pid>``, which then replaces the store (old -> ``.<store>.nowcast-bak-<pid>``,
   temp -> store, backup removed); recovery puts a backup back if the store is missing and removes
