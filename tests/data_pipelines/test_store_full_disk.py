@@ -7,10 +7,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import xarray as xr
 from full_disk import LATE_S, disk_fills_at
+from store_frames import frames
 from tree_digest import tree_digest
 
 from data_pipelines import store as zstore
@@ -20,15 +19,6 @@ from nowcast.fsutil import WriteError
 FULL = "No space left on device (disk full or not writable?)"
 
 
-def _frames(first: int, n: int) -> xr.Dataset:
-    """``n`` frames of 12x10 px rain, 5 min apart from frame ``first`` on (a schema-valid dataset)."""
-    rng = np.random.default_rng(first)
-    rain = rng.gamma(0.5, 2.0, (n, 12, 10)).astype(np.float32)
-    times = np.datetime64("2021-01-01T00:00", "ns") + np.arange(first, first + n) * np.timedelta64(5, "m")
-    return zstore.frames_dataset(rain, times, np.arange(10) * 1e3, np.arange(12)[::-1] * 1e3, "EPSG:3035",
-                                 [f"f{i}" for i in range(first, first + n)], {"source": "test"})
-
-
 def _nothing_left_beside(store: Path) -> list[Path]:
     return sorted(p for p in store.parent.iterdir() if p != store)
 
@@ -36,7 +26,7 @@ def _nothing_left_beside(store: Path) -> list[Path]:
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     path = tmp_path / "s.zarr"
-    zstore.create_store(_frames(0, 4), path)
+    zstore.create_store(frames(0, 4), path)
     return path
 
 
@@ -44,13 +34,13 @@ def test_append_on_a_full_disk_is_rolled_back_at_once(store, monkeypatch):
     digest = tree_digest(store)
     disk_fills_at(monkeypatch, n=1)
     with pytest.raises(WriteError) as err:
-        zstore.append_store(_frames(4, 6), store)
+        zstore.append_store(frames(4, 6), store)
     assert str(err.value) == f"cannot write {store}: {FULL}"
     time.sleep(3 * LATE_S)  # what zarr was still writing has landed by now, or never will
     # the very bytes of before: no journal, no chunk of the frames that were not appended
     assert tree_digest(store) == digest and not _nothing_left_beside(store)
     monkeypatch.undo()
-    zstore.append_store(_frames(4, 6), store)  # with space again, the same append works
+    zstore.append_store(frames(4, 6), store)  # with space again, the same append works
     assert zstore.read_store(store).sizes["time"] == 10
 
 
@@ -58,17 +48,17 @@ def test_a_new_store_on_a_full_disk_leaves_nothing(tmp_path, monkeypatch):
     path = tmp_path / "new.zarr"
     disk_fills_at(monkeypatch, n=1)
     with pytest.raises(WriteError, match=f"^cannot write {path}: "):
-        zstore.create_store(_frames(0, 6), path)
+        zstore.create_store(frames(0, 6), path)
     time.sleep(3 * LATE_S)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_merge_on_a_full_disk_keeps_the_store(store, monkeypatch):
-    zstore.append_store(_frames(6, 2), store)  # frames 4 and 5 missing: merging them rewrites the store
+    zstore.append_store(frames(6, 2), store)  # frames 4 and 5 missing: merging them rewrites the store
     digest = tree_digest(store)
     disk_fills_at(monkeypatch, n=1)
     with pytest.raises(WriteError, match=f"^cannot write {store}: "):
-        zstore.merge_store(_frames(4, 2), store)
+        zstore.merge_store(frames(4, 2), store)
     time.sleep(3 * LATE_S)
     assert tree_digest(store) == digest and not _nothing_left_beside(store)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import xarray as xr
 from full_disk import disk_fills_at
+from store_frames import frames
 from tree_digest import tree_digest
 
 from data_pipelines import store as zstore
@@ -21,15 +22,9 @@ from nowcast.schema import StoreError
 STORED = [0, 1, 2, 3, 5, 6, 8, 9, 10]
 
 
-def _frames(first: int, n: int) -> xr.Dataset:
-    from test_store_full_disk import _frames as frames
-
-    return frames(first, n)
-
-
 @pytest.fixture
 def event() -> xr.Dataset:
-    return _frames(0, 12)
+    return frames(0, 12)
 
 
 @pytest.fixture
