@@ -119,6 +119,31 @@ def test_refuses_to_overwrite(store, tmp_path, capsys):
     assert _forecast(*args, "--overwrite") == 0
 
 
+def test_an_interrupted_batch_is_resumed(store, tmp_path, capsys):
+    """A batch stopped half way (here: one forecast file gone, its quicklook left) was refused as
+    a whole without --overwrite, which recomputes everything; --resume forecasts only the issue
+    times whose files are not all there, and refuses a folder made with other settings."""
+    out = tmp_path / "batch"
+    batch = ("--store", store, "--start", "first", "--end", "latest", "--output", out)
+    assert main(["forecast", "--model", "extrapolation", "--n-out", "3", *map(str, batch)]) == 0
+    files = sorted(out.iterdir())
+    assert [p.suffix for p in files] == [".nc", ".png"] * 5
+    finished = {p: p.stat().st_mtime_ns for p in files[2:]}
+    files[0].unlink()  # the first issue time's forecast lost, its quicklook left
+    capsys.readouterr()
+    assert main(["forecast", "--model", "extrapolation", "--n-out", "3", *map(str, batch)]) == 2
+    assert "--resume to continue a batch" in capsys.readouterr().err
+    assert main(["forecast", "--model", "extrapolation", "--n-out", "3", "--resume", *map(str, batch)]) == 0
+    assert sorted(out.iterdir()) == files and files[0].exists()
+    assert {p: p.stat().st_mtime_ns for p in files[2:]} == finished  # not forecast again
+    for other in (["--model", "extrapolation", "--n-out", "2"],
+                  ["--model", "extrapolation", "--n-out", "3", "--overwrite"]):
+        assert main(["forecast", *other, "--resume", *map(str, batch)]) == 2
+    err = capsys.readouterr().err
+    assert "with 1 member(s) and 3 lead times, this run asks for extrapolation with 1 and 2" in err
+    assert "--resume keeps the finished forecasts, --overwrite replaces them: give one" in err
+
+
 def test_bad_inputs_are_clear_errors(store, tmp_path, capsys):
     assert _forecast("--store", tmp_path / "nowhere.zarr", "--output", tmp_path / "f.nc") == 2
     assert "rain store not found" in capsys.readouterr().err

@@ -85,6 +85,9 @@ def build_parser() -> ArgumentParser:
                         "of the M members written)")
     o.add_argument("--overwrite", action=ActionYesNo, default=False,
                    help="replace existing forecast files (refused otherwise)")
+    o.add_argument("--resume", action=ActionYesNo, default=False,
+                   help="continue a batch: skip the issue times whose forecast file and quicklooks are all "
+                        "in --output (made by the same model, members and lead times), forecast the others")
     o.add_argument("--cache-dir", type=str | None, default=None,
                    help="where the embedded default store is kept "
                         "(default $NOWCAST_CACHE or ~/.cache/nowcast)")

@@ -112,9 +112,12 @@ COUNT_OPTIONS = ("members", "n_out", "batch_size", "every", "coarsen")
 def check_options(args: Any) -> None:
     """Refuse option values the run would only fail on later (after an ingest or a model load), as
     :class:`ForecastInputError` naming the option: a count of :data:`COUNT_OPTIONS` below 1, a seed
-    a torch generator cannot take, a device this machine cannot run on."""
+    a torch generator cannot take, a device this machine cannot run on, --resume with --overwrite."""
     from nowcast.models.base import usable_device
     from nowcast.types import check_counts, check_seed
+
+    if args.resume and args.overwrite:
+        raise ForecastInputError("--resume keeps the finished forecasts, --overwrite replaces them: give one")
 
     try:
         check_counts("", **{f"--{name.replace('_', '-')}": getattr(args, name) for name in COUNT_OPTIONS})
@@ -173,6 +176,36 @@ def output_paths(
 
 def quicklook_paths(path: Path, kinds: Sequence[str]) -> list[Path]:
     return [path.with_suffix(f".{k}") for k in kinds]
+
+
+def unfinished(issues: Sequence[np.datetime64], paths: Sequence[Path], kinds: Sequence[str], model: str,
+               members: int, n_out: int) -> tuple[list[np.datetime64], list[Path]]:
+    """``--resume``: the issue times (and their paths) whose forecast file or a quicklook is missing.
+    Every finished one must come from this model with these ``members`` (1 for a deterministic
+    model) and lead times (read from the file), else :class:`~nowcast.io.cf.ForecastExistsError`:
+    a batch is not continued with other settings. (A stochastic model's members for the rest are
+    drawn anew: the same seed, not the same draws an uninterrupted run would have made.)"""
+    import xarray as xr
+
+    from nowcast.io.cf import ForecastExistsError
+
+    todo_issues, todo_paths, done = [], [], 0
+    for issue, path in zip(issues, paths, strict=True):
+        if not all(q.exists() for q in (path, *quicklook_paths(path, kinds))):
+            todo_issues.append(issue)
+            todo_paths.append(path)
+            continue
+        with xr.open_dataset(path, engine="zarr" if path.suffix == ".zarr" else "netcdf4") as ds:
+            theirs = (ds.attrs.get("model"), ds.sizes.get("member"), ds.sizes.get("lead_time"))
+        if theirs != (model, members, n_out):
+            raise ForecastExistsError(f"--resume: {path} was made by {theirs[0]} with {theirs[1]} member(s) "
+                                      f"and {theirs[2]} lead times, this run asks for {model} with {members} "
+                                      f"and {n_out}; give another --output, or --overwrite")
+        done += 1
+    if done:
+        log.info("--resume: %d issue time(s) already written in full, skipped; %d to forecast", done,
+                 len(todo_issues))
+    return todo_issues, todo_paths
 
 
 def refuse_output_over_input(output: Path, source: Path, what: str, replaced: bool) -> None:
@@ -339,17 +372,25 @@ def run(args: Any) -> list[Path]:
         targets = [q for p in paths for q in (p, *quicklook_paths(p, kinds))]
         for target in targets:  # a store named like a forecast file in the --output folder
             refuse_output_over_input(target, source or store_path, what, replaced=True)
-        existing = [q for q in targets if q.exists()]
-        if existing and not args.overwrite:
+        if args.resume:
+            members = 1 if forecaster.deterministic else args.members
+            issues, paths = unfinished(issues, paths, kinds, forecaster.name, members, args.n_out)
+        existing = [q for p in paths for q in (p, *quicklook_paths(p, kinds)) if q.exists()]
+        if existing and not (args.overwrite or args.resume):
             raise ForecastExistsError(f"{len(existing)} output file(s) exist, e.g. {existing[0]}; "
-                                      "use --overwrite to replace them")
+                                      "use --overwrite to replace them (or --resume to continue a batch)")
+        if not issues:
+            log.info("done: every issue time's forecast is already in %s (--resume)", args.output)
+            return []
         log.info("store %s (%d frames, step %g min, grid %dx%d, crop %s); model %s; "
                  "%d issue time(s) %sZ .. %sZ", store_path, ds.sizes["time"], step / np.timedelta64(1, "m"),
                  ds.sizes["y"], ds.sizes["x"], args.crop or "none", forecaster.name, len(issues),
                  issues[0], issues[-1])
         job = Job(store_path, ds, rows, cols, step, forecaster, spec.checkpoint, origin)
+        # (--resume: a file left by an issue time that did not finish, e.g. a forecast without its
+        # quicklook, belongs to no finished forecast and is replaced)
         written = run_batch(job, issues, paths, args.n_out, args.members, args.seed, args.batch_size,
-                            kinds, args.quicklook_field, args.overwrite)
+                            kinds, args.quicklook_field, args.overwrite or args.resume)
         ds.close()
     log.info("done: %d forecast file(s) in %.1f s", len(written), time.perf_counter() - t_start)
     return written
