@@ -12,9 +12,11 @@ Shape conventions (all rain in mm/h unless a name says otherwise):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 #: Rain rates below this (mm/h) are set to 0 on ingest (DESIGN.md, radar-mix).
 RAIN_THRESHOLD_MM_H = 0.1
@@ -60,6 +62,18 @@ def check_seed(seed: int, name: str = "--seed") -> None:
     """Refuse a seed a torch generator cannot take (outside 0..:data:`MAX_SEED`) with a ``ValueError``."""
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"{name} must be in 0..{MAX_SEED} (2**64 - 1), got {seed}")
+
+
+def issue_seed(seed: int, issue_time: Any) -> int:
+    """The generator seed of the forecast issued at ``issue_time`` (a datetime64 or naive UTC
+    datetime) in a run seeded ``seed``: drawn from both, so that an issue time's members are the
+    same whether it is forecast alone, within a batch, in a resumed batch or by ``nowcast operate``,
+    and differ from one issue time to the next."""
+    import numpy as np
+
+    seconds = int(np.datetime64(issue_time, "s").astype(np.int64))
+    digest = hashlib.sha256(f"{seed}:{seconds}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
 
 
 def repo_root() -> Path:

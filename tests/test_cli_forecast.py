@@ -144,6 +144,30 @@ def test_an_interrupted_batch_is_resumed(store, tmp_path, capsys):
     assert "--resume keeps the finished forecasts, --overwrite replaces them: give one" in err
 
 
+def test_a_stochastic_forecast_does_not_depend_on_its_batch(store, tmp_path):
+    """An issue time's members come from --seed and the issue time: forecast alone, within a batch
+    of another range or size, or by a --resume, they are the same draws (the run's one generator
+    made them depend on what came before in the run)."""
+    args = ["--model", "steps", "--members", "2", "--seed", "7", "--quicklook", "none", "--n-out", "2",
+            "--store", str(store)]
+    assert main(["forecast", *args, "--start", "first", "--end", "latest", "--output",
+                 str(tmp_path / "batch")]) == 0
+    assert main(["forecast", *args, "--start", "2024-06-01T12:25", "--end", "latest", "--batch-size", "1",
+                 "--output", str(tmp_path / "tail")]) == 0
+    one = tmp_path / "one.nc"
+    assert main(["forecast", *args, "--issue-time", "2024-06-01T12:30", "--output", str(one)]) == 0
+    batch = {p.name: open_forecast(p).rain_rate.values for p in (tmp_path / "batch").iterdir()}
+    name = "steps_20240601T1230Z.nc"
+    np.testing.assert_array_equal(open_forecast(one).rain_rate.values, batch[name])
+    for p in (tmp_path / "tail").iterdir():
+        np.testing.assert_array_equal(open_forecast(p).rain_rate.values, batch[p.name])
+    assert not np.array_equal(batch[name], batch["steps_20240601T1235Z.nc"])
+    (tmp_path / "batch" / name).unlink()
+    assert main(["forecast", *args, "--start", "first", "--end", "latest", "--resume",
+                 "--output", str(tmp_path / "batch")]) == 0
+    np.testing.assert_array_equal(open_forecast(tmp_path / "batch" / name).rain_rate.values, batch[name])
+
+
 def test_bad_inputs_are_clear_errors(store, tmp_path, capsys):
     assert _forecast("--store", tmp_path / "nowhere.zarr", "--output", tmp_path / "f.nc") == 2
     assert "rain store not found" in capsys.readouterr().err

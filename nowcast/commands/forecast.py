@@ -70,8 +70,12 @@ def build_parser() -> ArgumentParser:
                    help="ensemble members (deterministic models always give 1)")
     m.add_argument("--n-out", type=int, default=12, help="lead times to forecast (store time steps)")
     m.add_argument("--seed", type=int, default=0,
-                   help="seed of the random generator of stochastic models (0 .. 2**64-1)")
-    m.add_argument("--batch-size", type=int, default=4, help="issue times forecast together in one call")
+                   help="seed of the random generator of stochastic models (0 .. 2**64-1); with the issue "
+                        "time it seeds each issue time's members")
+    m.add_argument("--batch-size", type=int, default=4,
+                   help="issue times forecast together in one call by a deterministic model (a stochastic "
+                        "one forecasts each issue time alone, its members seeded by --seed and the issue "
+                        "time, so that they do not depend on the batch)")
     m.add_argument("--device", type=str, default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     o = p.add_argument_group("Output")
     o.add_argument("--output", type=str, default="outputs/forecasts",

@@ -124,7 +124,11 @@ def build_parser() -> ArgumentParser:
         default=DEFAULT["crop"],
         help="forecast a sub-window: 'y0,x0,h,w' or 'size'",
     )
-    m.add_argument("--seed", type=int, default=DEFAULT["seed"], help="seed of stochastic models")
+    m.add_argument(
+        "--seed", type=int, default=DEFAULT["seed"],
+        help="seed of stochastic models (with the issue time: a cycle's members are those "
+             "`nowcast forecast --seed` draws for the same issue time)",
+    )
     o = p.add_argument_group("Output")
     o.add_argument(
         "--product",

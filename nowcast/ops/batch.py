@@ -32,7 +32,7 @@ from nowcast.ops.inputs import (
     parse_time,
     store_description,
 )
-from nowcast.types import radar_dir
+from nowcast.types import issue_seed, radar_dir
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -183,8 +183,8 @@ def unfinished(issues: Sequence[np.datetime64], paths: Sequence[Path], kinds: Se
     """``--resume``: the issue times (and their paths) whose forecast file or a quicklook is missing.
     Every finished one must come from this model with these ``members`` (1 for a deterministic
     model) and lead times (read from the file), else :class:`~nowcast.io.cf.ForecastExistsError`:
-    a batch is not continued with other settings. (A stochastic model's members for the rest are
-    drawn anew: the same seed, not the same draws an uninterrupted run would have made.)"""
+    a batch is not continued with other settings. (A stochastic model's members are seeded by the
+    issue time: the rest are the draws an uninterrupted run would have made.)"""
     import xarray as xr
 
     from nowcast.io.cf import ForecastExistsError
@@ -254,13 +254,17 @@ def run_batch(job: Job, issues: Sequence[np.datetime64], paths: Sequence[Path], 
     from nowcast.schema import RAIN, SOURCE_FILE
 
     f = job.forecaster
-    generator = torch.Generator(device=f.device).manual_seed(seed)
+    generator = torch.Generator(device=f.device)
+    # a stochastic model forecasts one issue time per call, from a generator seeded by the issue
+    # time (issue_seed): its members do not depend on the batch, the range or a --resume
+    group_size = batch_size if f.deterministic else 1
     written = []
     # a bar on a terminal for a batch; the log says what each group wrote either way
     bar = tqdm(total=len(issues), desc=f"{f.name} forecasts", unit="issue time",
                disable=None if len(issues) > 1 else True)
-    for i in range(0, len(issues), batch_size):
-        group, group_paths = issues[i:i + batch_size], paths[i:i + batch_size]
+    for i in range(0, len(issues), group_size):
+        group, group_paths = issues[i:i + group_size], paths[i:i + group_size]
+        generator.manual_seed(issue_seed(seed, group[0]))
         needed = [input_times(t, f.n_in, job.step) for t in group]
         frames = np.stack([
             job.ds[RAIN].sel(time=t.astype("datetime64[ns]")).isel(y=job.rows, x=job.cols).values

@@ -46,6 +46,7 @@ from nowcast.ops.state import (
     quarantine,
     remove_temporaries,
 )
+from nowcast.types import issue_seed
 
 log = logging.getLogger("nowcast.operate")
 
@@ -288,7 +289,7 @@ class Operator:
                 with deadline(None if last_resort else left, f"{name} forecast"):
                     motion = self._motion(forecaster, frames, inputs, record)
                     started = time.perf_counter()
-                    generator = torch.Generator().manual_seed(s.seed)
+                    generator = torch.Generator().manual_seed(issue_seed(s.seed, inputs.issue))
                     rain = forecaster.forecast(
                         torch.from_numpy(frames)[None], s.n_out, s.members, generator, motion=motion
                     )[0].numpy()
