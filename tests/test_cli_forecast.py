@@ -136,6 +136,9 @@ def test_an_interrupted_batch_is_resumed(store, tmp_path, capsys):
     assert main(["forecast", "--model", "extrapolation", "--n-out", "3", "--resume", *map(str, batch)]) == 0
     assert sorted(out.iterdir()) == files and files[0].exists()
     assert {p: p.stat().st_mtime_ns for p in files[2:]} == finished  # not forecast again
+    files[2].write_bytes(files[2].read_bytes()[:300])  # a forecast damaged since: forecast again
+    assert main(["forecast", "--model", "extrapolation", "--n-out", "3", "--resume", *map(str, batch)]) == 0
+    assert open_forecast(files[2]).sizes["lead_time"] == 3
     for other in (["--model", "extrapolation", "--n-out", "2"],
                   ["--model", "extrapolation", "--n-out", "3", "--overwrite"]):
         assert main(["forecast", *other, "--resume", *map(str, batch)]) == 2

@@ -191,12 +191,17 @@ def unfinished(issues: Sequence[np.datetime64], paths: Sequence[Path], kinds: Se
 
     todo_issues, todo_paths, done = [], [], 0
     for issue, path in zip(issues, paths, strict=True):
-        if not all(q.exists() for q in (path, *quicklook_paths(path, kinds))):
+        theirs = None
+        if all(q.exists() for q in (path, *quicklook_paths(path, kinds))):
+            try:
+                with xr.open_dataset(path, engine="zarr" if path.suffix == ".zarr" else "netcdf4") as ds:
+                    theirs = (ds.attrs.get("model"), ds.sizes.get("member"), ds.sizes.get("lead_time"))
+            except (OSError, ValueError) as err:  # damaged since: forecast again
+                log.warning("--resume: %s cannot be read (%s); forecast again", path, err)
+        if theirs is None:
             todo_issues.append(issue)
             todo_paths.append(path)
             continue
-        with xr.open_dataset(path, engine="zarr" if path.suffix == ".zarr" else "netcdf4") as ds:
-            theirs = (ds.attrs.get("model"), ds.sizes.get("member"), ds.sizes.get("lead_time"))
         if theirs != (model, members, n_out):
             raise ForecastExistsError(f"--resume: {path} was made by {theirs[0]} with {theirs[1]} member(s) "
                                       f"and {theirs[2]} lead times, this run asks for {model} with {members} "
@@ -384,6 +389,7 @@ def run(args: Any) -> list[Path]:
             raise ForecastExistsError(f"{len(existing)} output file(s) exist, e.g. {existing[0]}; "
                                       "use --overwrite to replace them (or --resume to continue a batch)")
         if not issues:
+            ds.close()
             log.info("done: every issue time's forecast is already in %s (--resume)", args.output)
             return []
         log.info("store %s (%d frames, step %g min, grid %dx%d, crop %s); model %s; "
