@@ -174,8 +174,9 @@ def output_paths(
     return [out / forecast_filename(model, t, f".{fmt}") for t in issues]
 
 
-def quicklook_paths(path: Path, kinds: Sequence[str]) -> list[Path]:
-    return [path.with_suffix(f".{k}") for k in kinds]
+def output_files(path: Path, kinds: Sequence[str]) -> list[Path]:
+    """The files an issue time writes: its forecast ``path`` and the quicklooks of ``kinds`` beside it."""
+    return [path, *(path.with_suffix(f".{k}") for k in kinds)]
 
 
 def unfinished(issues: Sequence[np.datetime64], paths: Sequence[Path], kinds: Sequence[str], model: str,
@@ -192,7 +193,7 @@ def unfinished(issues: Sequence[np.datetime64], paths: Sequence[Path], kinds: Se
     todo_issues, todo_paths, done = [], [], 0
     for issue, path in zip(issues, paths, strict=True):
         theirs = None
-        if all(q.exists() for q in (path, *quicklook_paths(path, kinds))):
+        if all(q.exists() for q in output_files(path, kinds)):
             try:
                 with xr.open_dataset(path, engine="zarr" if path.suffix == ".zarr" else "netcdf4") as ds:
                     theirs = (ds.attrs.get("model"), ds.sizes.get("member"), ds.sizes.get("lead_time"))
@@ -378,13 +379,13 @@ def run(args: Any) -> list[Path]:
             raise ForecastInputError(f"no issue time in the range has its {n_in} input frames "
                                      f"with radar data in {store_path}")
         paths = output_paths(args.output, args.format, forecaster.name, issues, batch)
-        targets = [q for p in paths for q in (p, *quicklook_paths(p, kinds))]
+        targets = [q for p in paths for q in output_files(p, kinds)]
         for target in targets:  # a store named like a forecast file in the --output folder
             refuse_output_over_input(target, source or store_path, what, replaced=True)
         if args.resume:
             members = 1 if forecaster.deterministic else args.members
             issues, paths = unfinished(issues, paths, kinds, forecaster.name, members, args.n_out)
-        existing = [q for p in paths for q in (p, *quicklook_paths(p, kinds)) if q.exists()]
+        existing = [q for p in paths for q in output_files(p, kinds) if q.exists()]
         if existing and not (args.overwrite or args.resume):
             raise ForecastExistsError(f"{len(existing)} output file(s) exist, e.g. {existing[0]}; "
                                       "use --overwrite to replace them (or --resume to continue a batch)")
