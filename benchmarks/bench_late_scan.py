@@ -8,8 +8,8 @@ Each store holds ``frames`` 5-minute frames of the default event's 2 km field (3
 fly); one frame three steps before the last arrives late and is merged by
 :func:`data_pipelines.store.merge_store` the way ``nowcast ingest`` and every ``nowcast operate``
 cycle do: the frames after it rewritten in place (the default), or the whole store rewritten
-(``MAX_TAIL_FRAMES = 0``: what a frame later than a day costs). Prints a table and writes
-``benchmarks/results/late-scan.txt``.
+(``MAX_TAIL_FRAMES = 0``: what a frame later than a day costs), with the store's size on disk.
+Prints a table and writes ``benchmarks/results/late-scan.txt``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> None:
     args.folder.mkdir(parents=True, exist_ok=True)
     default = zstore.MAX_TAIL_FRAMES
     lines = ["# python benchmarks/bench_late_scan.py --frames " + " ".join(map(str, args.frames)),
-             f"store frames | in place (s) | whole rewrite (s) | ratio   "
+             f"store frames | store size (MB) | in place (s) | whole rewrite (s) | ratio   "
              f"(one late frame {LATE} steps before the last; {rain.shape[1]}x{rain.shape[2]} px)"]
     print(lines[1])
     for n in args.frames:
@@ -72,8 +72,9 @@ def main() -> None:
         in_place = merge_seconds(path, late, default)
         path, late = build(args.folder, n, rain, ref)
         whole = merge_seconds(path, late, 0)
+        megabytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
         shutil.rmtree(path)
-        lines.append(f"{n} | {in_place:.2f} | {whole:.2f} | {whole / in_place:.0f}x")
+        lines.append(f"{n} | {megabytes:.0f} | {in_place:.2f} | {whole:.2f} | {whole / in_place:.0f}x")
         print(lines[-1], flush=True)
     zstore.MAX_TAIL_FRAMES = default
     out = repo_root() / "benchmarks/results/late-scan.txt"
